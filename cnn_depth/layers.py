@@ -1,0 +1,179 @@
+"""Building blocks shared by every model: convolutions, shortcuts and the per-block residual gate.
+
+Layout is NHWC everywhere (XLA's preferred layout on TPU and GPU, and the one the custom CPU
+backward below is written for).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Literal, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Dtype = Any
+ConvImpl = Literal["auto", "xla", "cpu_vjp"]
+
+# He et al. 2015 ("Delving deep into rectifiers"), eq. (10) in its backward form, std = sqrt(2 / (k*k*c_out)):
+# the initialisation of fb.resnet.torch and torchvision, used for every convolution here.
+he_normal = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+_DN = ("NHWC", "HWIO", "NHWC")
+
+
+def _conv(x, kernel, strides, padding):
+  return lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=_DN)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv_cpu_vjp(x, kernel, strides: tuple[int, int], padding: tuple[tuple[int, int], ...]):
+  """A 2-D convolution (NHWC x HWIO) whose backward pass is written out as two forward convolutions.
+
+  Same values and gradients as `lax.conv_general_dilated`. It exists for XLA:CPU: inside a scan/while
+  loop the backward convolutions XLA derives get non-canonical layouts and miss the fast CPU kernels
+  (20-30x slower; jax-ml/jax#12868, see FINDINGS.md). Here the input gradient is a convolution of the
+  output gradient with the flipped, transposed kernel, and the kernel gradient a convolution over
+  transposed activations; `optimization_barrier` keeps XLA from folding the explicit transposes back
+  into a layout-changing convolution.
+  """
+  return _conv(x, kernel, strides, padding)
+
+
+def _conv_cpu_vjp_fwd(x, kernel, strides, padding):
+  return _conv(x, kernel, strides, padding), (x, kernel)
+
+
+def _conv_cpu_vjp_bwd(strides, padding, res, g):
+  x, kernel = res
+  kh, kw = kernel.shape[:2]
+  in_hw = x.shape[1:3]
+  g = g.astype(x.dtype)
+  # Rows of the padded input that the strided window never reached (r below) shift the padding.
+  rem = [(n + lo + hi - k) % s for n, (lo, hi), k, s in zip(in_hw, padding, (kh, kw), strides)]
+
+  # d/dx: convolve the stride-dilated output gradient with the spatially flipped kernel, in/out swapped.
+  flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
+  dx_pad = [(k - 1 - lo, k - 1 - hi + r) for (lo, hi), k, r in zip(padding, (kh, kw), rem)]
+  dx = lax.conv_general_dilated(g, flipped, (1, 1), dx_pad, lhs_dilation=strides, dimension_numbers=_DN)
+
+  # d/dkernel: a convolution whose "batch" is the input channels and whose "features" are the examples.
+  xt = lax.optimization_barrier(x.transpose(3, 1, 2, 0))  # (C_in, H, W, N)
+  gt = lax.optimization_barrier(g.transpose(1, 2, 0, 3))  # (H_out, W_out, N, C_out)
+  dk_pad = [(lo, hi - r) for (lo, hi), r in zip(padding, rem)]
+  dk = lax.conv_general_dilated(xt, gt, (1, 1), dk_pad, rhs_dilation=strides, dimension_numbers=_DN)
+  dk = dk.transpose(1, 2, 0, 3)  # (C_in, kh, kw, C_out) -> HWIO
+  return dx.astype(x.dtype), dk.astype(kernel.dtype)
+
+
+conv_cpu_vjp.defvjp(_conv_cpu_vjp_fwd, _conv_cpu_vjp_bwd)
+
+
+def resolve_conv_impl(impl: ConvImpl) -> str:
+  """'auto' picks the explicit-backward convolution on CPU only (the GPU/TPU paths do not need it)."""
+  if impl == "auto":
+    return "cpu_vjp" if jax.default_backend() == "cpu" else "xla"
+  if impl not in ("xla", "cpu_vjp"):
+    raise ValueError(f"conv_impl must be 'auto', 'xla' or 'cpu_vjp', got {impl!r}")
+  return impl
+
+
+class Conv(nn.Module):
+  """A bias-free convolution with He-normal init and torch-style symmetric padding k//2.
+
+  Parameters are stored as `kernel` (HWIO, float32); computation runs in `dtype`.
+  """
+
+  features: int
+  kernel_size: int = 3
+  strides: int = 1
+  dtype: Dtype = jnp.float32
+  conv_impl: ConvImpl = "auto"
+
+  @nn.compact
+  def __call__(self, x):
+    k, s = self.kernel_size, self.strides
+    kernel = self.param("kernel", he_normal, (k, k, x.shape[-1], self.features), jnp.float32)
+    x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+    padding = ((k // 2, k // 2), (k // 2, k // 2))
+    if resolve_conv_impl(self.conv_impl) == "cpu_vjp":
+      return conv_cpu_vjp(x, kernel, (s, s), padding)
+    return _conv(x, kernel, (s, s), padding)
+
+
+def batch_norm(train: bool, dtype: Dtype, axis_name: str | None = None) -> functools.partial:
+  """BatchNorm as the papers use it (momentum 0.9 in flax terms = 0.1 in torch terms, eps 1e-5).
+
+  Statistics and parameters stay float32 whatever `dtype` computes in. Under `jax.jit` with a sharded
+  batch, the statistics are over the *global* batch; `axis_name` is only for per-device ("ghost")
+  statistics inside `shard_map`.
+  """
+  return functools.partial(
+      nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
+      axis_name=axis_name)
+
+
+def shortcut_a(x, features: int, strides: int):
+  """He et al. option A: identity; at a dimension change subsample by the stride and zero-pad channels.
+
+  Parameter-free. The channel padding is split evenly before and after, as in the widely used CIFAR
+  implementations.
+  """
+  if strides > 1:
+    x = x[:, ::strides, ::strides, :]
+  extra = features - x.shape[-1]
+  if extra < 0:
+    raise ValueError(f"option A cannot shrink channels ({x.shape[-1]} -> {features})")
+  if extra:
+    x = jnp.pad(x, ((0, 0), (0, 0), (0, 0), (extra // 2, extra - extra // 2)))
+  return x
+
+
+class ProjectionShortcut(nn.Module):
+  """He et al. option B at a dimension change: 1x1 convolution with the block's stride, then BN."""
+
+  features: int
+  strides: int
+  norm: Any
+  dtype: Dtype = jnp.float32
+  conv_impl: ConvImpl = "auto"
+  with_norm: bool = True
+
+  @nn.compact
+  def __call__(self, x):
+    x = Conv(self.features, 1, self.strides, self.dtype, self.conv_impl, name="conv")(x)
+    return self.norm(name="bn")(x) if self.with_norm else x
+
+
+# Where the gradient may flow through a block (the `grad_route` codes): Veit et al. 2016 §5 measure the
+# gradient of the paths that go through the residual branch of a chosen set of blocks and through the
+# skip of all others.
+ROUTE_BOTH, ROUTE_BRANCH, ROUTE_SKIP = 0, 1, 2
+
+
+def route_gradient(value, allow):
+  """`value` unchanged in the forward pass; its gradient multiplied by `allow` (0 or 1) in the backward."""
+  allow = jnp.asarray(allow, value.dtype)
+  return allow * value + (1 - allow) * lax.stop_gradient(value)
+
+
+def expand_gate(gate, ndim: int):
+  """A per-block gate is a scalar (one draw per mini-batch) or a (batch,) vector (one draw per sample)."""
+  gate = jnp.asarray(gate)
+  return gate.reshape(gate.shape + (1,) * (ndim - gate.ndim))
+
+
+def combine(skip, branch, gate, route=None):
+  """skip + gate * branch, with the gradient optionally routed (see ROUTE_*)."""
+  if route is not None:
+    branch = route_gradient(branch, route != ROUTE_SKIP)
+    skip = route_gradient(skip, route != ROUTE_BRANCH)
+  return skip + expand_gate(gate, branch.ndim).astype(branch.dtype) * branch
+
+
+def same_or_pairs(values: Sequence[int] | int, n: int) -> tuple[int, ...]:
+  if isinstance(values, int):
+    return (values,) * n
+  return tuple(values)

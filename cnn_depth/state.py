@@ -1,0 +1,40 @@
+"""The train state, built under `jax.jit` so it is born with its final shardings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a step changes: a pytree, so it can be donated, sharded and checkpointed whole."""
+
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  rng: jax.Array  # typed PRNG key: augmentation and stochastic-depth draws are fold_in(rng, step)
+
+
+def create_train_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array,
+                       image_shape, sharding=None) -> TrainState:
+  """Initialise parameters, BN statistics and optimiser state in one compiled call.
+
+  `sharding` (e.g. `sharding.replicated(mesh)`) places the whole state; None leaves it to jit.
+  """
+  init_rng, state_rng = jax.random.split(rng)
+
+  def init():
+    variables = model.init(init_rng, jnp.zeros((1,) + tuple(image_shape), jnp.float32), train=False)
+    params = variables["params"]
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
+                      rng=state_rng)
+
+  return jax.jit(init, out_shardings=sharding)()

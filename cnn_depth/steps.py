@@ -1,0 +1,131 @@
+"""Pure train and eval steps: (state, batch) -> (state, metrics as sums and counts).
+
+The steps take *raw* uint8 images; normalisation and the CIFAR augmentation (He et al. §4.2: 4-pixel
+zero pad, random 32x32 crop, horizontal flip) run on the device inside the compiled step, drawn from
+`fold_in(state.rng, state.step)`, so a fast accelerator never waits on the host and a resumed run
+draws exactly what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from cnn_depth import models
+from cnn_depth.state import TrainState
+
+
+def normalize(images, mean: Sequence[float], std: Sequence[float], dtype=jnp.float32):
+  """uint8 (or float in [0, 255]) images -> (x - mean) / std per channel, in `dtype`."""
+  x = images.astype(jnp.float32)
+  return ((x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)).astype(dtype)
+
+
+def random_crop_flip(rng, images, pad: int = 4, flip: bool = True):
+  """Zero-pad by `pad`, crop back to the original size at a random offset, flip half horizontally.
+
+  One offset and one flip per example. Apply to *normalised* images so the padding is the mean
+  (zero after normalisation), as in the papers' code.
+  """
+  n, h, w, _ = images.shape
+  k_off, k_flip = jax.random.split(rng)
+  if pad:
+    padded = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    offsets = jax.random.randint(k_off, (n, 2), 0, 2 * pad + 1)
+    crop = lambda img, o: jax.lax.dynamic_slice(img, (o[0], o[1], 0), (h, w, img.shape[-1]))
+    images = jax.vmap(crop)(padded, offsets)
+  if flip:
+    do_flip = jax.random.bernoulli(k_flip, 0.5, (n, 1, 1, 1))
+    images = jnp.where(do_flip, images[:, :, ::-1, :], images)
+  return images
+
+
+def cross_entropy(logits, labels):
+  return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
+
+
+def block_grad_norms(tree, model: models.ResNet) -> jax.Array:
+  """L2 norm of each block's slice of `tree` (gradients or parameters), in block order."""
+  norms = []
+  for s, n in enumerate(model.stage_sizes):
+    first = tree[f"stage{s}_block0"] if f"stage{s}_block0" in tree else None
+    sq = lambda t, axes=None: sum(jnp.sum(jnp.square(a.astype(jnp.float32)), axis=axes)
+                                  for a in jax.tree_util.tree_leaves(t))
+    norms.append(jnp.sqrt(sq(first))[None])
+    if f"stage{s}_blocks" in tree:  # scanned layout: leading axis = blocks 1..n-1
+      stacked = tree[f"stage{s}_blocks"]
+      norms.append(jnp.sqrt(sum(jnp.sum(jnp.square(a.astype(jnp.float32)), axis=tuple(range(1, a.ndim)))
+                                for a in jax.tree_util.tree_leaves(stacked))))
+    else:
+      norms += [jnp.sqrt(sq(tree[f"stage{s}_block{b}"]))[None] for b in range(1, n)]
+  return jnp.concatenate(norms)
+
+
+def train_step(state: TrainState, batch: dict, *, model: models.ResNet,
+               tx: optax.GradientTransformation, mean, std, augment: bool = True,
+               log_block_norms: bool = False) -> tuple[TrainState, dict]:
+  """One SGD step on a batch {'image': uint8 (B, H, W, C), 'label': int (B,)}.
+
+  Returns metrics as sums over the batch (loss_sum, correct, count) so they add up across steps and
+  devices; the gradient and parameter L2 norms (and, optionally, per-block gradient norms) are cheap
+  diagnostics computed in the same program.
+  """
+  rng = jax.random.fold_in(state.rng, state.step)
+  aug_rng, drop_rng = jax.random.split(rng)
+  x = normalize(batch["image"], mean, std, model.dtype)
+  if augment:
+    x = random_crop_flip(aug_rng, x)
+  labels = batch["label"]
+
+  def loss_fn(params):
+    logits, updates = model.apply(
+        {"params": params, "batch_stats": state.batch_stats}, x, train=True,
+        mutable=["batch_stats"], rngs={"drop": drop_rng})
+    losses = cross_entropy(logits, labels)
+    return jnp.mean(losses), (logits, losses, updates["batch_stats"])
+
+  grads, (logits, losses, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  metrics = {
+      "loss_sum": jnp.sum(losses),
+      "correct": jnp.sum(jnp.argmax(logits, -1) == labels),
+      "count": jnp.asarray(labels.shape[0], jnp.int32),
+      "grad_norm": optax.tree.norm(grads),
+      "param_norm": optax.tree.norm(params),
+  }
+  if log_block_norms:
+    metrics["block_grad_norms"] = block_grad_norms(grads, model)
+    metrics["block_param_norms"] = block_grad_norms(params, model)
+  new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                            opt_state=opt_state)
+  return new_state, metrics
+
+
+def eval_step(state: TrainState, batch: dict, *, model: models.ResNet, mean, std,
+              gates=None) -> dict:
+  """Sums of loss and correct predictions on a batch, with BN in inference mode.
+
+  `batch` may carry a 'mask' (1 for real examples, 0 for padding that completes the last batch).
+  """
+  x = normalize(batch["image"], mean, std, model.dtype)
+  logits = model.apply({"params": state.params, "batch_stats": state.batch_stats}, x, train=False,
+                       gates=gates)
+  mask = batch.get("mask", jnp.ones(batch["label"].shape, jnp.float32)).astype(jnp.float32)
+  return {
+      "loss_sum": jnp.sum(cross_entropy(logits, batch["label"]) * mask),
+      "correct": jnp.sum((jnp.argmax(logits, -1) == batch["label"]) * mask),
+      "count": jnp.sum(mask),
+  }
+
+
+def compile_train_step(model, tx, mean, std, state_sharding=None, batch_sharding=None, **kw):
+  """The jitted train step with the state donated; shardings as given (None: let jit choose)."""
+  fn = functools.partial(train_step, model=model, tx=tx, mean=tuple(mean), std=tuple(std), **kw)
+  return jax.jit(fn, in_shardings=(state_sharding, batch_sharding),
+                 out_shardings=(state_sharding, None), donate_argnums=(0,))

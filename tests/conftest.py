@@ -1,0 +1,15 @@
+"""Test-wide JAX settings: 8 fake CPU devices (for sharding tests) and a persistent compilation cache.
+
+Both must be set before JAX initialises its backends, hence here and not in a fixture.
+"""
+
+import os
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+
+_cache = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".jax_cache")
+jax.config.update("jax_compilation_cache_dir", _cache)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)

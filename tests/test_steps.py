@@ -1,0 +1,95 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnn_depth import models, optim, sharding, state as state_lib, steps
+
+MEAN, STD = (125.3, 123.0, 113.9), (63.0, 62.1, 66.7)
+
+
+def tiny_setup(batch=16, **model_kw):
+  model = models.cifar_resnet(8, width=4, **model_kw)
+  tx = optim.sgd(optim.step_decay_schedule(0.1, [100, 200]))
+  rng = np.random.default_rng(0)
+  data = {"image": rng.integers(0, 256, (batch, 16, 16, 3), dtype=np.uint8),
+          "label": rng.integers(0, 10, (batch,), dtype=np.int32)}
+  return model, tx, data
+
+
+def test_schedule_step_decay_and_warmup():
+  s = optim.step_decay_schedule(0.1, [32000, 48000])
+  assert [float(s(i)) for i in (0, 31999, 32000, 47999, 48000, 63999)] == pytest.approx(
+      [0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+  w = optim.step_decay_schedule(0.1, [32000, 48000], warmup_steps=400, warmup_lr=0.01)
+  assert [float(w(i)) for i in (0, 399, 400, 31999, 32000, 48000)] == pytest.approx(
+      [0.01, 0.01, 0.1, 0.1, 0.01, 0.001])
+  assert optim.to_steps(250, "epochs", 391) == 97750 and optim.to_steps(64000, "steps", 391) == 64000
+  with pytest.raises(ValueError, match="after the warm-up"):
+    optim.step_decay_schedule(0.1, [300], warmup_steps=400)
+
+
+def test_sgd_is_torch_style_coupled_weight_decay():
+  tx = optim.sgd(0.1, momentum=0.9, weight_decay=1e-4)
+  p = {"w": jnp.array([1.0, -2.0])}
+  g = {"w": jnp.array([0.5, 0.5])}
+  st = tx.init(p)
+  u1, st = tx.update(g, st, p)
+  # torch: buf = g + wd * p; p -= lr * buf
+  np.testing.assert_allclose(u1["w"], -0.1 * (g["w"] + 1e-4 * p["w"]), rtol=1e-6)
+
+
+def test_augmentation_shapes_and_determinism():
+  x = jnp.arange(2 * 8 * 8 * 1, dtype=jnp.float32).reshape(2, 8, 8, 1) + 1
+  a = steps.random_crop_flip(jax.random.key(0), x)
+  b = steps.random_crop_flip(jax.random.key(0), x)
+  assert a.shape == x.shape
+  np.testing.assert_array_equal(a, b)
+  # every output pixel is either an input pixel or zero padding
+  assert set(np.unique(np.asarray(a))) <= set(np.unique(np.asarray(x))) | {0.0}
+  assert not np.array_equal(steps.random_crop_flip(jax.random.key(1), x), a)
+
+
+def test_train_step_learns_and_compiles_once():
+  model, tx, data = tiny_setup()
+  state = state_lib.create_train_state(model, tx, jax.random.key(0), (16, 16, 3))
+  step = steps.compile_train_step(model, tx, MEAN, STD, augment=False, log_block_norms=True)
+  losses = []
+  for _ in range(6):
+    state, m = step(state, data)
+    losses.append(float(m["loss_sum"]) / float(m["count"]))
+  assert step._cache_size() == 1
+  assert int(state.step) == 6 and losses[-1] < losses[0]
+  assert m["block_grad_norms"].shape == (3,) and bool(jnp.all(m["block_grad_norms"] > 0))
+  ev = jax.jit(lambda s, b: steps.eval_step(s, b, model=model, mean=MEAN, std=STD))(state, data)
+  assert float(ev["count"]) == 16 and 0 <= float(ev["correct"]) <= 16
+
+
+def test_block_norms_same_in_scan_and_unroll_layouts():
+  model = models.cifar_resnet(14, width=4)
+  v = model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)), train=False)
+  a = steps.block_grad_norms(v["params"], model)
+  b = steps.block_grad_norms(models.unstack_stages(v["params"]), model.clone(stages="unroll"))
+  np.testing.assert_allclose(a, b, rtol=1e-6)
+  assert a.shape == (6,)
+
+
+def test_one_step_on_eight_devices_equals_one_device():
+  assert jax.device_count() == 8, "tests run with --xla_force_host_platform_device_count=8"
+  model, tx, data = tiny_setup(batch=16)
+  results = []
+  for devices in (jax.devices()[:1], jax.devices()):
+    mesh = sharding.data_mesh(devices)
+    repl, shard = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+    state = state_lib.create_train_state(model, tx, jax.random.key(0), (16, 16, 3), repl)
+    step = steps.compile_train_step(model, tx, MEAN, STD, repl, shard)
+    state, m = step(state, jax.device_put(data, shard))
+    results.append((float(m["loss_sum"]), state.params))
+  assert results[0][0] == pytest.approx(results[1][0], rel=1e-6)
+  for a, b in zip(jax.tree_util.tree_leaves(results[0][1]), jax.tree_util.tree_leaves(results[1][1])):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)  # float reassociation across devices
+
+
+def test_batch_must_split_over_devices():
+  with pytest.raises(ValueError, match="not divisible by the 8 devices"):
+    sharding.check_batch_size(12, sharding.data_mesh())
