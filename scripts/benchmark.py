@@ -44,6 +44,7 @@ flags.DEFINE_integer("repeats", 5, "Timed repeats; the median is reported.")
 flags.DEFINE_integer("max_unroll_depth", 110, "Skip stages=unroll above this depth (compile time).")
 flags.DEFINE_string("out_dir", "results/benchmarks", "Where <device>.jsonl goes; '' writes nothing.")
 flags.DEFINE_string("tag", "", "Free-text label stored with each record (e.g. the XLA flags tried).")
+flags.DEFINE_bool("report", False, "Only rewrite <device>.md from every <device>.jsonl in --out_dir.")
 flags.DEFINE_string("single", "", "Internal: run one configuration given as JSON and print its record.")
 
 FLAGS = flags.FLAGS
@@ -113,6 +114,33 @@ def configurations():
                tag=FLAGS.tag)
 
 
+HEADER = ("| family | depth | batch | dtype | stages | images/s | step ms | compile s | peak GB |\n"
+          "|---|---|---|---|---|---|---|---|---|")
+
+
+def write_reports(out_dir: str):
+  """<device>.md for each <device>.jsonl: one table per tag (XLA flags / experiment), in record order."""
+  for name in sorted(os.listdir(out_dir)):
+    if not name.endswith(".jsonl"):
+      continue
+    with open(os.path.join(out_dir, name)) as f:
+      records = [json.loads(line) for line in f if line.strip()]
+    by_tag = {}
+    for r in records:
+      by_tag.setdefault(r.get("tag") or "untagged", []).append(r)
+    first = records[0]
+    lines = [f"# Train-step benchmark: {first['device']}", "",
+             f"Made by `scripts/benchmark.py` (jax {first['jax_version']}, {first['date']}); the raw "
+             f"records are in `{name}`. Synthetic uint8 CIFAR batches on the device, augmentation and "
+             f"SGD inside the step; images/s is the median of the timed repeats.", ""]
+    for tag, rs in by_tag.items():
+      flags_used = sorted({r.get("xla_flags", "") for r in rs} - {""})
+      lines += [f"## {tag}" + (f" (XLA_FLAGS={', '.join(flags_used)})" if flags_used else ""), "",
+                HEADER, *map(table_row, rs), ""]
+    with open(os.path.join(out_dir, name[:-len(".jsonl")] + ".md"), "w") as f:
+      f.write("\n".join(lines))
+
+
 def table_row(r: dict) -> str:
   mem = "-" if r.get("peak_mem_gb") is None else f"{r['peak_mem_gb']:.2f}"
   return (f"| {r['family']} | {r['depth']} | {r['batch']} | {r['dtype']} | {r['stages']}"
@@ -125,8 +153,10 @@ def main(argv):
   if FLAGS.single:
     print("RECORD " + json.dumps(run_one(json.loads(FLAGS.single))), flush=True)
     return
-  print("| family | depth | batch | dtype | stages | images/s | step ms | compile s | peak GB |")
-  print("|---|---|---|---|---|---|---|---|---|", flush=True)
+  if FLAGS.report:
+    write_reports(FLAGS.out_dir)
+    return
+  print(HEADER, flush=True)
   records = []
   for cfg in configurations():
     proc = subprocess.run([sys.executable, __file__, "--single", json.dumps(cfg)],
@@ -144,6 +174,8 @@ def main(argv):
       name = record["device"].replace(" ", "_").lower()
       with open(os.path.join(FLAGS.out_dir, f"{name}.jsonl"), "a") as f:
         f.write(json.dumps(record) + "\n")
+  if FLAGS.out_dir and records:
+    write_reports(FLAGS.out_dir)
 
 
 if __name__ == "__main__":
