@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test venv clean
+.PHONY: test quickstart venv clean
 
 venv: $(STAMP)
 
@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	XLA_FLAGS=--xla_force_host_platform_device_count=8 $(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+quickstart: $(STAMP)
+	$(BIN)/python scripts/quickstart.py --workdir=runs/quickstart
 
 clean:
 	rm -rf $(VENV) .pytest_cache

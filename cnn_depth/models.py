@@ -365,7 +365,7 @@ def build_model(config: Mapping[str, Any]) -> ResNet:
     raise ValueError(f"unknown model config fields {sorted(unknown)}; known: {sorted(known)}")
   if "dtype" in cfg:
     cfg["dtype"] = jnp.dtype(cfg["dtype"])
-  block = cfg.pop("block", None)
+  block = cfg.pop("block", None) or None
   match family:
     case "cifar_resnet":
       return cifar_resnet(depth, residual=True, **cfg)

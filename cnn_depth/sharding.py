@@ -44,3 +44,8 @@ def global_batch(local_batch, mesh: Mesh):
   sharding = batch_sharded(mesh)
   return jax.tree_util.tree_map(
       lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a)), local_batch)
+
+
+def replicate(array, mesh: Mesh):
+  """A host numpy array, identical in every process, as a jax.Array replicated over the mesh."""
+  return jax.make_array_from_process_local_data(replicated(mesh), np.asarray(array))

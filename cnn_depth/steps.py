@@ -68,18 +68,20 @@ def block_grad_norms(tree, model: models.ResNet) -> jax.Array:
 
 def train_step(state: TrainState, batch: dict, *, model: models.ResNet,
                tx: optax.GradientTransformation, mean, std, augment: bool = True,
-               log_block_norms: bool = False) -> tuple[TrainState, dict]:
+               crop_padding: int = 4, flip: bool = True, log_block_norms: bool = False,
+               skip_nonfinite: bool = False) -> tuple[TrainState, dict]:
   """One SGD step on a batch {'image': uint8 (B, H, W, C), 'label': int (B,)}.
 
   Returns metrics as sums over the batch (loss_sum, correct, count) so they add up across steps and
   devices; the gradient and parameter L2 norms (and, optionally, per-block gradient norms) are cheap
-  diagnostics computed in the same program.
+  diagnostics computed in the same program. With `skip_nonfinite`, a step whose loss or gradients are
+  not finite leaves parameters, BN statistics and optimiser state unchanged (counted in 'skipped').
   """
   rng = jax.random.fold_in(state.rng, state.step)
   aug_rng, drop_rng = jax.random.split(rng)
   x = normalize(batch["image"], mean, std, model.dtype)
   if augment:
-    x = random_crop_flip(aug_rng, x)
+    x = random_crop_flip(aug_rng, x, crop_padding, flip)
   labels = batch["label"]
 
   def loss_fn(params):
@@ -92,18 +94,29 @@ def train_step(state: TrainState, batch: dict, *, model: models.ResNet,
   grads, (logits, losses, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
+  new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                            opt_state=opt_state)
+  grad_norm = optax.tree.norm(grads)
+  skipped = jnp.zeros((), jnp.int32)
+  if skip_nonfinite:
+    ok = jnp.isfinite(jnp.sum(losses)) & jnp.isfinite(grad_norm)
+    keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, old)
+    new_state = new_state.replace(params=keep(params, state.params),
+                                  batch_stats=keep(batch_stats, state.batch_stats),
+                                  opt_state=keep(opt_state, state.opt_state))
+    skipped = (~ok).astype(jnp.int32)
+    losses = jnp.where(ok, losses, 0.0)
   metrics = {
       "loss_sum": jnp.sum(losses),
       "correct": jnp.sum(jnp.argmax(logits, -1) == labels),
       "count": jnp.asarray(labels.shape[0], jnp.int32),
-      "grad_norm": optax.tree.norm(grads),
-      "param_norm": optax.tree.norm(params),
+      "grad_norm": grad_norm,
+      "param_norm": optax.tree.norm(new_state.params),
+      "skipped": skipped,
   }
   if log_block_norms:
     metrics["block_grad_norms"] = block_grad_norms(grads, model)
-    metrics["block_param_norms"] = block_grad_norms(params, model)
-  new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
-                            opt_state=opt_state)
+    metrics["block_param_norms"] = block_grad_norms(new_state.params, model)
   return new_state, metrics
 
 

@@ -1,0 +1,74 @@
+"""The fields every training config has, with the He et al. CIFAR recipe as defaults.
+
+Config files in `configs/` start from `base()` and change what their paper changes; the package itself
+never imports `configs/` (configs are passed to `train.train_and_evaluate` as values).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def base() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+
+  c.dataset = ml_collections.ConfigDict()
+  c.dataset.name = "cifar10"  # cifar10 | cifar100 | digits (embedded, no download)
+  c.dataset.data_dir = ""  # a cifar-10-batches-py folder (or its parent) or a TFDS data_dir
+  c.dataset.validation_size = 0  # > 0: hold out this many training images as the test set (45k/5k)
+
+  c.model = ml_collections.ConfigDict()
+  c.model.family = "cifar_resnet"  # cifar_resnet | cifar_plain | cifar_preact | imagenet_resnet | ...
+  c.model.depth = 20
+  c.model.width = 16
+  c.model.shortcut = "A"
+  c.model.block = ""  # cifar_preact only: 'basic' or 'bottleneck' ('' = the family's default)
+  c.model.dtype = "float32"
+  c.model.stages = "scan"
+  c.model.unroll = 1
+  c.model.remat = False
+  c.model.survival_last = 1.0  # stochastic depth p_L; 1 = off
+  c.model.drop_mode = "batch"
+  c.model.zero_init_last = False
+  c.model.conv_impl = "auto"
+
+  # He et al. 2016 §4.2: batch 128, SGD momentum 0.9, weight decay 1e-4, lr 0.1 divided by 10 at
+  # 32k and 48k iterations, stop at 64k.
+  c.batch_size = 128
+  c.num_train_steps = 64_000  # or set num_epochs (> 0), which then wins
+  c.num_epochs = -1.0
+  c.learning_rate = 0.1
+  c.lr_boundaries = (32_000, 48_000)
+  c.lr_unit = "steps"  # unit of lr_boundaries and warmup: 'steps' or 'epochs'
+  c.lr_decay = 0.1
+  c.warmup = 0.0  # He et al.: 400 iterations at 0.01 for ResNet-110/1202
+  c.warmup_lr = 0.01
+  c.momentum = 0.9
+  c.nesterov = False
+  c.weight_decay = 1e-4
+  c.augment = True
+
+  c.log_every_steps = 100
+  c.eval_every_steps = 1_000
+  c.checkpoint_every_steps = 5_000
+  c.keep_checkpoints = 3
+  c.log_block_norms = True  # per-block gradient and parameter norms in metrics.jsonl
+  c.eval_train_set = False  # also evaluate (BN in inference mode) on the whole training set
+  c.on_nonfinite = "stop"  # 'stop': status diverged, exit non-zero; 'skip': drop the step, go on
+  return c
+
+
+def parse_args(arg: str | None, **defaults):
+  """'depth=110,residual=False' -> {'depth': 110, 'residual': False}, typed like `defaults`."""
+  values = dict(defaults)
+  for item in filter(None, (arg or "").split(",")):
+    key, _, raw = item.partition("=")
+    if key not in defaults:
+      raise ValueError(f"unknown config argument {key!r}; known: {', '.join(sorted(defaults))}")
+    kind = type(defaults[key])
+    if kind is bool:
+      values[key] = raw.lower() in ("1", "true", "yes")
+    else:
+      values[key] = kind(raw)
+  return values

@@ -1,0 +1,266 @@
+"""The files of a workdir, for machines: `config.json`, `metrics.jsonl`, `status.json`.
+
+    workdir/
+      config.json     the run's config (sorted keys): what was run
+      metrics.jsonl   one JSON object a line, `step` first: what happened
+      status.json     running | done | diverged | failed | preempted, with a timestamp: how it ended
+      checkpoints/    (cnn_depth.checkpoint)
+
+Pure Python: no jax, no numpy, so plotting and result collection can read workdirs anywhere. Arrays
+and numpy/jax scalars are accepted wherever values are written (anything with `.tolist()`) and
+stored as floats or lists of floats. NaN and infinities are written as `NaN`/`Infinity`, which
+Python's `json` reads back (a diverged run's last loss must survive the round trip).
+
+Resuming: the metrics written after the last checkpoint would be written again, so a resumed run
+first drops them with `truncate_metrics(workdir, restored_step)` (or `MetricsWriter(workdir,
+truncate_after=restored_step)`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import time
+from typing import Any, Mapping, Sequence
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+STATUS_FILE = "status.json"
+STATUSES = ("running", "done", "diverged", "failed", "preempted")
+
+
+class WorkdirError(ValueError):
+  """The workdir cannot be used for this run; the message says why and what to do."""
+
+
+# ----------------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _plain(value: Any) -> Any:
+  """JSON-ready: arrays and numpy/jax scalars -> float or (nested) lists of floats."""
+  if hasattr(value, "to_dict"):  # ml_collections.ConfigDict
+    value = value.to_dict()
+  if isinstance(value, Mapping):
+    return {str(k): _plain(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_plain(v) for v in value]
+  if isinstance(value, (str, bool, int, float)) or value is None:
+    return value
+  if hasattr(value, "tolist"):  # numpy / jax arrays and scalars
+    return _floats(value.tolist())
+  raise TypeError(f"cannot write a {type(value).__name__} to JSON: {value!r}")
+
+
+def _floats(value: Any) -> Any:
+  if isinstance(value, list):
+    return [_floats(v) for v in value]
+  return float(value)
+
+
+def _write_atomic(path: str, text: str) -> None:
+  """Readers see the old file or the new one, never a half-written one."""
+  tmp = f"{path}.tmp.{os.getpid()}"
+  with open(tmp, "w") as f:
+    f.write(text)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+def _read_json(path: str) -> Any:
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except FileNotFoundError:
+    return None
+
+
+# ----------------------------------------------------------------------------------------------------
+# config.json
+
+
+def write_config(workdir: str, config: Mapping[str, Any]) -> None:
+  """Writes `config` (a dict or ConfigDict) to `workdir/config.json`, sorted keys, indent 2."""
+  text = json.dumps(_plain(config), sort_keys=True, indent=2) + "\n"
+  _write_atomic(os.path.join(workdir, CONFIG_FILE), text)
+
+
+def read_config(workdir: str) -> dict | None:
+  """The saved config as a dict (tuples come back as lists), or None if there is none."""
+  return _read_json(os.path.join(workdir, CONFIG_FILE))
+
+
+# ----------------------------------------------------------------------------------------------------
+# metrics.jsonl
+
+
+def _complete_length(path: str) -> int:
+  """Bytes up to and including the last newline: a process killed mid-write leaves a tail."""
+  with open(path, "rb") as f:
+    data = f.read()
+  return data.rfind(b"\n") + 1
+
+
+class MetricsWriter:
+  """Appends `{"step": s, name: value, ...}` lines to `workdir/metrics.jsonl`, flushed at once.
+
+      with MetricsWriter(workdir) as writer:
+        writer.write(step, loss=loss, accuracy=acc, lr=lr)
+
+  A half-written last line left by a killed process is removed on opening, so appended lines stay
+  whole. `truncate_after=s` also drops the lines with step > s first (see `truncate_metrics`).
+  """
+
+  def __init__(self, workdir: str, *, truncate_after: int | None = None):
+    self.path = os.path.join(workdir, METRICS_FILE)
+    if truncate_after is not None:
+      truncate_metrics(workdir, truncate_after)
+    elif os.path.exists(self.path) and os.path.getsize(self.path) > _complete_length(self.path):
+      truncate_metrics(workdir, None)  # keeps whole records, each ending in a newline
+    self._file = open(self.path, "a")
+
+  def write(self, step: int, **scalars: Any) -> None:
+    record = {"step": int(step)}
+    record.update({name: _plain(value) for name, value in scalars.items()})
+    self._file.write(json.dumps(record) + "\n")
+    self._file.flush()
+
+  def close(self) -> None:
+    self._file.close()
+
+  def __enter__(self) -> "MetricsWriter":
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+
+def _parse_metrics(path: str) -> tuple[list[dict], list[str]]:
+  """The records and their raw lines, without a truncated last line."""
+  try:
+    with open(path) as f:
+      lines = f.read().split("\n")
+  except FileNotFoundError:
+    return [], []
+  # After the split the last element is "" if the file ends with a newline; otherwise it is the
+  # unterminated tail of a killed write, kept only if it happens to be a whole record.
+  records, raw = [], []
+  for number, line in enumerate(lines, start=1):
+    if not line.strip():
+      continue
+    try:
+      record = json.loads(line)
+    except json.JSONDecodeError as e:
+      if number == len(lines):
+        break
+      raise ValueError(f"{path}:{number} is not a JSON line ({e}); fix or delete that line") from e
+    records.append(record)
+    raw.append(line)
+  return records, raw
+
+
+def read_metrics(workdir: str) -> list[dict]:
+  """All metrics records in file order ([] if none); a truncated last line is skipped."""
+  return _parse_metrics(os.path.join(workdir, METRICS_FILE))[0]
+
+
+def truncate_metrics(workdir: str, after_step: int | None) -> int:
+  """Rewrites metrics.jsonl without the records with step > `after_step`; returns how many went.
+
+  Call it when resuming from the checkpoint at `after_step`, before opening a `MetricsWriter`, so
+  the steps run again are not logged twice. A truncated last line is dropped too (alone, with
+  `after_step=None`).
+  """
+  path = os.path.join(workdir, METRICS_FILE)
+  if not os.path.exists(path):
+    return 0
+  records, raw = _parse_metrics(path)
+  kept = [line for record, line in zip(records, raw)
+          if after_step is None or record.get("step", 0) <= after_step]
+  _write_atomic(path, "".join(line + "\n" for line in kept))
+  return len(records) - len(kept)
+
+
+# ----------------------------------------------------------------------------------------------------
+# status.json
+
+
+def write_status(workdir: str, status: str, **info: Any) -> dict:
+  """Atomically writes `{"status": ..., "time": ISO-8601 UTC, "unix_time": ..., **info}`.
+
+  `status` is one of STATUSES; `info` e.g. step=..., reason="loss is nan at step 1234".
+  """
+  if status not in STATUSES:
+    raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+  reserved = {"time", "unix_time"} & set(info)
+  if reserved:
+    raise ValueError(f"{sorted(reserved)} are set by write_status; pass other names")
+  now = time.time()
+  record = {"status": status,
+            "time": datetime.datetime.fromtimestamp(now, datetime.timezone.utc).isoformat(),
+            "unix_time": now}
+  record.update({name: _plain(value) for name, value in info.items()})
+  _write_atomic(os.path.join(workdir, STATUS_FILE), json.dumps(record, indent=2) + "\n")
+  return record
+
+
+def read_status(workdir: str) -> dict | None:
+  return _read_json(os.path.join(workdir, STATUS_FILE))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Checks before training starts
+
+
+def check_workdir(workdir: str) -> str:
+  """Creates `workdir` if needed and checks that files can be written there; returns its absolute
+  path. Raises WorkdirError (before any training time is spent) if it cannot be used."""
+  path = os.path.abspath(os.fspath(workdir))
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise WorkdirError(f"--workdir {path} is a file, not a directory; choose another path")
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError as e:
+    raise WorkdirError(f"cannot create --workdir {path} ({e.strerror or e}); choose a path you can "
+                       f"write to") from e
+  probe = os.path.join(path, f".write_probe.{os.getpid()}")
+  try:
+    with open(probe, "w") as f:
+      f.write("probe")
+    os.remove(probe)
+  except OSError as e:
+    raise WorkdirError(f"--workdir {path} is not writable ({e.strerror or e}); fix its permissions "
+                       f"or choose another path") from e
+  return path
+
+
+_MISSING = object()
+
+
+def _get(config: Any, dotted: str) -> Any:
+  value = config
+  for key in dotted.split("."):
+    try:
+      value = value[key]
+    except (KeyError, TypeError, IndexError, AttributeError):
+      return _MISSING
+  return value
+
+
+def check_resume_compatible(saved: Mapping[str, Any], current: Mapping[str, Any],
+                            fields: Sequence[str]) -> None:
+  """Raises WorkdirError if a workdir's saved config differs from this run's in any of `fields`
+  (dotted paths such as 'model.depth'), so a run never resumes another run's checkpoint.
+
+  Values are compared as JSON sees them (a tuple equals the list it was saved as).
+  """
+  for field in fields:
+    old, new = _get(saved, field), _get(current, field)
+    old = "<missing>" if old is _MISSING else _plain(old)
+    new = "<missing>" if new is _MISSING else _plain(new)
+    if old != new:
+      raise WorkdirError(
+          f"the workdir holds a run with {field}={old!r}, but this run has {field}={new!r}; "
+          f"resuming would mix two different runs. Use a new --workdir (or delete the old one).")

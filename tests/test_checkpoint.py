@@ -1,0 +1,181 @@
+import gc
+import glob
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from cnn_depth import models, optim, state as state_lib
+from cnn_depth.checkpoint import TMP_SUFFIX, Checkpointer, CheckpointError, abstract_state, load_for_analysis
+
+# A failed orbax restore leaves coroutines, futures and tensorstore callbacks behind that complain
+# ("Exception ignored in ...", "Event loop is closed") when they are collected or fire later, during
+# whichever test runs then; the tests that fail restores on purpose collect what they can at once.
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+@pytest.fixture(scope="module")
+def state():
+  """A small TrainState whose values differ from a fresh init (so a restore cannot fake it)."""
+  fresh = state_lib.create_train_state(models.cifar_resnet(8, width=4), optim.sgd(0.1),
+                                       jax.random.key(0), (8, 8, 3))
+  return fresh.replace(step=jnp.asarray(7, jnp.int32),
+                       params=jax.tree.map(lambda x: x + 0.5, fresh.params),
+                       batch_stats=jax.tree.map(lambda x: x * 3.0 + 1.0, fresh.batch_stats),
+                       rng=jax.random.fold_in(fresh.rng, 3))
+
+
+def bits(tree):
+  """Host copies of every leaf, typed keys as their key data, for bit-exact comparison."""
+  def leaf(x):
+    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+      x = jax.random.key_data(x)
+    return np.asarray(x)
+  return jax.tree.map(leaf, tree)
+
+
+def assert_bit_exact(a, b):
+  la, lb = jax.tree.leaves(bits(a)), jax.tree.leaves(bits(b))
+  assert jax.tree.structure(bits(a)) == jax.tree.structure(bits(b))
+  for x, y in zip(la, lb):
+    assert x.dtype == y.dtype and x.shape == y.shape
+    assert x.tobytes() == y.tobytes()
+
+
+def save_steps(directory, state, steps, **kw):
+  with Checkpointer(directory, **kw) as ckpt:
+    for s in steps:
+      ckpt.save(s, state.replace(step=jnp.asarray(s, jnp.int32)))
+
+
+def test_round_trip_bit_exact_with_concrete_and_abstract_templates(tmp_path, state):
+  template = state.replace(params=jax.tree.map(jnp.zeros_like, state.params),
+                           rng=jax.random.key(42))
+  with Checkpointer(tmp_path / "ckpt") as ckpt:
+    assert ckpt.latest_step() is None
+    assert ckpt.save(7, state)
+    ckpt.wait()
+    assert ckpt.latest_step() == 7
+    for like in (template, abstract_state(template)):
+      restored = ckpt.restore(like)
+      assert isinstance(restored, state_lib.TrainState)
+      assert jnp.issubdtype(restored.rng.dtype, jax.dtypes.prng_key)
+      assert jax.random.key_impl(restored.rng) == jax.random.key_impl(state.rng)
+      assert_bit_exact(restored, state)
+
+
+def test_keep_last_k_and_save_interval(tmp_path, state):
+  save_steps(tmp_path / "a", state, range(1, 6), keep=2)
+  with Checkpointer(tmp_path / "a", keep=2) as ckpt:
+    assert ckpt.all_steps() == [4, 5] and ckpt.latest_step() == 5
+  assert sorted(os.listdir(tmp_path / "a")) == ["4", "5"]
+
+  with Checkpointer(tmp_path / "b", keep=None, save_interval_steps=2) as ckpt:
+    saved = [ckpt.save(s, state) for s in range(1, 6)]
+    assert ckpt.save(5, state, force=True)
+    assert not ckpt.save(5, state, force=True)  # already saved: skipped, not an error
+    ckpt.wait()
+    # orbax also saves the first step it sees in an empty directory (its InitialSavePolicy)
+    assert saved == [True, True, False, True, False]
+    assert ckpt.all_steps() == [1, 2, 4, 5]
+
+
+def test_replicated_over_8_devices_keeps_sharding(tmp_path, state):
+  assert jax.device_count() == 8
+  replicated = NamedSharding(Mesh(np.asarray(jax.devices()), ("data",)), P())
+  state8 = jax.device_put(state, replicated)
+  with Checkpointer(tmp_path / "ckpt") as ckpt:
+    ckpt.save(1, state8)
+    ckpt.wait()
+    for like in (state8, abstract_state(state8)):
+      restored = ckpt.restore(like)
+      for leaf in jax.tree.leaves(restored):
+        assert leaf.sharding.is_equivalent_to(replicated, leaf.ndim)
+      assert_bit_exact(restored, state)
+  # Analysis reads it onto one device, whatever it was saved from.
+  raw = load_for_analysis(tmp_path / "ckpt")
+  kernel = raw["params"]["head"]["kernel"]
+  assert len(kernel.sharding.device_set) == 1
+  np.testing.assert_array_equal(kernel, state.params["head"]["kernel"])
+
+
+def test_interrupted_save_is_ignored(tmp_path, state):
+  directory = tmp_path / "ckpt"
+  save_steps(directory, state, [1, 2])
+  # What a process killed while writing step 3 leaves (orbax 0.12.8 writes `<step>.orbax-checkpoint-tmp`,
+  # adds commit_success.txt, then renames): a tmp directory with part of the files.
+  partial = directory / f"3{TMP_SUFFIX}"
+  shutil.copytree(directory / "2", partial)
+  os.remove(partial / "commit_success.txt")
+  for f in glob.glob(str(partial / "default" / "ocdbt.process_0" / "d" / "*"))[1:]:
+    os.remove(f)
+
+  assert load_for_analysis(directory)["step"] == 2
+  with Checkpointer(directory) as ckpt:
+    assert ckpt.latest_step() == 2
+    assert int(ckpt.restore(state).step) == 2
+    assert ckpt.save(3, state)  # the leftover does not block saving the step again
+    ckpt.wait()
+    assert ckpt.all_steps() == [1, 2, 3]
+    assert_bit_exact(ckpt.restore(state), state)
+  assert not partial.exists()
+
+
+def test_corrupt_latest_checkpoint_gives_clear_error(tmp_path, state):
+  directory = tmp_path / "ckpt"
+  save_steps(directory, state, [1, 2])
+  data_files = glob.glob(str(directory / "2" / "default" / "ocdbt.process_0" / "d" / "*"))
+  assert data_files
+  for f in data_files:  # truncated array files
+    os.truncate(f, os.path.getsize(f) // 2)
+
+  step_dir = os.path.join(str(directory), "2")
+  with Checkpointer(directory) as ckpt:
+    with pytest.raises(CheckpointError) as info:
+      ckpt.restore(state)
+    message = str(info.value)
+    assert "step 2" in message and step_dir in message
+    assert f"delete {step_dir} to fall back to step 1" in message
+    assert info.value.__cause__ is not None
+  with pytest.raises(CheckpointError, match="fall back to step 1"):
+    load_for_analysis(directory)
+
+  gc.collect()
+
+  shutil.rmtree(step_dir)  # the fix the message suggests
+  with Checkpointer(directory) as ckpt:
+    assert int(ckpt.restore(state).step) == 1
+
+
+def test_restore_without_checkpoint_or_with_a_different_model(tmp_path, state):
+  with Checkpointer(tmp_path / "ckpt") as ckpt:
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+      ckpt.restore(state)
+    ckpt.save(1, state)
+    ckpt.wait()
+    wider = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[:-1] + (2 * x.shape[-1],), x.dtype,
+                                                        sharding=x.sharding) if x.ndim else x,
+                         abstract_state(state))
+    with pytest.raises(CheckpointError, match="use a new --workdir"):
+      ckpt.restore(wider)
+  gc.collect()
+  with pytest.raises(CheckpointError, match="no checkpoint"):
+    load_for_analysis(tmp_path / "missing")
+
+
+def test_load_for_analysis_returns_raw_trees(tmp_path, state):
+  save_steps(tmp_path / "ckpt", state, [5, 9])
+  raw = load_for_analysis(tmp_path / "ckpt")
+  assert isinstance(raw, dict) and set(raw) == {"step", "params", "batch_stats", "opt_state", "rng"}
+  assert int(raw["step"]) == 9
+  assert_bit_exact(raw["params"], state.params)
+  assert_bit_exact(raw["batch_stats"], state.batch_stats)
+  assert jnp.issubdtype(raw["rng"].dtype, jax.dtypes.prng_key)
+  np.testing.assert_array_equal(jax.random.key_data(raw["rng"]), jax.random.key_data(state.rng))
+  assert int(load_for_analysis(tmp_path / "ckpt", step=5)["step"]) == 5
+  with pytest.raises(CheckpointError, match="no checkpoint for step 6"):
+    load_for_analysis(tmp_path / "ckpt", step=6)
