@@ -7,7 +7,7 @@ backward below is written for).
 from __future__ import annotations
 
 import functools
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import flax.linen as nn
 import jax
@@ -171,9 +171,3 @@ def combine(skip, branch, gate, route=None):
     branch = route_gradient(branch, route != ROUTE_SKIP)
     skip = route_gradient(skip, route != ROUTE_BRANCH)
   return skip + expand_gate(gate, branch.ndim).astype(branch.dtype) * branch
-
-
-def same_or_pairs(values: Sequence[int] | int, n: int) -> tuple[int, ...]:
-  if isinstance(values, int):
-    return (values,) * n
-  return tuple(values)

@@ -38,7 +38,6 @@ convert between the two layouts and `block_variables` addresses any (stage, bloc
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 import re

@@ -9,11 +9,10 @@ draws exactly what an uninterrupted one would.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from cnn_depth import models

@@ -94,6 +94,87 @@ class _EvalSet:
     self.arrays = (put(images), put(labels.astype(np.int32)), put(mask))
 
 
+class DeviceData:
+  """A CIFAR-sized dataset held on the device(s): batches are gathered and augmented in the step."""
+
+  def __init__(self, ds, config, mesh, step_fn, eval_fn):
+    self.ds, self.num_train = ds, len(ds.train_labels)
+    self.batch_size = config.batch_size
+    self.steps_per_epoch = self.num_train // config.batch_size
+    repl, batch_sharding = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+    self._step = jax.jit(
+        functools.partial(_gather_train_step, batch_size=config.batch_size,
+                          steps_per_epoch=max(self.steps_per_epoch, 1), batch_sharding=batch_sharding,
+                          step_fn=step_fn),
+        out_shardings=(repl, None), donate_argnums=(0,))
+    self._evaluate = jax.jit(functools.partial(_evaluate_all, batch_size=config.batch_size,
+                                               batch_sharding=batch_sharding, eval_fn=eval_fn))
+    data_key = jax.random.key(config.seed + 1)
+    self._permutation = jax.jit(lambda epoch: jax.random.permutation(
+        jax.random.fold_in(data_key, epoch), self.num_train), out_shardings=repl)
+    self._images = sharding.replicate(ds.train_images, mesh)
+    self._labels = sharding.replicate(ds.train_labels.astype(np.int32), mesh)
+    self._sets = {"test": _EvalSet(ds.test_images, ds.test_labels, config.batch_size, mesh)}
+    if config.eval_train_set:
+      self._sets["train"] = _EvalSet(ds.train_images, ds.train_labels, config.batch_size, mesh)
+    self._epoch, self._perm = None, None
+
+  def start(self, step: int):
+    """Position the data stream at `step` (the order depends only on seed and epoch)."""
+
+  def train_step(self, state, step: int):
+    epoch = step // self.steps_per_epoch
+    if epoch != self._epoch:
+      self._epoch, self._perm = epoch, self._permutation(epoch)
+    return self._step(state, self._images, self._labels, self._perm)
+
+  def splits(self):
+    return list(self._sets)
+
+  def evaluate(self, state, split: str):
+    return self._evaluate(state, *self._sets[split].arrays)
+
+
+class StreamData:
+  """ImageNet through grain: host-side decoding and augmentation, host-local batches per process.
+
+  On resume the stream is re-seeded with (seed, step): deterministic, but not the same order an
+  uninterrupted run would have seen (the in-memory datasets resume exactly).
+  """
+
+  def __init__(self, config, mesh, step_fn, eval_fn):
+    from cnn_depth import data
+
+    self.info = data.imagenet_info(config.dataset.data_dir)
+    self.config, self.mesh = config, mesh
+    self.num_train, self.batch_size = self.info.num_train, config.batch_size
+    self.steps_per_epoch = self.num_train // config.batch_size
+    repl, self._batch_sharding = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+    self._step = jax.jit(step_fn, in_shardings=(repl, self._batch_sharding),
+                         out_shardings=(repl, None), donate_argnums=(0,))
+    self._eval = jax.jit(eval_fn, in_shardings=(repl, self._batch_sharding))
+    self._loader = functools.partial(
+        data.imagenet_loader, config.dataset.data_dir, global_batch_size=config.batch_size,
+        shard_index=jax.process_index(), shard_count=jax.process_count())
+    self._it = None
+
+  def start(self, step: int):
+    self._it = iter(self._loader("train", train=True, seed=self.config.seed * 1_000_003 + step))
+
+  def train_step(self, state, step: int):
+    return self._step(state, sharding.global_batch(next(self._it), self.mesh))
+
+  def splits(self):
+    return ["test"]
+
+  def evaluate(self, state, split: str):
+    total = None
+    for batch in self._loader("validation", train=False):
+      sums = self._eval(state, sharding.global_batch(batch, self.mesh))
+      total = sums if total is None else jax.tree_util.tree_map(jnp.add, total, sums)
+    return total
+
+
 def _host_metrics(acc) -> dict:
   acc = jax.device_get(acc)
   count = max(float(acc["count"]), 1.0)
@@ -122,69 +203,64 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if config.on_nonfinite not in ("stop", "skip"):
     raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {config.on_nonfinite!r}")
 
-  ds = data.load_dataset(config.dataset.name, config.dataset.data_dir or None,
-                         validation_size=config.dataset.validation_size, seed=config.seed)
   mesh = sharding.data_mesh()
   sharding.check_batch_size(config.batch_size, mesh)
-  repl, batch_sharding = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-  steps_per_epoch = len(ds.train_labels) // config.batch_size
+  repl = sharding.replicated(mesh)
+  if config.dataset.name == "imagenet2012":
+    info = data.imagenet_info(config.dataset.data_dir)
+    mean, std, num_classes, image_shape = info.mean, info.std, info.num_classes, (224, 224, 3)
+    crop_padding, flip, augment = 0, False, False  # augmented on the host by the grain pipeline
+    num_train = info.num_train
+  else:
+    ds = data.load_dataset(config.dataset.name, config.dataset.data_dir or None,
+                           validation_size=config.dataset.validation_size, seed=config.seed)
+    mean, std, num_classes, image_shape = ds.mean, ds.std, ds.num_classes, ds.image_shape
+    crop_padding, flip, augment = ds.crop_padding, ds.flip, config.augment
+    num_train = len(ds.train_labels)
+  steps_per_epoch = num_train // config.batch_size
   if steps_per_epoch < 1:
-    raise ValueError(f"batch_size {config.batch_size} exceeds the {len(ds.train_labels)} training images")
+    raise ValueError(f"batch_size {config.batch_size} exceeds the {num_train} training images")
   total = num_steps(config, steps_per_epoch)
-
-  model = models.build_model({**config.model.to_dict(), "num_classes": ds.num_classes})
   tx, schedule = make_optimizer(config, steps_per_epoch)
-  state = state_lib.create_train_state(model, tx, jax.random.key(config.seed), ds.image_shape, repl)
+
+  model = models.build_model({**config.model.to_dict(), "num_classes": num_classes})
+  step_fn = functools.partial(
+      steps.train_step, model=model, tx=tx, mean=mean, std=std, augment=augment,
+      crop_padding=crop_padding, flip=flip, log_block_norms=config.log_block_norms,
+      skip_nonfinite=config.on_nonfinite == "skip")
+  eval_fn = functools.partial(steps.eval_step, model=model, mean=mean, std=std)
+  feed = StreamData(config, mesh, step_fn, eval_fn) if config.dataset.name == "imagenet2012" else \
+      DeviceData(ds, config, mesh, step_fn, eval_fn)
+
+  state = state_lib.create_train_state(model, tx, jax.random.key(config.seed), image_shape, repl)
   ckpt = ckpt_lib.Checkpointer(os.path.join(os.path.abspath(workdir), "checkpoints"),
                                keep=config.keep_checkpoints)
   start = ckpt.latest_step()
+  main_process = jax.process_index() == 0
   if start is not None:
     state = ckpt.restore(state, start)
-    logs.truncate_metrics(workdir, start)
-  logs.write_config(workdir, cfg_dict)
-  logs.write_status(workdir, "running", step=int(start or 0), total_steps=total)
-
-  step_fn = functools.partial(
-      steps.train_step, model=model, tx=tx, mean=ds.mean, std=ds.std, augment=config.augment,
-      crop_padding=ds.crop_padding, flip=ds.flip, log_block_norms=config.log_block_norms,
-      skip_nonfinite=config.on_nonfinite == "skip")
-  train_step = jax.jit(
-      functools.partial(_gather_train_step, batch_size=config.batch_size,
-                        steps_per_epoch=steps_per_epoch, batch_sharding=batch_sharding,
-                        step_fn=step_fn),
-      out_shardings=(repl, None), donate_argnums=(0,))
-  eval_fn = functools.partial(steps.eval_step, model=model, mean=ds.mean, std=ds.std)
-  eval_batch = config.batch_size
-  evaluate = jax.jit(functools.partial(_evaluate_all, batch_size=eval_batch,
-                                       batch_sharding=batch_sharding, eval_fn=eval_fn))
-  data_key = jax.random.key(config.seed + 1)
-  permutation = jax.jit(lambda epoch: jax.random.permutation(
-      jax.random.fold_in(data_key, epoch), len(ds.train_labels)), out_shardings=repl)
-
-  train_images = sharding.replicate(ds.train_images, mesh)
-  train_labels = sharding.replicate(ds.train_labels.astype(np.int32), mesh)
-  test_set = _EvalSet(ds.test_images, ds.test_labels, eval_batch, mesh)
-  train_eval_set = _EvalSet(ds.train_images, ds.train_labels, eval_batch, mesh) \
-      if config.eval_train_set else None
+    if main_process:
+      logs.truncate_metrics(workdir, start)
+  # Every process computes the same thing; only process 0 writes the workdir's logs.
+  write_status = logs.write_status if main_process else lambda *a, **k: None
+  if main_process:
+    logs.write_config(workdir, cfg_dict)
+  write_status(workdir, "running", step=int(start or 0), total_steps=total)
 
   preempted = []
   previous_handler = signal.signal(signal.SIGTERM, lambda *_: preempted.append(True)) \
       if _in_main_thread() else None
 
   step = int(jax.device_get(state.step))
-  epoch = step // steps_per_epoch
-  perm = permutation(epoch)
+  feed.start(step)
   acc, last = None, None
   final: dict[str, Any] = {}
   t_log, n_log = time.perf_counter(), 0
   t_start, step_start = t_log, step
-  writer = logs.MetricsWriter(workdir)
+  writer = logs.MetricsWriter(workdir) if main_process else _NullWriter()
   try:
     while step < total:
-      if step // steps_per_epoch != epoch:
-        epoch = step // steps_per_epoch
-        perm = permutation(epoch)
-      state, last = train_step(state, train_images, train_labels, perm)
+      state, last = feed.train_step(state, step)
       summed = {k: last[k] for k in ("loss_sum", "correct", "count", "skipped")}
       acc = summed if acc is None else jax.tree_util.tree_map(jnp.add, acc, summed)
       step += 1
@@ -203,7 +279,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       tr = _host_metrics(acc)
       finite = math.isfinite(tr["loss"]) and math.isfinite(float(last["param_norm"]))
       if not finite and config.on_nonfinite == "stop":
-        logs.write_status(workdir, "diverged", step=step,
+        write_status(workdir, "diverged", step=step,
                           reason=f"non-finite training loss ({tr['loss']}) by step {step}",
                           last_checkpoint=ckpt.latest_step())
         raise TrainingDiverged(
@@ -225,34 +301,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         final.update(train_loss=tr["loss"], train_error=tr["error"])
         acc, n_log, t_log = None, 0, now
       if eval_now:
-        te = _host_metrics(evaluate(state, *test_set.arrays))
-        record.update(test_loss=te["loss"], test_error=te["error"])
-        final.update(test_loss=te["loss"], test_error=te["error"])
-        if train_eval_set is not None:
-          tre = _host_metrics(evaluate(state, *train_eval_set.arrays))
-          record.update(train_eval_loss=tre["loss"], train_eval_error=tre["error"])
-          final.update(train_eval_loss=tre["loss"], train_eval_error=tre["error"])
+        for split in feed.splits():
+          ev = _host_metrics(feed.evaluate(state, split))
+          prefix = "test" if split == "test" else "train_eval"
+          record.update({f"{prefix}_loss": ev["loss"], f"{prefix}_error": ev["error"]})
+          final.update({f"{prefix}_loss": ev["loss"], f"{prefix}_error": ev["error"]})
         t_log = time.perf_counter()  # evaluation time does not count against images/s
       if record:
         writer.write(step, **record)
         elapsed = time.perf_counter() - t_start
         eta = elapsed / max(step - step_start, 1) * (total - step)
         pct = lambda k: f"{100 * final[k]:.2f}%" if k in final else "-"
-        print(f"step {step}/{total} | loss {final.get('train_loss', float('nan')):.4f} | "
-              f"train err {pct('train_error')} | test err {pct('test_error')} | "
-              f"lr {float(schedule(step - 1)):.4g} | "
-              f"{record.get('images_per_sec', 0):,.0f} img/s | ETA {_format_eta(eta)}", flush=True)
+        if main_process:
+          print(f"step {step}/{total} | loss {final.get('train_loss', float('nan')):.4f} | "
+                f"train err {pct('train_error')} | test err {pct('test_error')} | "
+                f"lr {float(schedule(step - 1)):.4g} | "
+                f"{record.get('images_per_sec', 0):,.0f} img/s | ETA {_format_eta(eta)}", flush=True)
       if ckpt_now:
         ckpt.save(step, state, force=True)
         if preempted:
           ckpt.wait()
-          logs.write_status(workdir, "preempted", step=step, reason="SIGTERM")
+          write_status(workdir, "preempted", step=step, reason="SIGTERM")
           raise Preempted(f"SIGTERM at step {step}: checkpoint saved in {workdir}; relaunch to resume")
     ckpt.wait()
   except (TrainingDiverged, Preempted):
     raise
   except BaseException as e:
-    logs.write_status(workdir, "failed", step=step, reason=f"{type(e).__name__}: {e}")
+    write_status(workdir, "failed", step=step, reason=f"{type(e).__name__}: {e}")
     raise
   finally:
     writer.close()
@@ -261,8 +336,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       signal.signal(signal.SIGTERM, previous_handler)
 
   final.update(steps=total, epochs=total / steps_per_epoch)
-  logs.write_status(workdir, "done", step=total, **{k: v for k, v in final.items()})
+  write_status(workdir, "done", step=total, **{k: v for k, v in final.items()})
   return final
+
+
+class _NullWriter:
+  def write(self, step, **scalars):
+    pass
+
+  def close(self):
+    pass
 
 
 def _in_main_thread() -> bool:

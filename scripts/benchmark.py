@@ -53,7 +53,6 @@ FLAGS = flags.FLAGS
 def run_one(cfg: dict) -> dict:
   """Compile and time one configuration in this process."""
   import jax
-  import jax.numpy as jnp
   import numpy as np
 
   from cnn_depth import models, optim, sharding, state as state_lib, steps

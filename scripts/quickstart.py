@@ -69,8 +69,8 @@ def main(argv):
              f"{_SEED.value}; train error = training-mode mini-batch error (1-px crop augmentation), "
              f"test error bold. {datetime.date.today().isoformat()}, {platform.node()}")
   fig = plotting.error_curves(
-      [(f"plain nets", {f"plain-{d}": runs[f"plain{d}"] for d in (shallow, deep)}),
-       (f"ResNets", {f"ResNet-{d}": runs[f"resnet{d}"] for d in (shallow, deep)})],
+      [("plain nets", {f"plain-{d}": runs[f"plain{d}"] for d in (shallow, deep)}),
+       ("ResNets", {f"ResNet-{d}": runs[f"resnet{d}"] for d in (shallow, deep)})],
       os.path.join(_WORKDIR.value, "error_curves.png"), ylim=(0, 40), caption=caption)
   out = {name: {k: v for k, v in s.items() if k in ("family", "depth", "final_train_error",
                                                      "final_test_error", "steps")}

@@ -1,0 +1,44 @@
+"""The ImageNet path of the training loop (grain over TFDS imagenet2012) on a tiny fake dataset."""
+
+import importlib.util
+import os
+
+import jax
+import pytest
+
+from cnn_depth import logs, train
+from test_data import write_fake_imagenet
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def imagenet_config(arg):
+  spec = importlib.util.spec_from_file_location("c", os.path.join(ROOT, "configs", "imagenet_resnet.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def test_imagenet_config_trains_two_steps_on_fake_data(tmp_path):
+  write_fake_imagenet(tmp_path / "tfds")
+  config = imagenet_config("depth=18")
+  config.dataset.data_dir = str(tmp_path / "tfds")
+  config.model.width = 4
+  config.model.dtype = "float32"
+  config.batch_size = 8
+  config.num_epochs = -1.0
+  config.num_train_steps = 2
+  config.log_every_steps = config.eval_every_steps = config.checkpoint_every_steps = 2
+  final = train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert final["steps"] == 2 and 0.0 <= final["test_error"] <= 1.0
+  assert logs.read_status(str(tmp_path / "run"))["status"] == "done"
+  [record] = [r for r in logs.read_metrics(str(tmp_path / "run")) if "test_error" in r]
+  assert record["step"] == 2 and len(record["block_grad_norms"]) == 8
+
+
+def test_imagenet_without_data_is_one_clear_error(tmp_path):
+  config = imagenet_config("depth=18")
+  config.dataset.data_dir = str(tmp_path / "nothing")
+  with pytest.raises(ValueError, match="imagenet2012"):
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert jax.device_count() == 8
