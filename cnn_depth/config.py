@@ -32,6 +32,7 @@ def base() -> ml_collections.ConfigDict:
   c.model.drop_mode = "batch"
   c.model.zero_init_last = False
   c.model.conv_impl = "auto"
+  c.model.bn_groups = 1  # > 1: BN statistics per group of batch/bn_groups examples ("ghost", per device)
 
   # He et al. 2016 §4.2: batch 128, SGD momentum 0.9, weight decay 1e-4, lr 0.1 divided by 10 at
   # 32k and 48k iterations, stop at 64k.

@@ -103,16 +103,59 @@ class Conv(nn.Module):
     return _conv(x, kernel, (s, s), padding)
 
 
-def batch_norm(train: bool, dtype: Dtype, axis_name: str | None = None) -> functools.partial:
+def batch_norm(train: bool, dtype: Dtype, groups: int = 1) -> functools.partial:
   """BatchNorm as the papers use it (momentum 0.9 in flax terms = 0.1 in torch terms, eps 1e-5).
 
   Statistics and parameters stay float32 whatever `dtype` computes in. Under `jax.jit` with a sharded
-  batch, the statistics are over the *global* batch; `axis_name` is only for per-device ("ghost")
-  statistics inside `shard_map`.
+  batch, the statistics are over the *global* batch. `groups > 1` computes them per group of
+  consecutive examples instead ("ghost" batch norm): with groups = the number of devices, each
+  device's shard is one group, which is what the papers' multi-GPU Torch/Caffe code did.
   """
+  if groups > 1:
+    return functools.partial(GhostBatchNorm, use_running_average=not train, groups=groups,
+                             momentum=0.9, epsilon=1e-5, dtype=dtype)
   return functools.partial(
-      nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
-      axis_name=axis_name)
+      nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype)
+
+
+class GhostBatchNorm(nn.Module):
+  """BatchNorm whose training statistics are computed per group of `batch / groups` examples.
+
+  Same variables as `nn.BatchNorm` (params scale/bias, batch_stats mean/var), so checkpoints and
+  analysis code do not care which one trained; the running averages take the mean over groups.
+  """
+
+  use_running_average: bool
+  groups: int
+  momentum: float = 0.9
+  epsilon: float = 1e-5
+  dtype: Dtype = jnp.float32
+  scale_init: Any = nn.initializers.ones
+  bias_init: Any = nn.initializers.zeros
+
+  @nn.compact
+  def __call__(self, x):
+    c = x.shape[-1]
+    scale = self.param("scale", self.scale_init, (c,), jnp.float32)
+    bias = self.param("bias", self.bias_init, (c,), jnp.float32)
+    ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
+    ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
+    if self.use_running_average:
+      mean, var = ra_mean.value, ra_var.value
+      y = (x.astype(jnp.float32) - mean) * (scale * lax.rsqrt(var + self.epsilon)) + bias
+      return y.astype(self.dtype)
+    if x.shape[0] % self.groups:
+      raise ValueError(f"batch {x.shape[0]} is not divisible into {self.groups} BN groups")
+    xg = x.astype(jnp.float32).reshape((self.groups, -1) + x.shape[1:])
+    axes = tuple(range(1, xg.ndim - 1))
+    mean = jnp.mean(xg, axes, keepdims=True)
+    var = jnp.maximum(jnp.mean(jnp.square(xg), axes, keepdims=True) - jnp.square(mean), 0.0)
+    y = (xg - mean) * (scale * lax.rsqrt(var + self.epsilon)) + bias
+    if not self.is_initializing():
+      m = self.momentum
+      ra_mean.value = m * ra_mean.value + (1 - m) * mean.reshape(self.groups, c).mean(0)
+      ra_var.value = m * ra_var.value + (1 - m) * var.reshape(self.groups, c).mean(0)
+    return y.reshape(x.shape).astype(self.dtype)
 
 
 def shortcut_a(x, features: int, strides: int):

@@ -217,6 +217,7 @@ class ResNet(nn.Module):
   drop_mode: str = "batch"  # 'batch' (Huang et al.) | 'sample' (drop path)
   zero_init_last: bool = False
   conv_impl: str = "auto"
+  bn_groups: int = 1  # > 1: per-group ("ghost", per-device) BN statistics; see layers.batch_norm
 
   @property
   def num_blocks(self) -> int:
@@ -238,7 +239,7 @@ class ResNet(nn.Module):
       raise ValueError(f"shortcut must be 'A' or 'B', got {self.shortcut!r}")
     if self.stages not in ("scan", "unroll"):
       raise ValueError(f"stages must be 'scan' or 'unroll', got {self.stages!r}")
-    norm = layers.batch_norm(train, self.dtype)
+    norm = layers.batch_norm(train, self.dtype, self.bn_groups)
     conv = functools.partial(Conv, dtype=self.dtype, conv_impl=self.conv_impl)
 
     x = x.astype(self.dtype)
@@ -358,7 +359,7 @@ def build_model(config: Mapping[str, Any]) -> ResNet:
   cfg = dict(config)
   family, depth = cfg.pop("family"), int(cfg.pop("depth"))
   known = {"num_classes", "width", "shortcut", "block", "survival_last", "drop_mode", "dtype", "stages",
-           "unroll", "remat", "conv_impl", "zero_init_last"}
+           "unroll", "remat", "conv_impl", "zero_init_last", "bn_groups"}
   unknown = set(cfg) - known
   if unknown:
     raise ValueError(f"unknown model config fields {sorted(unknown)}; known: {sorted(known)}")

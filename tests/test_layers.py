@@ -60,3 +60,25 @@ def test_conv_impl_is_validated():
   assert layers.resolve_conv_impl("auto") == "cpu_vjp"  # the tests run on CPU
   with pytest.raises(ValueError, match="conv_impl"):
     layers.resolve_conv_impl("cudnn")
+
+
+def test_ghost_batch_norm_equals_per_group_batch_norm():
+  import flax.linen as nn
+  x = jax.random.normal(jax.random.key(0), (8, 3, 3, 4)) * 3 + 1
+  ghost = layers.GhostBatchNorm(use_running_average=False, groups=2)
+  v = ghost.init(jax.random.key(1), x)
+  y, upd = ghost.apply(v, x, mutable=["batch_stats"])
+  ref = nn.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-5)
+  rv = ref.init(jax.random.key(1), x[:4])
+  halves = [ref.apply(rv, x[i:i + 4], mutable=["batch_stats"]) for i in (0, 4)]
+  np.testing.assert_allclose(y, jnp.concatenate([h[0] for h in halves]), rtol=1e-5, atol=1e-5)
+  mean = (halves[0][1]["batch_stats"]["mean"] + halves[1][1]["batch_stats"]["mean"]) / 2
+  np.testing.assert_allclose(upd["batch_stats"]["mean"], mean, rtol=1e-6)
+  # one group is ordinary batch norm; inference mode uses the running averages
+  one = layers.GhostBatchNorm(use_running_average=False, groups=1)
+  np.testing.assert_allclose(one.apply(v, x, mutable=["batch_stats"])[0],
+                             ref.apply(rv, x, mutable=["batch_stats"])[0], rtol=1e-5, atol=1e-5)
+  inf = layers.GhostBatchNorm(use_running_average=True, groups=2).apply(v, x)
+  ref_inf = nn.BatchNorm(use_running_average=True, momentum=0.9, epsilon=1e-5).apply(rv, x)
+  np.testing.assert_allclose(inf, ref_inf, rtol=1e-5, atol=1e-5)
+  assert jax.tree_util.tree_structure(v) == jax.tree_util.tree_structure(rv)

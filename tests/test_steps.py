@@ -93,3 +93,18 @@ def test_one_step_on_eight_devices_equals_one_device():
 def test_batch_must_split_over_devices():
   with pytest.raises(ValueError, match="not divisible by the 8 devices"):
     sharding.check_batch_size(12, sharding.data_mesh())
+
+
+def test_ghost_bn_per_device_statistics_on_eight_devices():
+  """bn_groups = devices: each device's shard normalised by its own statistics (papers' multi-GPU BN)."""
+  mesh = sharding.data_mesh()
+  repl, shard = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+  losses = []
+  for groups in (1, 8):
+    model, tx, data = tiny_setup(batch=16, bn_groups=groups)
+    state = state_lib.create_train_state(model, tx, jax.random.key(0), (16, 16, 3), repl)
+    step = steps.compile_train_step(model, tx, MEAN, STD, repl, shard, augment=False)
+    state, m = step(state, jax.device_put(data, shard))
+    losses.append(float(m["loss_sum"]))
+    assert np.isfinite(losses[-1])
+  assert losses[0] != pytest.approx(losses[1], rel=1e-4)  # per-device statistics are different
