@@ -69,7 +69,12 @@ def parse_args(arg: str | None, **defaults):
       raise ValueError(f"unknown config argument {key!r}; known: {', '.join(sorted(defaults))}")
     kind = type(defaults[key])
     if kind is bool:
+      if raw.lower() not in ("1", "true", "yes", "0", "false", "no"):
+        raise ValueError(f"config argument {key}={raw!r} must be true or false")
       values[key] = raw.lower() in ("1", "true", "yes")
     else:
-      values[key] = kind(raw)
+      try:
+        values[key] = kind(raw)
+      except ValueError:
+        raise ValueError(f"config argument {key}={raw!r} must be a {kind.__name__}") from None
   return values

@@ -20,5 +20,5 @@ def get_config(arg=None):
   c.lr_unit = "epochs"
   c.lr_boundaries = (250, 375)
   c.nesterov = True
-  c.eval_every_steps = 391  # once an epoch at 50k / 128
+  c.eval_every_steps = 390  # once an epoch: 50,000 // 128 steps
   return c

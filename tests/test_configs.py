@@ -1,0 +1,207 @@
+"""The configs in configs/ carry the papers' numbers, and every one of them builds a model.
+
+He et al. 2016 §4.2 (CIFAR), §3.4 (ImageNet); He et al. 2016b (pre-activation); Huang et al. 2016
+(stochastic depth). Configs are loaded from their files, as scripts/train.py loads them.
+"""
+
+import glob
+import importlib.util
+import os
+
+import pytest
+
+from cnn_depth import models, train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG_DIR = os.path.join(ROOT, "configs")
+CONFIGS = sorted(os.path.splitext(os.path.basename(p))[0]
+                 for p in glob.glob(os.path.join(CONFIG_DIR, "*.py")))
+CIFAR_STEPS_PER_EPOCH = 50_000 // 128  # 390
+IMAGENET_STEPS_PER_EPOCH = 1_281_167 // 256  # 5004
+
+
+def get_config(name, arg=None):
+  spec = importlib.util.spec_from_file_location(f"configs_{name}", os.path.join(CONFIG_DIR, f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def lr(config, step, steps_per_epoch=CIFAR_STEPS_PER_EPOCH):
+  _, schedule = train.make_optimizer(config, steps_per_epoch=steps_per_epoch)
+  return float(schedule(step))
+
+
+def build(config):
+  return models.build_model({**config.model.to_dict(), "num_classes": 10})
+
+
+def test_all_configs_found():
+  assert {"cifar_resnet", "cifar_preact", "stochastic_depth", "imagenet_resnet", "quickstart"} <= set(CONFIGS)
+
+
+# --- He et al. 2016 §4.2: CIFAR-10 ---------------------------------------------------------------
+
+def test_cifar_resnet_recipe():
+  c = get_config("cifar_resnet")
+  assert c.batch_size == 128
+  assert c.learning_rate == pytest.approx(0.1)
+  assert c.momentum == pytest.approx(0.9) and not c.nesterov
+  assert c.weight_decay == pytest.approx(1e-4)
+  assert tuple(c.lr_boundaries) == (32_000, 48_000) and c.lr_unit == "steps"
+  assert c.lr_decay == pytest.approx(0.1)
+  assert c.num_train_steps == 64_000 and not c.num_epochs > 0
+  assert train.num_steps(c, CIFAR_STEPS_PER_EPOCH) == 64_000
+  assert (c.model.family, c.model.depth, c.model.width, c.model.shortcut) == ("cifar_resnet", 20, 16, "A")
+  assert c.dataset.name == "cifar10"
+
+
+def test_cifar_resnet_no_warmup_at_56():
+  c = get_config("cifar_resnet", "depth=56")
+  assert c.model.depth == 56 and c.warmup == 0
+  assert lr(c, 0) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("depth", [110, 1202])
+def test_cifar_resnet_warmup_for_deep_nets(depth):
+  c = get_config("cifar_resnet", f"depth={depth}")
+  assert c.warmup == 400 and c.lr_unit == "steps"
+  assert c.warmup_lr == pytest.approx(0.01)
+
+
+def test_cifar_resnet_110_schedule():
+  c = get_config("cifar_resnet", "depth=110")
+  assert lr(c, 0) == pytest.approx(0.01)
+  assert lr(c, 399) == pytest.approx(0.01)
+  assert lr(c, 400) == pytest.approx(0.1)
+  assert lr(c, 31_999) == pytest.approx(0.1)
+  assert lr(c, 32_000) == pytest.approx(0.01)  # the boundaries stay at 32k/48k despite the warm-up
+  assert lr(c, 47_999) == pytest.approx(0.01)
+  assert lr(c, 48_000) == pytest.approx(0.001)
+  assert lr(c, 63_999) == pytest.approx(0.001)
+
+
+def test_cifar_plain_twin():
+  c = get_config("cifar_resnet", "depth=56,residual=False")
+  assert c.model.family == "cifar_plain" and c.model.depth == 56
+  model = build(c)
+  assert not model.residual and model.stage_sizes == (9, 9, 9)
+  assert build(get_config("cifar_resnet", "depth=56")).residual
+
+
+# --- Huang et al. 2016: stochastic depth ---------------------------------------------------------
+
+def test_stochastic_depth_recipe():
+  c = get_config("stochastic_depth")
+  assert (c.model.family, c.model.depth) == ("cifar_resnet", 110)
+  assert c.model.survival_last == pytest.approx(0.5)
+  assert c.nesterov and c.momentum == pytest.approx(0.9)
+  assert c.batch_size == 128 and c.weight_decay == pytest.approx(1e-4)
+  assert c.num_epochs == 500 and c.lr_unit == "epochs" and tuple(c.lr_boundaries) == (250, 375)
+  assert train.num_steps(c, CIFAR_STEPS_PER_EPOCH) == 195_000
+  assert lr(c, 0) == pytest.approx(0.1)
+  assert lr(c, 97_499) == pytest.approx(0.1)
+  assert lr(c, 97_500) == pytest.approx(0.01)
+  assert lr(c, 146_249) == pytest.approx(0.01)
+  assert lr(c, 146_250) == pytest.approx(0.001)
+  model = build(c)
+  assert model.survival_last == pytest.approx(0.5) and model.num_blocks == 54
+
+
+def test_stochastic_depth_baseline_argument():
+  assert get_config("stochastic_depth", "survival_last=1.0").model.survival_last == 1.0
+
+
+# --- He et al. 2016b: pre-activation ResNets -----------------------------------------------------
+
+@pytest.mark.parametrize("depth,n,params_m", [(164, 18, 1.7), (1001, 111, 10.2)])
+def test_cifar_preact_bottleneck(depth, n, params_m):
+  c = get_config("cifar_preact", f"depth={depth}")
+  assert c.model.family == "cifar_preact" and c.model.block == "bottleneck"
+  assert c.warmup == 400 and c.batch_size == 128 and tuple(c.lr_boundaries) == (32_000, 48_000)
+  model = build(c)
+  assert model.preact and model.block == "bottleneck" and model.residual
+  assert model.stage_sizes == (n, n, n) and model.stage_widths == (64, 128, 256)
+  params = models.count_params(models.init_shapes(model, (32, 32, 3))["params"])
+  # He et al. 2016b, Table 2: 1.7M and 10.2M (ours: 1.70M and 10.33M).
+  assert params / 1e6 == pytest.approx(params_m, rel=0.02)
+
+
+def test_cifar_preact_basic_110():
+  model = build(get_config("cifar_preact", "depth=110,block=basic"))
+  assert model.preact and model.block == "basic" and model.stage_sizes == (18, 18, 18)
+
+
+# --- He et al. 2016 §3.4: ImageNet ---------------------------------------------------------------
+
+def test_imagenet_recipe():
+  c = get_config("imagenet_resnet")
+  assert c.batch_size == 256 and c.num_epochs == 90
+  assert c.lr_unit == "epochs" and tuple(c.lr_boundaries) == (30, 60)
+  assert c.learning_rate == pytest.approx(0.1) and c.momentum == pytest.approx(0.9)
+  assert c.weight_decay == pytest.approx(1e-4)
+  assert (c.model.family, c.model.depth, c.model.width) == ("imagenet_resnet", 18, 64)
+  assert train.num_steps(c, IMAGENET_STEPS_PER_EPOCH) == 90 * IMAGENET_STEPS_PER_EPOCH
+  assert lr(c, 30 * IMAGENET_STEPS_PER_EPOCH - 1, IMAGENET_STEPS_PER_EPOCH) == pytest.approx(0.1)
+  assert lr(c, 30 * IMAGENET_STEPS_PER_EPOCH, IMAGENET_STEPS_PER_EPOCH) == pytest.approx(0.01)
+  assert lr(c, 60 * IMAGENET_STEPS_PER_EPOCH, IMAGENET_STEPS_PER_EPOCH) == pytest.approx(0.001)
+
+
+@pytest.mark.parametrize("depth,block", [(18, "basic"), (34, "basic"), (50, "bottleneck"),
+                                         (152, "bottleneck")])
+def test_imagenet_families(depth, block):
+  resnet = get_config("imagenet_resnet", f"depth={depth}")
+  plain = get_config("imagenet_resnet", f"depth={depth},residual=False")
+  assert resnet.model.family == "imagenet_resnet" and plain.model.family == "imagenet_plain"
+  assert plain.model.width == 64
+  model = build(resnet)
+  assert model.block == block and model.stem == "imagenet" and model.stage_widths[0] % 64 == 0
+  assert not build(plain).residual
+
+
+# --- the digits quickstart -----------------------------------------------------------------------
+
+def test_quickstart():
+  c = get_config("quickstart", "depth=32,residual=False,steps=400")
+  assert c.dataset.name == "digits"
+  assert (c.model.family, c.model.depth) == ("cifar_plain", 32)
+  assert c.num_train_steps == 400 and tuple(c.lr_boundaries) == (200, 300)
+  assert get_config("quickstart").model.family == "cifar_resnet"
+
+
+# --- every config --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_config_has_the_loop_fields(name):
+  c = get_config(name)
+  for field in ("seed", "num_train_steps", "num_epochs", "log_every_steps", "eval_every_steps",
+                "checkpoint_every_steps"):
+    assert field in c, f"{name} lacks {field}"
+  assert c.log_every_steps > 0 and c.eval_every_steps > 0 and c.checkpoint_every_steps > 0
+  assert train.num_steps(c, CIFAR_STEPS_PER_EPOCH) > 0
+  assert get_config(name, "seed=3").seed == 3
+  train.make_optimizer(c, steps_per_epoch=CIFAR_STEPS_PER_EPOCH)  # boundaries after the warm-up
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_config_builds(name):
+  model = build(get_config(name))
+  assert model.num_classes == 10
+  variables = models.init_shapes(model, (32, 32, 3))  # abstract: no FLOPs, scan keeps it cheap
+  assert variables["params"]["head"]["kernel"].shape[-1] == 10
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_bad_argument_names_it(name):
+  with pytest.raises(ValueError, match="'dept'"):
+    get_config(name, "dept=3")
+
+
+def test_config_arguments_are_typed_strictly():
+  from cnn_depth import config as config_lib
+  with pytest.raises(ValueError, match="residual='Flase' must be true or false"):
+    config_lib.parse_args("residual=Flase", residual=True)
+  with pytest.raises(ValueError, match="depth='abc' must be a int"):
+    config_lib.parse_args("depth=abc", depth=20)
+  assert config_lib.parse_args("residual=false,depth=56", residual=True, depth=20) == \
+      {"residual": False, "depth": 56}
