@@ -171,17 +171,23 @@ class Checkpointer:
     """
     self.wait()
     steps = self.all_steps()
-    if step is None:
-      if not steps:
-        raise CheckpointError(f"no checkpoint to restore in {self.directory}")
-      step = steps[-1]
-    elif step not in steps:
-      raise CheckpointError(f"no checkpoint for step {step} in {self.directory}; saved: {steps}")
+    step = _pick_step(steps, step, self.directory)
     target = abstract_state(state_like)
     try:
       return self._manager.restore(step, args=ocp.args.StandardRestore(target))
     except Exception as e:
       raise _restore_error(self.directory, step, steps, e, "restore") from e
+
+
+def _pick_step(steps: Sequence[int], step: int | None, directory) -> int:
+  """`step`, or the latest of `steps`; a CheckpointError if there is none."""
+  if step is None:
+    if not steps:
+      raise CheckpointError(f"no checkpoint in {directory} (none finished saving)")
+    return steps[-1]
+  if step not in steps:
+    raise CheckpointError(f"no checkpoint for step {step} in {directory}; saved: {list(steps)}")
+  return step
 
 
 def load_for_analysis(directory: str | os.PathLike, step: int | None = None, *,
@@ -200,12 +206,7 @@ def load_for_analysis(directory: str | os.PathLike, step: int | None = None, *,
   manager = _manager(directory, read_only=True)
   try:
     steps = sorted(manager.all_steps())
-    if step is None:
-      if not steps:
-        raise CheckpointError(f"no finished checkpoint in {directory}")
-      step = steps[-1]
-    elif step not in steps:
-      raise CheckpointError(f"no checkpoint for step {step} in {directory}; saved: {steps}")
+    step = _pick_step(steps, step, directory)
     sharding = jax.sharding.SingleDeviceSharding(device or jax.local_devices()[0])
     try:
       metadata = manager.item_metadata(step)

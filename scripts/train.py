@@ -35,14 +35,14 @@ def main(argv):
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
   if _NPROC.value > 1:
     jax.distributed.initialize(_COORD.value, _NPROC.value, _PID.value)
-  from cnn_depth import train
+  from cnn_depth import checkpoint, train
   try:
     final = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except (train.TrainingDiverged, train.Preempted) as e:
     logging.error("%s", e)
     print(f"error: {e}", file=sys.stderr)
     sys.exit(3 if isinstance(e, train.TrainingDiverged) else 4)
-  except ValueError as e:  # bad config, missing data, incompatible workdir: one clear sentence
+  except (ValueError, checkpoint.CheckpointError) as e:  # bad config/data/workdir/checkpoint
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   print({k: round(v, 5) if isinstance(v, float) else v for k, v in final.items()})
