@@ -74,7 +74,9 @@ def train_step(state: TrainState, batch: dict, *, model: models.ResNet,
   Returns metrics as sums over the batch (loss_sum, correct, count) so they add up across steps and
   devices; the gradient and parameter L2 norms (and, optionally, per-block gradient norms) are cheap
   diagnostics computed in the same program. With `skip_nonfinite`, a step whose loss or gradients are
-  not finite leaves parameters, BN statistics and optimiser state unchanged (counted in 'skipped').
+  not finite leaves parameters, BN statistics and optimiser state unchanged (counted in 'nonfinite'
+  and left out of the loss and error sums). The optimiser's own step count does not advance on a
+  skipped step, so its schedule then lags the logged lr by the number of skipped steps.
   """
   rng = jax.random.fold_in(state.rng, state.step)
   aug_rng, drop_rng = jax.random.split(rng)
@@ -96,22 +98,28 @@ def train_step(state: TrainState, batch: dict, *, model: models.ResNet,
   new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                             opt_state=opt_state)
   grad_norm = optax.tree.norm(grads)
-  skipped = jnp.zeros((), jnp.int32)
+  param_norm = optax.tree.norm(params)
+  # One scalar says whether anything went non-finite: loss, gradients, new parameters or BN
+  # statistics (a float32 norm also overflows for finite values beyond ~1e19: diverged all the same).
+  finite = (jnp.isfinite(jnp.sum(losses)) & jnp.isfinite(grad_norm) & jnp.isfinite(param_norm)
+            & jnp.isfinite(optax.tree.norm(batch_stats)))
+  correct = jnp.argmax(logits, -1) == labels
+  count = jnp.asarray(labels.shape[0], jnp.int32)
   if skip_nonfinite:
-    ok = jnp.isfinite(jnp.sum(losses)) & jnp.isfinite(grad_norm)
-    keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, old)
+    keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, old)
     new_state = new_state.replace(params=keep(params, state.params),
                                   batch_stats=keep(batch_stats, state.batch_stats),
                                   opt_state=keep(opt_state, state.opt_state))
-    skipped = (~ok).astype(jnp.int32)
-    losses = jnp.where(ok, losses, 0.0)
+    param_norm = jnp.where(finite, param_norm, optax.tree.norm(state.params))
+    # A skipped step contributes nothing to the training metrics.
+    losses, correct, count = jnp.where(finite, losses, 0.0), correct & finite, count * finite
   metrics = {
       "loss_sum": jnp.sum(losses),
-      "correct": jnp.sum(jnp.argmax(logits, -1) == labels),
-      "count": jnp.asarray(labels.shape[0], jnp.int32),
+      "correct": jnp.sum(correct),
+      "count": count,
       "grad_norm": grad_norm,
-      "param_norm": optax.tree.norm(new_state.params),
-      "skipped": skipped,
+      "param_norm": param_norm,
+      "nonfinite": (~finite).astype(jnp.int32),
   }
   if log_block_norms:
     metrics["block_grad_norms"] = block_grad_norms(grads, model)

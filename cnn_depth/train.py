@@ -177,7 +177,9 @@ class StreamData:
 
 def _host_metrics(acc) -> dict:
   acc = jax.device_get(acc)
-  count = max(float(acc["count"]), 1.0)
+  count = float(acc["count"])
+  if count == 0:  # e.g. every step of the interval was skipped as non-finite
+    return {"loss": math.nan, "error": math.nan, "count": 0.0}
   return {"loss": float(acc["loss_sum"]) / count, "error": 1.0 - float(acc["correct"]) / count,
           "count": count}
 
@@ -237,10 +239,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                keep=config.keep_checkpoints)
   start = ckpt.latest_step()
   main_process = jax.process_index() == 0
+  if start is not None and start >= total:  # relaunch of a finished run: nothing to do
+    ckpt.close()
+    status = logs.read_status(workdir) or {}
+    return {k: v for k, v in status.items() if k not in ("status", "time", "unix_time", "step")}
   if start is not None:
     state = ckpt.restore(state, start)
-    if main_process:
-      logs.truncate_metrics(workdir, start)
+  if main_process:  # lines a killed run wrote after its last checkpoint would be duplicated
+    logs.truncate_metrics(workdir, start or 0)
   # Every process computes the same thing; only process 0 writes the workdir's logs.
   write_status = logs.write_status if main_process else lambda *a, **k: None
   if main_process:
@@ -248,6 +254,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   write_status(workdir, "running", step=int(start or 0), total_steps=total)
 
   preempted = []
+  multi_process = jax.process_count() > 1
   previous_handler = signal.signal(signal.SIGTERM, lambda *_: preempted.append(True)) \
       if _in_main_thread() else None
 
@@ -261,7 +268,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   try:
     while step < total:
       state, last = feed.train_step(state, step)
-      summed = {k: last[k] for k in ("loss_sum", "correct", "count", "skipped")}
+      summed = {k: last[k] for k in ("loss_sum", "correct", "count", "nonfinite")}
       acc = summed if acc is None else jax.tree_util.tree_map(jnp.add, acc, summed)
       step += 1
       n_log += 1
@@ -272,19 +279,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       is_last = step == total
       log_now = step % config.log_every_steps == 0 or is_last
       eval_now = step % config.eval_every_steps == 0 or is_last
-      ckpt_now = step % config.checkpoint_every_steps == 0 or is_last or preempted
+      # With several processes a SIGTERM is acted on at logging steps only, the same step everywhere.
+      stop = _any_process(bool(preempted)) if (log_now or not multi_process) else False
+      ckpt_now = step % config.checkpoint_every_steps == 0 or is_last or stop
       if not (log_now or eval_now or ckpt_now):
         continue
 
       tr = _host_metrics(acc)
-      finite = math.isfinite(tr["loss"]) and math.isfinite(float(last["param_norm"]))
-      if not finite and config.on_nonfinite == "stop":
-        write_status(workdir, "diverged", step=step,
-                          reason=f"non-finite training loss ({tr['loss']}) by step {step}",
-                          last_checkpoint=ckpt.latest_step())
-        raise TrainingDiverged(
-            f"training loss became {tr['loss']} by step {step}; the last good checkpoint "
-            f"(step {ckpt.latest_step()}) is kept in {workdir}/checkpoints")
+      nonfinite = int(jax.device_get(acc["nonfinite"]))
+      if nonfinite and config.on_nonfinite == "stop":
+        reason = (f"non-finite loss, gradients, parameters or BN statistics by step {step} "
+                  f"(mean training loss since the last log: {tr['loss']:.4g})")
+        write_status(workdir, "diverged", step=step, reason=reason, last_checkpoint=ckpt.latest_step())
+        raise TrainingDiverged(f"{reason}; the last good checkpoint (step {ckpt.latest_step()}) is "
+                               f"kept in {workdir}/checkpoints")
       record: dict[str, Any] = {}
       if log_now:
         jax.block_until_ready(last)
@@ -294,7 +302,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                       train_loss=tr["loss"], train_error=tr["error"], images_per_sec=rate,
                       grad_norm=float(last["grad_norm"]), param_norm=float(last["param_norm"]))
         if config.on_nonfinite == "skip":
-          record["skipped_steps"] = float(jax.device_get(acc["skipped"]))
+          record["skipped_steps"] = nonfinite
         if config.log_block_norms:
           record["block_grad_norms"] = np.asarray(last["block_grad_norms"]).tolist()
           record["block_param_norms"] = np.asarray(last["block_param_norms"]).tolist()
@@ -319,7 +327,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 f"{record.get('images_per_sec', 0):,.0f} img/s | ETA {_format_eta(eta)}", flush=True)
       if ckpt_now:
         ckpt.save(step, state, force=True)
-        if preempted:
+        if stop:
           ckpt.wait()
           write_status(workdir, "preempted", step=step, reason="SIGTERM")
           raise Preempted(f"SIGTERM at step {step}: checkpoint saved in {workdir}; relaunch to resume")
@@ -346,6 +354,14 @@ class _NullWriter:
 
   def close(self):
     pass
+
+
+def _any_process(flag: bool) -> bool:
+  """True if `flag` is set in any process (an all-gather; every process must call it)."""
+  if jax.process_count() == 1:
+    return flag
+  from jax.experimental import multihost_utils
+  return bool(np.max(multihost_utils.process_allgather(np.int32(flag))))
 
 
 def _in_main_thread() -> bool:
