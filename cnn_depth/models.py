@@ -412,7 +412,9 @@ def unstack_stages(tree: Mapping[str, Any]) -> dict:
       continue
     n = jax.tree_util.tree_leaves(value)[0].shape[0]
     for j in range(n):
-      out[f"stage{m.group(1)}_block{j + 1}"] = jax.tree_util.tree_map(lambda a: a[j], value)
+      out[f"stage{m.group(1)}_block{j + 1}"] = jax.tree_util.tree_map(
+          lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype) if isinstance(a, jax.ShapeDtypeStruct)
+          else a[j], value)
   return out
 
 

@@ -1,0 +1,305 @@
+"""Lesion studies of trained nets (Veit et al. 2016, "Residual networks behave like ensembles of
+relatively shallow networks", §4).
+
+* `single_block_lesion` (§4.1, Fig. 3): delete one block at a time -- its residual branch is gated to 0,
+  its skip path kept -- and measure the test error. A ResNet barely notices the loss of most blocks; a
+  plain net (whose only path goes through every block) breaks.
+* `multi_block_lesion` (§4.2, Fig. 5a): delete k blocks at once, the mean and std of the test error
+  over random sets of k blocks.
+* `reorder_lesion` (§4.3, Fig. 5b): swap random pairs of blocks of compatible shapes; the error grows
+  smoothly as the order moves away from the trained one (measured by Kendall's tau).
+
+Everything goes through one compiled program per study: the per-block `gates` (models.py) and the
+variables are traced arguments, so every lesion pattern and every permutation reuses the same
+compilation. `ErrorFunction.traces` and `ErrorFunction.jitted._cache_size()` say how often it compiled.
+
+Blocks are numbered in the stage-major order of `models.block_names`.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import math
+import os
+from typing import Any, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cnn_depth import checkpoint as ckpt_lib
+from cnn_depth import models, steps
+from cnn_depth.analysis import results
+
+# ----------------------------------------------------------------------------------------------------
+# Loading a trained run.
+
+
+def _has_checkpoint(directory: str) -> bool:
+  """True if `directory` holds a finished orbax step (a folder named by its step number)."""
+  if not os.path.isdir(directory):
+    return False
+  return any(name.isdigit() and os.path.isdir(os.path.join(directory, name))
+             for name in os.listdir(directory))
+
+
+def load_trained(workdir: str | os.PathLike):
+  """(model, variables, config, dataset) of a training workdir, ready for the lesion and path studies.
+
+  The config is the run's `config.json` (a dict); the dataset is re-read with the run's dataset fields
+  and seed, so `dataset.test_*` is the split the run was evaluated on (its validation split where
+  one was held out); the variables ({'params', 'batch_stats'}) are from the latest checkpoint.
+  """
+  from cnn_depth import data  # data libraries are imported only where data is read
+
+  workdir = os.fspath(workdir)
+  config = results.load_run(workdir).config
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  if not _has_checkpoint(ckpt_dir):
+    raise ValueError(f"no checkpoint in {ckpt_dir}: train it first")
+  dcfg = config["dataset"]
+  if dcfg["name"] == "imagenet2012":
+    raise ValueError("load_trained reads in-memory datasets (digits, cifar10, cifar100); for an "
+                     "ImageNet run, load the checkpoint with checkpoint.load_for_analysis and stream "
+                     "the validation set with data.imagenet_loader")
+  ds = data.load_dataset(dcfg["name"], dcfg.get("data_dir") or None,
+                         validation_size=dcfg.get("validation_size", 0), seed=config["seed"])
+  model = models.build_model({**config["model"], "num_classes": ds.num_classes})
+  restored = ckpt_lib.load_for_analysis(ckpt_dir)
+  variables = {"params": restored["params"], "batch_stats": restored["batch_stats"] or {}}
+  return model, variables, config, ds
+
+
+# ----------------------------------------------------------------------------------------------------
+# The test error as a function of the gates (and, for reordering, of the variables).
+
+
+class ErrorFunction:
+  """`error(gates, variables=None) -> float`: the test error of the whole set, BN in inference mode.
+
+  The set is padded to whole batches of `batch_size` (the padding masked out) and kept on the
+  device; one compiled program runs every batch (`lax.map`). `gates` (num_blocks,) and `variables`
+  are arguments of that program, so any lesion pattern and any variables of the same shapes (e.g. a
+  permutation of the blocks) reuse the compilation. `traces` counts how often it was traced.
+  """
+
+  def __init__(self, model, variables: Mapping[str, Any], images: np.ndarray, labels: np.ndarray,
+               mean: Sequence[float], std: Sequence[float], batch_size: int = 500):
+    images, labels = np.asarray(images), np.asarray(labels)
+    n = len(labels)
+    if n == 0 or len(images) != n:
+      raise ValueError(f"need as many images as labels (and at least one): {len(images)} vs {n}")
+    bs = min(int(batch_size), n)
+    nb = -(-n // bs)
+    pad = nb * bs - n
+    mask = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
+    images = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
+    labels = np.concatenate([labels.astype(np.int32), np.zeros(pad, np.int32)])
+    self.model, self.num_examples = model, n
+    self.num_blocks = int(model.num_blocks)
+    self.variables = dict(variables)
+    self._mean, self._std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+    self._data = (jnp.asarray(images.reshape((nb, bs) + images.shape[1:])),
+                  jnp.asarray(labels.reshape(nb, bs)), jnp.asarray(mask.reshape(nb, bs)))
+    self.traces = 0
+    self.jitted = jax.jit(self._error)
+
+  def _error(self, variables, gates, images, labels, mask):
+    self.traces += 1  # Python side effect: runs once per trace, not per call
+
+    def correct(batch):
+      img, lab, m = batch
+      x = steps.normalize(img, self._mean, self._std, self.model.dtype)
+      logits = self.model.apply(variables, x, train=False, gates=gates)
+      return jnp.sum((jnp.argmax(logits, -1) == lab) * m)
+
+    return 1.0 - jnp.sum(jax.lax.map(correct, (images, labels, mask))) / self.num_examples
+
+  def __call__(self, gates=None, variables: Mapping[str, Any] | None = None) -> float:
+    gates = np.ones(self.num_blocks, np.float32) if gates is None else np.asarray(gates, np.float32)
+    if gates.shape != (self.num_blocks,):
+      raise ValueError(f"gates must have shape ({self.num_blocks},) (one per block), got {gates.shape}")
+    v = self.variables if variables is None else dict(variables)
+    return float(self.jitted(v, gates, *self._data))
+
+
+def make_error_fn(model, variables, images, labels, mean, std, batch_size: int = 500) -> ErrorFunction:
+  """The test error as a function of the per-block gates; see `ErrorFunction`."""
+  return ErrorFunction(model, variables, images, labels, mean, std, batch_size)
+
+
+def deletion_gates(num_blocks: int, deleted: Sequence[int]) -> np.ndarray:
+  """Gates (num_blocks,) with the blocks in `deleted` set to 0 and all others to 1."""
+  gates = np.ones(num_blocks, np.float32)
+  gates[np.asarray(list(deleted), dtype=np.int64)] = 0.0
+  return gates
+
+
+# ----------------------------------------------------------------------------------------------------
+# Veit et al. §4.1 and §4.2: deleting blocks.
+
+
+def single_block_lesion(error_fn, num_blocks: int) -> tuple[float, np.ndarray]:
+  """(intact error, errors (num_blocks,)): the error with every block deleted in turn (§4.1, Fig. 3)."""
+  intact = error_fn(np.ones(num_blocks, np.float32))
+  errors = np.asarray([error_fn(deletion_gates(num_blocks, [i])) for i in range(num_blocks)])
+  return intact, errors
+
+
+def block_sets(num_blocks: int, k: int, samples: int, rng: np.random.Generator) -> list[tuple]:
+  """`samples` random sets of k blocks, or every set when there are no more than `samples`."""
+  if not 0 <= k <= num_blocks:
+    raise ValueError(f"k={k} must lie between 0 and the number of blocks ({num_blocks})")
+  if math.comb(num_blocks, k) <= samples:
+    return list(itertools.combinations(range(num_blocks), k))
+  return [tuple(sorted(rng.choice(num_blocks, k, replace=False).tolist())) for _ in range(samples)]
+
+
+def multi_block_lesion(error_fn, num_blocks: int, ks: Sequence[int], samples: int,
+                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """(means, stds) aligned with `ks`: the test error with k random blocks deleted (§4.2, Fig. 5a).
+
+  For each k, `samples` sets of k blocks are drawn uniformly without replacement; where there are no
+  more than `samples` distinct sets (k = 0, 1, n-1, n for small n), every set is evaluated once
+  instead, which gives the exact mean. The std is over the evaluated sets (population std).
+  """
+  if samples < 1:
+    raise ValueError(f"samples must be >= 1, got {samples}")
+  rng = np.random.default_rng(seed)
+  cache: dict[tuple, float] = {}
+  means, stds = [], []
+  for k in ks:
+    errs = []
+    for blocks in block_sets(num_blocks, int(k), samples, rng):
+      if blocks not in cache:
+        cache[blocks] = error_fn(deletion_gates(num_blocks, blocks))
+      errs.append(cache[blocks])
+    means.append(np.mean(errs))
+    stds.append(np.std(errs))
+  return np.asarray(means), np.asarray(stds)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Veit et al. §4.3: reordering blocks.
+
+
+def kendall_tau(order: Sequence[int]) -> float:
+  """Kendall's tau between `order` (a permutation of 0..n-1) and the identity.
+
+  tau = (concordant - discordant pairs) / (n (n-1) / 2); 1 for the identity, -1 for its reverse.
+  O(n^2), which is nothing at the block counts of these nets.
+  """
+  p = np.asarray(order)
+  n = len(p)
+  if n < 2:
+    return 1.0
+  i, j = np.triu_indices(n, 1)
+  return float(np.sum(np.sign(p[j] - p[i]))) / (n * (n - 1) / 2)
+
+
+def swappable_groups(model, variables: Mapping[str, Any]) -> list[list[int]]:
+  """Groups of blocks (global indices) that may trade places: same stage, not shape-changing, and
+  identical variable shapes. Each stage's downsampling first block stays in place; a stage-0 first
+  block that keeps the shape (CIFAR ResNets) may move, as its input and output shapes and its
+  parameters are those of its neighbours."""
+  # Shapes only (no copies; abstract `jax.ShapeDtypeStruct` variables work too).
+  flat = jax.eval_shape(lambda v: models.convert_variables(v, "unroll"), dict(variables))
+  names = models.block_names(model)
+  down = models.downsampling_blocks(model)
+
+  def shapes(name):
+    return jax.tree_util.tree_map(
+        lambda a: tuple(a.shape), {c: t[name] for c, t in flat.items() if name in t})
+
+  groups, start = [], 0
+  for n in model.stage_sizes:
+    by_shape: dict[str, list[int]] = {}
+    for i in range(start, start + n):
+      if not down[i]:
+        by_shape.setdefault(repr(shapes(names[i])), []).append(i)
+    groups += [g for g in by_shape.values() if len(g) > 1]
+    start += n
+  return groups
+
+
+def permute_blocks(variables: Mapping[str, Any], names: Sequence[str], order: Sequence[int]) -> dict:
+  """Variables (unrolled layout) whose block at position i is the original block `order[i]`."""
+  out = {}
+  for col, tree in variables.items():
+    tree = dict(tree)
+    moved = {names[i]: tree[names[o]] for i, o in enumerate(order) if o != i and names[o] in tree}
+    out[col] = {**tree, **moved}
+  return out
+
+
+def random_swaps(groups: Sequence[Sequence[int]], num_blocks: int, num_swaps: int,
+                 rng: np.random.Generator) -> np.ndarray:
+  """A block order made by `num_swaps` swaps, each of a pair drawn uniformly from all compatible pairs."""
+  pairs = [p for g in groups for p in itertools.combinations(g, 2)]
+  order = np.arange(num_blocks)
+  if num_swaps and not pairs:
+    raise ValueError("no two blocks of this net have compatible shapes: nothing can be reordered")
+  for _ in range(num_swaps):
+    a, b = pairs[rng.integers(len(pairs))]
+    order[a], order[b] = order[b], order[a]
+  return order
+
+
+def reorder_lesion(model, variables, images, labels, mean, std, max_swaps: int, samples: int,
+                   seed: int = 0, batch_size: int = 500) -> list[tuple[float, float]]:
+  """[(kendall_tau, test_error)] for `samples` random reorderings of the blocks (§4.3, Fig. 5b).
+
+  Each reordering swaps a number of random pairs of compatible blocks (`swappable_groups`) drawn
+  uniformly from 1..`max_swaps` (`max_swaps=0`: no swap, the trained order). Tau compares the
+  resulting order of all blocks with the trained one. The blocks' variables (parameters and BN
+  statistics together) are permuted in the unrolled layout and fed to one compiled error function of
+  the unrolled model: the permuted variables have the same shapes, so nothing recompiles.
+  """
+  flat_model = model.clone(stages="unroll")
+  flat = models.convert_variables(variables, "unroll")
+  names = models.block_names(model)
+  groups = swappable_groups(model, variables)
+  error_fn = make_error_fn(flat_model, flat, images, labels, mean, std, batch_size)
+  rng = np.random.default_rng(seed)
+  out = []
+  for _ in range(samples):
+    num_swaps = int(rng.integers(1, max_swaps + 1)) if max_swaps > 0 else 0
+    order = random_swaps(groups, model.num_blocks, num_swaps, rng)
+    out.append((kendall_tau(order), error_fn(None, permute_blocks(flat, names, order))))
+  return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# CSV files (one row per measurement, for plotting.py).
+
+
+def _write_rows(path, header, rows) -> None:
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(header)
+    w.writerows(rows)
+
+
+def write_single_csv(path, model_name: str, errors_intact: float, errors: Sequence[float],
+                     downsampling: Sequence[bool]) -> None:
+  """Columns model,block,downsampling,test_error; block -1 is the intact net."""
+  if len(errors) != len(downsampling):
+    raise ValueError(f"{len(errors)} errors but {len(downsampling)} downsampling flags")
+  rows = [(model_name, -1, 0, float(errors_intact))]
+  rows += [(model_name, i, int(bool(d)), float(e)) for i, (e, d) in enumerate(zip(errors, downsampling))]
+  _write_rows(path, ("model", "block", "downsampling", "test_error"), rows)
+
+
+def write_multi_csv(path, model_name: str, ks: Sequence[int], means: Sequence[float],
+                    stds: Sequence[float]) -> None:
+  """Columns model,k,test_error_mean,test_error_std."""
+  rows = [(model_name, int(k), float(m), float(s)) for k, m, s in zip(ks, means, stds, strict=True)]
+  _write_rows(path, ("model", "k", "test_error_mean", "test_error_std"), rows)
+
+
+def write_reorder_csv(path, model_name: str, taus_errors: Sequence[tuple[float, float]]) -> None:
+  """Columns model,kendall_tau,test_error (one row per reordering)."""
+  rows = [(model_name, float(t), float(e)) for t, e in taus_errors]
+  _write_rows(path, ("model", "kendall_tau", "test_error"), rows)
