@@ -26,6 +26,45 @@ _STEPS = flags.DEFINE_integer("steps", 800, "Training steps per run.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of every run.")
 _FRESH = flags.DEFINE_bool("fresh", True, "Delete --workdir first (else finished runs are reused).")
 _RESULTS = flags.DEFINE_string("results_dir", "", "Also copy the figure and summary here.")
+_SAMPLES = flags.DEFINE_integer("path_samples", 20, "Sampled block sets per path length.")
+
+
+def analyse(workdir: str, shallow: int, deep: int, caption: str) -> dict:
+  """Veit et al. on the deep nets: single-block lesions (ResNet and plain) and path gradients (ResNet).
+
+  Writes lesion_single.csv, path_gradients.csv and their figures under <workdir>/analysis.
+  """
+  import numpy as np
+
+  from cnn_depth import models
+  from cnn_depth.analysis import lesion, paths, plotting
+
+  out = os.path.join(workdir, "analysis")
+  os.makedirs(out, exist_ok=True)
+  lesions = {}
+  for family, label in (("resnet", f"ResNet-{deep}"), ("plain", f"plain-{deep}")):
+    model, variables, _, ds = lesion.load_trained(os.path.join(workdir, f"{family}{deep}"))
+    error = lesion.make_error_fn(model, variables, ds.test_images, ds.test_labels, ds.mean, ds.std)
+    intact, errors = lesion.single_block_lesion(error, model.num_blocks)
+    down = models.downsampling_blocks(model)
+    lesions[label] = (intact, errors, down)
+    if family == "resnet":
+      ks = list(range(model.num_blocks + 1))
+      batch = slice(0, 128)
+      mean, std = paths.path_gradient_norms(
+          model, variables, ds.train_images[batch], ds.train_labels[batch], ds.mean, ds.std, ks,
+          samples=_SAMPLES.value, seed=0)
+      counts = paths.path_counts(model.num_blocks)
+      effective = paths.effective_paths(counts, mean, share=0.9)
+      paths.write_csv(os.path.join(out, "path_gradients.csv"), ks, counts, mean, std)
+      plotting.path_gradients(ks, counts, mean, std, effective,
+                              os.path.join(out, "path_gradients.png"), caption=caption)
+  lesion.write_single_csv(os.path.join(out, "lesion_single.csv"), lesions)
+  plotting.lesion_single(lesions, os.path.join(out, "lesion_single.png"), caption=caption)
+  return {"lesion_single": {label: {"intact": float(i), "max_single_block": float(np.max(e)),
+                                    "mean_single_block": float(np.mean(e))}
+                            for label, (i, e, _) in lesions.items()},
+          "effective_paths_90": list(effective)}
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -72,13 +111,17 @@ def main(argv):
       [("plain nets", {f"plain-{d}": runs[f"plain{d}"] for d in (shallow, deep)}),
        ("ResNets", {f"ResNet-{d}": runs[f"resnet{d}"] for d in (shallow, deep)})],
       os.path.join(_WORKDIR.value, "error_curves.png"), ylim=(0, 40), caption=caption)
+  t_analysis = time.time()
+  analysis = analyse(_WORKDIR.value, shallow, deep, caption.split(";")[0])
+  print(f"analysis (lesions + path gradients) {time.time() - t_analysis:.0f} s: {analysis}")
   out = {name: {k: v for k, v in s.items() if k in ("family", "depth", "final_train_error",
                                                      "final_test_error", "steps")}
          for name, s in summary.items()}
   with open(os.path.join(_WORKDIR.value, "summary.json"), "w") as f:
     json.dump(out, f, indent=2)
   with open(os.path.join(_WORKDIR.value, "summary_details.json"), "w") as f:
-    json.dump({"runs": summary, "degradation_shown": shown, "seconds": time.time() - t0,
+    json.dump({"runs": summary, "degradation_shown": shown, "analysis": analysis,
+               "seconds": time.time() - t0,
                "command": " ".join(sys.argv), "date": datetime.date.today().isoformat(),
                "machine": f"{platform.node()} ({os.cpu_count()} cores)"}, f, indent=2)
 
@@ -92,7 +135,9 @@ def main(argv):
         f"\ntotal {time.time() - t0:.0f} s")
   if _RESULTS.value:
     os.makedirs(_RESULTS.value, exist_ok=True)
-    for name in ("error_curves.png", "error_curves.pdf", "summary.json", "summary_details.json"):
+    for name in ("error_curves.png", "error_curves.pdf", "summary.json", "summary_details.json",
+                 "analysis/lesion_single.png", "analysis/lesion_single.csv",
+                 "analysis/path_gradients.png", "analysis/path_gradients.csv"):
       shutil.copy(os.path.join(_WORKDIR.value, name), _RESULTS.value)
 
 

@@ -174,7 +174,7 @@ def test_permuting_blocks_moves_their_variables(net):
 def test_csv_files(tmp_path, net):
   model = net[0]
   down = models.downsampling_blocks(model)
-  lesion.write_single_csv(tmp_path / "single.csv", "resnet14", 0.1, [0.2] * 6, down)
+  lesion.write_single_csv(tmp_path / "single.csv", {"resnet14": (0.1, [0.2] * 6, down)})
   with open(tmp_path / "single.csv") as f:
     rows = list(csv.DictReader(f))
   assert list(rows[0]) == ["model", "block", "downsampling", "test_error"]

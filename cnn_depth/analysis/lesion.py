@@ -282,13 +282,16 @@ def _write_rows(path, header, rows) -> None:
     w.writerows(rows)
 
 
-def write_single_csv(path, model_name: str, errors_intact: float, errors: Sequence[float],
-                     downsampling: Sequence[bool]) -> None:
-  """Columns model,block,downsampling,test_error; block -1 is the intact net."""
-  if len(errors) != len(downsampling):
-    raise ValueError(f"{len(errors)} errors but {len(downsampling)} downsampling flags")
-  rows = [(model_name, -1, 0, float(errors_intact))]
-  rows += [(model_name, i, int(bool(d)), float(e)) for i, (e, d) in enumerate(zip(errors, downsampling))]
+def write_single_csv(path, results: Mapping[str, tuple[float, Sequence[float], Sequence[bool]]]) -> None:
+  """Columns model,block,downsampling,test_error for each model of `results` (label -> (intact error,
+  error per deleted block, downsampling flag per block)); block -1 is the intact net."""
+  rows = []
+  for model_name, (errors_intact, errors, downsampling) in results.items():
+    if len(errors) != len(downsampling):
+      raise ValueError(f"{len(errors)} errors but {len(downsampling)} downsampling flags")
+    rows.append((model_name, -1, 0, float(errors_intact)))
+    rows += [(model_name, i, int(bool(d)), float(e))
+             for i, (e, d) in enumerate(zip(errors, downsampling))]
   _write_rows(path, ("model", "block", "downsampling", "test_error"), rows)
 
 

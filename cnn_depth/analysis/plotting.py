@@ -52,3 +52,71 @@ def error_curves(panels: Sequence[tuple[str, dict[str, Run]]], path: str, *,
     fig.text(0.5, -0.04, caption, ha="center", fontsize=8, wrap=True)
   fig.tight_layout()
   return _save(fig, path)
+
+
+def lesion_single(results: dict[str, tuple[float, Sequence[float], Sequence[bool]]], path: str,
+                  caption: str | None = None) -> str:
+  """Veit et al. 2016, Fig. 3: test error after deleting each single block, one panel per net.
+
+  `results` maps a label to (intact error, error per deleted block, downsampling flag per block);
+  the intact net's error is the dashed line, downsampling blocks are hatched.
+  """
+  fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 3.6), sharey=True,
+                           squeeze=False)
+  for ax, color, (label, (intact, errors, down)) in zip(axes[0], _COLORS, results.items()):
+    blocks = range(len(errors))
+    bars = ax.bar(blocks, [100 * e for e in errors], color=color, alpha=0.8,
+                  label="block deleted")
+    for bar, d in zip(bars, down):
+      if d:
+        bar.set_hatch("//")
+        bar.set_edgecolor("black")
+    ax.axhline(100 * intact, color="black", linestyle="--", linewidth=1.2,
+               label=f"intact net ({100 * intact:.1f}%)")
+    ax.set_title(label)
+    ax.set_xlabel("deleted block (stage-major index; hatched = downsampling)")
+    ax.set_xticks(list(blocks))
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8, frameon=False, loc="upper left")
+  axes[0][0].set_ylabel("test error (%)")
+  if caption:
+    fig.text(0.5, -0.05, caption, ha="center", fontsize=8, wrap=True)
+  fig.tight_layout()
+  return _save(fig, path)
+
+
+def path_gradients(ks: Sequence[int], counts: Sequence[int], grad_mean: Sequence[float],
+                   grad_std: Sequence[float], effective: tuple[int, int], path: str,
+                   caption: str | None = None) -> str:
+  """Veit et al. 2016, Fig. 6: (a) path-length distribution, (b) gradient magnitude per path length
+  (log scale), (c) total gradient per path length = magnitude x number of paths, with the range of
+  "effective paths" shaded."""
+  import numpy as np
+
+  ks = np.asarray(ks)
+  counts = np.asarray(counts, dtype=np.float64)
+  mean, std = np.asarray(grad_mean), np.asarray(grad_std)
+  n = int(ks.max())
+  fig, (a, b, c) = plt.subplots(1, 3, figsize=(15, 3.8))
+  a.bar(ks, counts / counts.sum(), color=_COLORS[0])
+  a.set(title=f"(a) path lengths ({n} blocks, 2^{n} paths)", xlabel="path length k",
+        ylabel="share of paths")
+  b.errorbar(ks, mean, yerr=std, fmt="o-", color=_COLORS[1], markersize=3, capsize=2)
+  b.set_yscale("log")
+  b.set(title="(b) gradient magnitude per path", xlabel="path length k",
+        ylabel="|d loss / d input| (mean per example)")
+  total = counts * mean
+  c.plot(ks, total / total.sum(), "o-", color=_COLORS[2], markersize=3)
+  lo, hi = effective
+  c.axvspan(lo - 0.5, hi + 0.5, color=_COLORS[2], alpha=0.15,
+            label=f"effective paths: lengths {lo}-{hi}")
+  c.set(title="(c) total gradient per path length", xlabel="path length k",
+        ylabel="share of total gradient magnitude")
+  c.legend(fontsize=8, frameon=False)
+  for ax in (a, b, c):
+    ax.grid(alpha=0.3)
+  if caption:
+    fig.text(0.5, -0.05, caption, ha="center", fontsize=8, wrap=True)
+  fig.tight_layout()
+  return _save(fig, path)

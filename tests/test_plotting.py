@@ -1,0 +1,45 @@
+"""Each figure function runs on a tiny fake workdir or arrays and writes a non-empty PNG and PDF."""
+
+import os
+
+import numpy as np
+
+from cnn_depth import logs
+from cnn_depth.analysis import paths, plotting, results
+
+
+def fake_run(workdir, family, depth, final_train):
+  workdir.mkdir(parents=True)
+  logs.write_config(str(workdir), {"model": {"family": family, "depth": depth}})
+  with logs.MetricsWriter(str(workdir)) as w:
+    for step in range(10, 110, 10):
+      w.write(step, train_error=final_train + 1.0 / step, test_error=final_train + 0.05)
+  logs.write_status(str(workdir), "done", step=100)
+  return results.load_run(str(workdir))
+
+
+def nonempty(png):
+  assert os.path.getsize(png) > 5000
+  assert os.path.getsize(png[:-4] + ".pdf") > 1000
+
+
+def test_error_curves_and_summary(tmp_path):
+  runs = {f"plain{d}": fake_run(tmp_path / f"p{d}", "cifar_plain", d, e) for d, e in ((8, 0.0), (32, 0.02))}
+  nonempty(plotting.error_curves([("plain nets", runs)], str(tmp_path / "fig" / "curves.png"),
+                                 caption="test"))
+  s = results.summary(runs)
+  assert abs(s["plain32"]["final_train_error"] - 0.03) < 1e-12
+  assert s["plain8"]["steps"] == 100 and s["plain8"]["status"] == "done"
+
+
+def test_lesion_and_path_gradient_figures(tmp_path):
+  down = [False, False, True, False]
+  nonempty(plotting.lesion_single({"ResNet": (0.1, [0.12, 0.2, 0.3, 0.11], down),
+                                   "plain": (0.1, [0.9, 0.9, 0.9, 0.85], down)},
+                                  str(tmp_path / "lesion.png")))
+  n = 10
+  ks = list(range(n + 1))
+  counts = paths.path_counts(n)
+  mean = np.asarray([0.5 ** k for k in ks])
+  nonempty(plotting.path_gradients(ks, counts, mean, 0.1 * mean, paths.effective_paths(counts, mean),
+                                   str(tmp_path / "paths.png")))
