@@ -1,0 +1,49 @@
+r"""Veit et al. 2016 §5: the gradient magnitude carried by paths of each length, on a trained workdir.
+
+  python scripts/path_gradients.py --workdir=runs/r110 --samples=1000 --batch=128
+
+For every path length k = 0..n it samples --samples sets of k blocks, lets the gradient flow through
+the residual branch of those blocks and the skip of all others, and records the gradient norm at the
+input for a batch of training images. Writes <workdir>/analysis/path_gradients.{csv,png} and prints
+the range of path lengths that carries --share of the total gradient ("effective paths").
+"""
+
+import os
+import sys
+
+from absl import app, flags
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A training workdir of a ResNet, with a checkpoint.")
+_SAMPLES = flags.DEFINE_integer("samples", 100, "Sampled block sets per path length (paper: 1,000).")
+_BATCH = flags.DEFINE_integer("batch", 128, "Training images the gradient is measured on.")
+_SHARE = flags.DEFINE_float("share", 0.9, "Share of the total gradient for the effective paths.")
+_SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
+flags.mark_flag_as_required("workdir")
+
+
+def main(argv):
+  del argv
+  from cnn_depth import checkpoint
+  from cnn_depth.analysis import lesion, paths, plotting
+
+  try:
+    model, variables, config, ds = lesion.load_trained(_WORKDIR.value)
+    ks = list(range(model.num_blocks + 1))
+    batch = slice(0, _BATCH.value)
+    mean, std = paths.path_gradient_norms(model, variables, ds.train_images[batch],
+                                          ds.train_labels[batch], ds.mean, ds.std, ks,
+                                          samples=_SAMPLES.value, seed=_SEED.value)
+  except (ValueError, OSError, checkpoint.CheckpointError) as e:  # no workdir, no checkpoint, plain net
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  counts = paths.path_counts(model.num_blocks)
+  lo, hi = paths.effective_paths(counts, mean, share=_SHARE.value)
+  out = os.path.join(_WORKDIR.value, "analysis")
+  paths.write_csv(os.path.join(out, "path_gradients.csv"), ks, counts, mean, std)
+  plotting.path_gradients(ks, counts, mean, std, (lo, hi), os.path.join(out, "path_gradients.png"))
+  print(f"{config['model']['family']}-{config['model']['depth']} ({model.num_blocks} blocks): "
+        f"{100 * _SHARE.value:.0f}% of the gradient in paths of length {lo}-{hi}; results in {out}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,68 @@
+"""scripts/lesion.py and scripts/path_gradients.py on a real (tiny) training workdir."""
+
+import csv
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cnn_depth import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def workdirs(tmp_path_factory):
+  spec = importlib.util.spec_from_file_location("q", os.path.join(ROOT, "configs", "quickstart.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  out = {}
+  for residual in (True, False):
+    config = module.get_config(f"depth=14,residual={residual},steps=6")
+    config.model.width = 4
+    config.batch_size = 32
+    config.log_every_steps = config.eval_every_steps = 6
+    out[residual] = str(tmp_path_factory.mktemp("resnet" if residual else "plain"))
+    train.train_and_evaluate(config, out[residual])
+  return out
+
+
+def run(*args):
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                        timeout=300)
+
+
+def rows(path):
+  with open(path) as f:
+    return list(csv.DictReader(f))
+
+
+def test_lesion_script(workdirs):
+  for residual, workdir in workdirs.items():
+    proc = run("scripts/lesion.py", f"--workdir={workdir}", "--samples=3", "--max_swaps=2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    single = rows(os.path.join(workdir, "analysis", "lesion_single.csv"))
+    assert [int(r["block"]) for r in single] == list(range(-1, 6))
+    assert [int(r["downsampling"]) for r in single[1:]] == [0, 0, 1, 0, 1, 0]
+    assert [int(r["k"]) for r in rows(os.path.join(workdir, "analysis", "lesion_multi.csv"))] == \
+        list(range(1, 7))
+    assert os.path.exists(os.path.join(workdir, "analysis", "lesion_reorder.csv")) == residual
+    assert os.path.getsize(os.path.join(workdir, "analysis", "lesion_single.png")) > 5000
+
+
+def test_path_gradient_script(workdirs):
+  proc = run("scripts/path_gradients.py", f"--workdir={workdirs[True]}", "--samples=3", "--batch=16")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  table = rows(os.path.join(workdirs[True], "analysis", "path_gradients.csv"))
+  assert [int(r["num_paths"]) for r in table] == [1, 6, 15, 20, 15, 6, 1]
+  assert "of the gradient in paths of length" in proc.stdout
+  plain = run("scripts/path_gradients.py", f"--workdir={workdirs[False]}", "--samples=1")
+  assert plain.returncode == 2 and "plain" in plain.stderr.lower()
+
+
+def test_scripts_refuse_a_workdir_without_checkpoint(tmp_path):
+  proc = run("scripts/lesion.py", f"--workdir={tmp_path}")
+  assert proc.returncode == 2 and "error:" in proc.stderr and "Traceback" not in proc.stderr
