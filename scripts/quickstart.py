@@ -111,6 +111,9 @@ def main(argv):
       [("plain nets", {f"plain-{d}": runs[f"plain{d}"] for d in (shallow, deep)}),
        ("ResNets", {f"ResNet-{d}": runs[f"resnet{d}"] for d in (shallow, deep)})],
       os.path.join(_WORKDIR.value, "error_curves.png"), ylim=(0, 40), caption=caption)
+  plotting.gradient_flow({f"plain-{deep}": runs[f"plain{deep}"], f"ResNet-{deep}": runs[f"resnet{deep}"]},
+                         os.path.join(_WORKDIR.value, "analysis", "gradient_flow.png"),
+                         caption="per-block gradient norms logged every 25 steps")
   t_analysis = time.time()
   analysis = analyse(_WORKDIR.value, shallow, deep, caption.split(";")[0])
   print(f"analysis (lesions + path gradients) {time.time() - t_analysis:.0f} s: {analysis}")
@@ -137,7 +140,8 @@ def main(argv):
     os.makedirs(_RESULTS.value, exist_ok=True)
     for name in ("error_curves.png", "error_curves.pdf", "summary.json", "summary_details.json",
                  "analysis/lesion_single.png", "analysis/lesion_single.csv",
-                 "analysis/path_gradients.png", "analysis/path_gradients.csv"):
+                 "analysis/path_gradients.png", "analysis/path_gradients.csv",
+                 "analysis/gradient_flow.png"):
       shutil.copy(os.path.join(_WORKDIR.value, name), _RESULTS.value)
 
 

@@ -18,13 +18,13 @@ def workdirs(tmp_path_factory):
   spec = importlib.util.spec_from_file_location("q", os.path.join(ROOT, "configs", "quickstart.py"))
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  out = {}
+  out, root = {}, tmp_path_factory.mktemp("runs")
   for residual in (True, False):
     config = module.get_config(f"depth=14,residual={residual},steps=6")
     config.model.width = 4
     config.batch_size = 32
     config.log_every_steps = config.eval_every_steps = 6
-    out[residual] = str(tmp_path_factory.mktemp("resnet" if residual else "plain"))
+    out[residual] = str(root / ("resnet14" if residual else "plain14"))
     train.train_and_evaluate(config, out[residual])
   return out
 
@@ -66,3 +66,16 @@ def test_path_gradient_script(workdirs):
 def test_scripts_refuse_a_workdir_without_checkpoint(tmp_path):
   proc = run("scripts/lesion.py", f"--workdir={tmp_path}")
   assert proc.returncode == 2 and "error:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_make_figures_script(workdirs, tmp_path):
+  root = os.path.dirname(workdirs[True])
+  proc = run("scripts/make_figures.py", f"--runs_dir={root}", f"--out_dir={tmp_path}")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  table = rows(tmp_path / "table.csv")
+  assert [(r["family"], r["depth"], r["seeds"]) for r in table] == [
+      ("cifar_plain", "14", "1"), ("cifar_resnet", "14", "1")]
+  assert int(table[0]["params"]) == int(table[1]["params"]) > 0  # plain twin: same count
+  assert "| cifar_resnet | 14 |" in (tmp_path / "table.md").read_text()
+  for name in ("error_curves.png", "gradient_flow.png"):
+    assert os.path.getsize(tmp_path / name) > 5000

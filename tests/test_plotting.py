@@ -13,7 +13,8 @@ def fake_run(workdir, family, depth, final_train):
   logs.write_config(str(workdir), {"model": {"family": family, "depth": depth}})
   with logs.MetricsWriter(str(workdir)) as w:
     for step in range(10, 110, 10):
-      w.write(step, train_error=final_train + 1.0 / step, test_error=final_train + 0.05)
+      w.write(step, train_error=final_train + 1.0 / step, test_error=final_train + 0.05,
+              block_grad_norms=[1.0 / step] * 3)
   logs.write_status(str(workdir), "done", step=100)
   return results.load_run(str(workdir))
 
@@ -43,3 +44,16 @@ def test_lesion_and_path_gradient_figures(tmp_path):
   mean = np.asarray([0.5 ** k for k in ks])
   nonempty(plotting.path_gradients(ks, counts, mean, 0.1 * mean, paths.effective_paths(counts, mean),
                                    str(tmp_path / "paths.png")))
+
+
+def test_error_table_means_over_seeds_and_gradient_flow(tmp_path):
+  runs = {f"r{s}": fake_run(tmp_path / f"r{s}", "cifar_resnet", 20, e) for s, e in ((0, 0.1), (1, 0.2))}
+  runs["p"] = fake_run(tmp_path / "p", "cifar_plain", 20, 0.3)
+  rows = results.error_table(runs, {("cifar_resnet", 20): 269_722})
+  resnet = [r for r in rows if r["family"] == "cifar_resnet"][0]
+  assert resnet["seeds"] == 2 and abs(resnet["train_error"] - 0.16) < 1e-9
+  assert abs(resnet["train_error_std"] - 0.05) < 1e-9 and abs(resnet["train_error_best"] - 0.11) < 1e-9
+  results.write_error_table(rows, str(tmp_path / "t.csv"), str(tmp_path / "t.md"))
+  md = (tmp_path / "t.md").read_text()
+  assert "| cifar_resnet | 20 | 0.27M | 16.00 ± 5.00 (best 11.00) |" in md
+  nonempty(plotting.gradient_flow({"plain": runs["p"], "resnet": runs["r0"]}, str(tmp_path / "g.png")))

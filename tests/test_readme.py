@@ -36,7 +36,8 @@ def readme_commands():
       line = line.split("  #")[0].strip()
       # The analysis scripts need a trained workdir: tests/test_analysis_scripts.py runs them on one.
       if line.startswith("python scripts/") and not line.startswith(
-          ("python scripts/lesion.py", "python scripts/path_gradients.py")):
+          ("python scripts/lesion.py", "python scripts/path_gradients.py",
+           "python scripts/make_figures.py")):
         commands.append(line)
   return commands
 

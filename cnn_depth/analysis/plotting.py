@@ -120,3 +120,30 @@ def path_gradients(ks: Sequence[int], counts: Sequence[int], grad_mean: Sequence
     fig.text(0.5, -0.05, caption, ha="center", fontsize=8, wrap=True)
   fig.tight_layout()
   return _save(fig, path)
+
+
+def gradient_flow(runs: dict[str, Run], path: str, key: str = "block_grad_norms",
+                  caption: str | None = None) -> str:
+  """Per-block gradient norm (log10, colour) over training steps, one panel per run on one colour
+  scale: the vanishing-gradient picture of plain nets next to their residual twins."""
+  import numpy as np
+
+  data = {}
+  for label, run in runs.items():
+    rows = [(r["step"], r[key]) for r in run.metrics if key in r]
+    if rows:
+      steps, norms = zip(*rows)
+      data[label] = (np.asarray(steps), np.log10(np.maximum(np.asarray(norms, float), 1e-12)).T)
+  if not data:
+    raise ValueError(f"no '{key}' in the metrics of {list(runs)}: train with log_block_norms=True")
+  lo = min(float(v.min()) for _, v in data.values())
+  hi = max(float(v.max()) for _, v in data.values())
+  fig, axes = plt.subplots(1, len(data), figsize=(5.2 * len(data), 3.6), squeeze=False)
+  for ax, (label, (steps, grid)) in zip(axes[0], data.items()):
+    im = ax.imshow(grid, aspect="auto", origin="lower", cmap="viridis", vmin=lo, vmax=hi,
+                   extent=(steps[0], steps[-1], -0.5, grid.shape[0] - 0.5), interpolation="nearest")
+    ax.set(title=label, xlabel="iteration", ylabel="block (input side at the bottom)")
+  fig.colorbar(im, ax=axes[0].tolist(), label="log10 ‖gradient of block parameters‖")
+  if caption:
+    fig.text(0.5, -0.05, caption, ha="center", fontsize=8, wrap=True)
+  return _save(fig, path)

@@ -64,3 +64,55 @@ def summary(runs: dict[str, Run]) -> dict[str, dict]:
         "status": (run.status or {}).get("status"),
     }
   return out
+
+
+def error_table(runs: dict[str, Run], params: dict[tuple[str, int], int] | None = None) -> list[dict]:
+  """He et al. 2016 Table 6 layout: one row per (family, depth), mean and std over seeds.
+
+  Final errors as in `summary`; `params` optionally maps (family, depth) to a parameter count.
+  """
+  groups: dict[tuple[str, int], list[Run]] = {}
+  for run in runs.values():
+    groups.setdefault((run.family, run.depth), []).append(run)
+  rows = []
+  for (family, depth), members in sorted(groups.items()):
+    row = {"family": family, "depth": depth, "params": (params or {}).get((family, depth)),
+           "seeds": len(members)}
+    for key in ("train_error", "test_error"):
+      values = [v for v in (r.last(key) for r in members) if v is not None]
+      row[key] = float(np.mean(values)) if values else None
+      row[key + "_std"] = float(np.std(values)) if len(values) > 1 else None
+      row[key + "_best"] = float(np.min(values)) if values else None
+    rows.append(row)
+  return rows
+
+
+def write_error_table(rows: list[dict], csv_path: str, md_path: str) -> None:
+  """CSV (family, depth, params, train_error, test_error, seeds, ...) and a Markdown table of errors
+  in %, "mean ± std (best)" where there are several seeds, as He et al. report ResNet-110."""
+  import csv
+
+  os.makedirs(os.path.dirname(os.path.abspath(csv_path)), exist_ok=True)
+  fields = ["family", "depth", "params", "train_error", "test_error", "seeds", "train_error_std",
+            "test_error_std", "train_error_best", "test_error_best"]
+  with open(csv_path, "w", newline="") as f:
+    writer = csv.DictWriter(f, fields)
+    writer.writeheader()
+    writer.writerows(rows)
+
+  def pct(row, key):
+    if row[key] is None:
+      return "-"
+    text = f"{100 * row[key]:.2f}"
+    if row[key + "_std"] is not None:
+      text += f" ± {100 * row[key + '_std']:.2f} (best {100 * row[key + '_best']:.2f})"
+    return text
+
+  lines = ["| family | depth | params | train error (%) | test error (%) | seeds |",
+           "|---|---|---|---|---|---|"]
+  for r in rows:
+    params = "-" if r["params"] is None else f"{r['params'] / 1e6:.2f}M"
+    lines.append(f"| {r['family']} | {r['depth']} | {params} | {pct(r, 'train_error')} | "
+                 f"{pct(r, 'test_error')} | {r['seeds']} |")
+  with open(md_path, "w") as f:
+    f.write("\n".join(lines) + "\n")
