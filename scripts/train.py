@@ -27,6 +27,17 @@ _CACHE = flags.DEFINE_string("compilation_cache", os.environ.get("CNN_DEPTH_JAX_
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def parse_flags(argv):
+  """absl flag parsing, with a bad --config override reported in one line (exit 2), not a traceback."""
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, KeyError, AttributeError, TypeError, ValueError) as e:
+    overrides = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")]
+    print(f"error: {type(e).__name__}: {e}. Config overrides given: {', '.join(overrides) or 'none'}; "
+          "each must name an existing field (e.g. --config.model.depth=56).", file=sys.stderr)
+    sys.exit(2)
+
+
 def main(argv):
   del argv
   import jax
@@ -49,4 +60,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)
