@@ -20,6 +20,7 @@ import pytest
 
 from cnn_depth import layers, models, steps
 from cnn_depth.analysis import paths
+from test_lesion import random_variables  # numpy-drawn variables: flax init compiles ~10 s
 
 N_BLOCKS, DIM, BATCH = 4, 4, 6
 TRACES = [0]  # LinearResNet.__call__ traces
@@ -135,23 +136,6 @@ def test_sampled_routes_have_k_branches():
   assert routes.shape == (7, 10) and routes.dtype == np.int32
   np.testing.assert_array_equal(np.sum(routes == layers.ROUTE_BRANCH, 1), row_k)
   assert set(np.unique(routes)) <= {layers.ROUTE_BRANCH, layers.ROUTE_SKIP}
-
-
-def random_variables(model, image_shape, seed=0):
-  """Random variables of the model's shapes, drawn with numpy (flax's compiled init takes ~10 s on
-  a 2-core CPU): He-normal (fan-in) kernels, BN parameters and statistics near the identity."""
-  rng = np.random.default_rng(seed)
-
-  def leaf(path, a):
-    name, shape = path[-1].key, a.shape
-    if name == "kernel":
-      fan_in = int(np.prod(shape[-4:-1])) if len(shape) >= 4 else shape[-2]
-      return rng.normal(0, np.sqrt(2.0 / fan_in), shape).astype(np.float32)
-    if name in ("scale", "var"):
-      return (1.0 + 0.3 * rng.random(shape)).astype(np.float32)
-    return (0.1 * rng.normal(size=shape)).astype(np.float32)
-
-  return jax.tree_util.tree_map_with_path(leaf, models.init_shapes(model, image_shape))
 
 
 @pytest.fixture(scope="module")
