@@ -3,8 +3,9 @@ r"""Veit et al. 2016 §4 lesion studies on a trained workdir (nothing retrains).
   python scripts/lesion.py --workdir=runs/r110 --samples=20 --max_swaps=20
 
 Writes <workdir>/analysis/lesion_single.{csv,png} (each block deleted in turn; downsampling blocks
-marked), lesion_multi.csv (k random blocks deleted, k = 1..--k_max, --samples sets each) and
-lesion_reorder.csv (random swaps of same-shape blocks: error vs Kendall tau), all on the test set,
+marked), lesion_multi.csv (k random blocks deleted, k = 1..--k_max, --samples sets each),
+lesion_reorder.csv (random swaps of same-shape blocks: error vs Kendall tau; ResNets only) and
+lesion_multi.png (both as in Veit et al. Fig. 5), all on the test set,
 through the per-block gates: one compiled function for every pattern.
 """
 
@@ -41,10 +42,13 @@ def main(argv):
   ks = list(range(1, (_K_MAX.value or model.num_blocks) + 1))
   means, stds = lesion.multi_block_lesion(error, model.num_blocks, ks, _SAMPLES.value, _SEED.value)
   lesion.write_multi_csv(os.path.join(out, "lesion_multi.csv"), label, ks, means, stds)
+  reorder = None
   if model.residual:  # reordering a plain net is not one of the paper's experiments
     pairs = lesion.reorder_lesion(model, variables, ds.test_images, ds.test_labels, ds.mean, ds.std,
                                   _SWAPS.value, _SAMPLES.value, _SEED.value)
     lesion.write_reorder_csv(os.path.join(out, "lesion_reorder.csv"), label, pairs)
+    reorder = {label: pairs}
+  plotting.lesion_multi({label: (ks, means, stds)}, os.path.join(out, "lesion_multi.png"), reorder)
   print(f"{label}: intact test error {100 * intact:.2f}%, single-block deletions "
         f"{100 * errors.min():.2f}-{100 * errors.max():.2f}%; results in {out}")
 

@@ -50,7 +50,8 @@ def test_lesion_script(workdirs):
     assert [int(r["k"]) for r in rows(os.path.join(workdir, "analysis", "lesion_multi.csv"))] == \
         list(range(1, 7))
     assert os.path.exists(os.path.join(workdir, "analysis", "lesion_reorder.csv")) == residual
-    assert os.path.getsize(os.path.join(workdir, "analysis", "lesion_single.png")) > 5000
+    for name in ("lesion_single.png", "lesion_multi.png"):
+      assert os.path.getsize(os.path.join(workdir, "analysis", name)) > 5000
 
 
 def test_path_gradient_script(workdirs):

@@ -57,3 +57,11 @@ def test_error_table_means_over_seeds_and_gradient_flow(tmp_path):
   md = (tmp_path / "t.md").read_text()
   assert "| cifar_resnet | 20 | 0.27M | 16.00 ± 5.00 (best 11.00) |" in md
   nonempty(plotting.gradient_flow({"plain": runs["p"], "resnet": runs["r0"]}, str(tmp_path / "g.png")))
+
+
+def test_lesion_multi_figure(tmp_path):
+  ks = [1, 2, 3]
+  nonempty(plotting.lesion_multi({"ResNet": (ks, [0.1, 0.2, 0.4], [0.01, 0.05, 0.1]),
+                                  "plain": (ks, [0.9, 0.9, 0.9], [0.0, 0.0, 0.0])},
+                                 str(tmp_path / "multi.png"),
+                                 reorder={"ResNet": [(1.0, 0.1), (0.8, 0.2), (0.5, 0.5)]}))

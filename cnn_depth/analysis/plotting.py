@@ -147,3 +147,37 @@ def gradient_flow(runs: dict[str, Run], path: str, key: str = "block_grad_norms"
   if caption:
     fig.text(0.5, -0.05, caption, ha="center", fontsize=8, wrap=True)
   return _save(fig, path)
+
+
+def lesion_multi(results: dict[str, tuple[Sequence[int], Sequence[float], Sequence[float]]],
+                 path: str, reorder: dict[str, Sequence[tuple[float, float]]] | None = None,
+                 caption: str | None = None) -> str:
+  """Veit et al. 2016, Fig. 5: (a) test error vs number of deleted blocks (mean ± std over the sampled
+  sets), one line a net; (b) test error vs Kendall tau of random block reorderings, if given."""
+  import numpy as np
+
+  ncols = 2 if reorder else 1
+  fig, axes = plt.subplots(1, ncols, figsize=(5.2 * ncols, 3.8), squeeze=False)
+  a = axes[0][0]
+  for color, (label, (ks, mean, std)) in zip(_COLORS, results.items()):
+    mean, std = 100 * np.asarray(mean), 100 * np.asarray(std)
+    a.plot(ks, mean, "o-", color=color, markersize=3, label=label)
+    a.fill_between(ks, mean - std, mean + std, color=color, alpha=0.2)
+  a.set(title="(a) deleting k blocks", xlabel="number of deleted blocks k", ylabel="test error (%)",
+        ylim=(0, 100))
+  a.grid(alpha=0.3)
+  a.legend(fontsize=8, frameon=False)
+  if reorder:
+    b = axes[0][1]
+    for color, (label, pairs) in zip(_COLORS, reorder.items()):
+      taus, errs = zip(*pairs) if pairs else ((), ())
+      b.scatter(taus, 100 * np.asarray(errs), s=10, color=color, label=label)
+    b.set(title="(b) reordering blocks", xlabel="Kendall tau of the block order",
+          ylabel="test error (%)", ylim=(0, 100))
+    b.invert_xaxis()
+    b.grid(alpha=0.3)
+    b.legend(fontsize=8, frameon=False)
+  if caption:
+    fig.text(0.5, -0.05, caption, ha="center", fontsize=8, wrap=True)
+  fig.tight_layout()
+  return _save(fig, path)
