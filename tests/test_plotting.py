@@ -65,3 +65,16 @@ def test_lesion_multi_figure(tmp_path):
                                   "plain": (ks, [0.9, 0.9, 0.9], [0.0, 0.0, 0.0])},
                                  str(tmp_path / "multi.png"),
                                  reorder={"ResNet": [(1.0, 0.1), (0.8, 0.2), (0.5, 0.5)]}))
+
+
+def test_stochastic_depth_curves_and_csv(tmp_path):
+  runs = {"constant depth": fake_run(tmp_path / "c", "cifar_resnet", 20, 0.1),
+          "stochastic depth": fake_run(tmp_path / "s", "cifar_resnet", 20, 0.05)}
+  for run in runs.values():
+    for r in run.metrics:
+      r["train_loss"] = 1.0 / r["step"]
+  nonempty(plotting.stochastic_depth_curves(runs, str(tmp_path / "huang.png"), steps_per_epoch=10))
+  plotting.write_curves_csv(runs, str(tmp_path / "curves.csv"), steps_per_epoch=10)
+  lines = (tmp_path / "curves.csv").read_text().splitlines()
+  assert lines[0] == "variant,epoch,test_error" and lines[1].startswith("constant depth,1.0,")
+  assert len(lines) == 1 + 2 * 10

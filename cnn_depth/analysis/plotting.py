@@ -181,3 +181,41 @@ def lesion_multi(results: dict[str, tuple[Sequence[int], Sequence[float], Sequen
     fig.text(0.5, -0.05, caption, ha="center", fontsize=8, wrap=True)
   fig.tight_layout()
   return _save(fig, path)
+
+
+def stochastic_depth_curves(runs: dict[str, Run], path: str, steps_per_epoch: int | None = None,
+                            caption: str | None = None) -> str:
+  """Huang et al. 2016, Fig. 3: test error (bold) and training loss (dashed, right axis) over training,
+  constant depth vs stochastic depth. The x axis is in epochs when `steps_per_epoch` is given."""
+  fig, ax = plt.subplots(figsize=(6.4, 4.0))
+  loss_ax = ax.twinx()
+  for color, (label, run) in zip(_COLORS, runs.items()):
+    steps, err = run.curve("test_error")
+    lsteps, loss = run.curve("train_loss")
+    scale = 1.0 / steps_per_epoch if steps_per_epoch else 1.0
+    ax.plot(steps * scale, 100 * err, "-", color=color, linewidth=2.2, label=f"{label} (test error)")
+    loss_ax.plot(lsteps * scale, loss, "--", color=color, linewidth=1.0, label=f"{label} (training loss)")
+  ax.set_xlabel("epoch" if steps_per_epoch else "iteration")
+  ax.set_ylabel("test error (%)")
+  loss_ax.set_ylabel("training loss")
+  ax.grid(alpha=0.3)
+  lines = ax.get_legend_handles_labels()
+  more = loss_ax.get_legend_handles_labels()
+  ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, frameon=False)
+  if caption:
+    fig.text(0.5, -0.04, caption, ha="center", fontsize=8, wrap=True)
+  fig.tight_layout()
+  return _save(fig, path)
+
+
+def write_curves_csv(runs: dict[str, Run], path: str, steps_per_epoch: int) -> None:
+  """`variant,epoch,test_error` rows (the Huang et al. reproduction's machine-readable output)."""
+  import csv
+
+  os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+  with open(path, "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(("variant", "epoch", "test_error"))
+    for label, run in runs.items():
+      steps, err = run.curve("test_error")
+      w.writerows((label, float(s) / steps_per_epoch, float(e)) for s, e in zip(steps, err))
