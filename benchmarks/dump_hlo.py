@@ -1,5 +1,6 @@
-import sys, jax, numpy as np
-from cnn_depth import models, optim, sharding, state as st, steps
+"""Write the optimised HLO of the bf16 CIFAR ResNet train step: dump_hlo.py DEPTH UNROLL OUT.txt"""
+import sys, jax
+from cnn_depth import models, optim, state as st, steps
 depth, unroll, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 m = models.build_model({"family": "cifar_resnet", "depth": depth, "dtype": "bfloat16", "unroll": unroll})
 tx = optim.sgd(0.1)

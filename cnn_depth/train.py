@@ -97,21 +97,19 @@ class _EvalSet:
 class DeviceData:
   """A CIFAR-sized dataset held on the device(s): batches are gathered and augmented in the step."""
 
-  def __init__(self, ds, config, mesh, step_fn, eval_fn):
-    self.ds, self.num_train = ds, len(ds.train_labels)
-    self.batch_size = config.batch_size
-    self.steps_per_epoch = self.num_train // config.batch_size
+  def __init__(self, ds, config, mesh, steps_per_epoch, step_fn, eval_fn):
+    self.steps_per_epoch = steps_per_epoch
     repl, batch_sharding = sharding.replicated(mesh), sharding.batch_sharded(mesh)
     self._step = jax.jit(
         functools.partial(_gather_train_step, batch_size=config.batch_size,
-                          steps_per_epoch=max(self.steps_per_epoch, 1), batch_sharding=batch_sharding,
+                          steps_per_epoch=steps_per_epoch, batch_sharding=batch_sharding,
                           step_fn=step_fn),
         out_shardings=(repl, None), donate_argnums=(0,))
     self._evaluate = jax.jit(functools.partial(_evaluate_all, batch_size=config.batch_size,
                                                batch_sharding=batch_sharding, eval_fn=eval_fn))
     data_key = jax.random.key(config.seed + 1)
     self._permutation = jax.jit(lambda epoch: jax.random.permutation(
-        jax.random.fold_in(data_key, epoch), self.num_train), out_shardings=repl)
+        jax.random.fold_in(data_key, epoch), len(ds.train_labels)), out_shardings=repl)
     self._images = sharding.replicate(ds.train_images, mesh)
     self._labels = sharding.replicate(ds.train_labels.astype(np.int32), mesh)
     self._sets = {"test": _EvalSet(ds.test_images, ds.test_labels, config.batch_size, mesh)}
@@ -145,10 +143,7 @@ class StreamData:
   def __init__(self, config, mesh, step_fn, eval_fn):
     from cnn_depth import data
 
-    self.info = data.imagenet_info(config.dataset.data_dir)
     self.config, self.mesh = config, mesh
-    self.num_train, self.batch_size = self.info.num_train, config.batch_size
-    self.steps_per_epoch = self.num_train // config.batch_size
     repl, self._batch_sharding = sharding.replicated(mesh), sharding.batch_sharded(mesh)
     self._step = jax.jit(step_fn, in_shardings=(repl, self._batch_sharding),
                          out_shardings=(repl, None), donate_argnums=(0,))
@@ -232,7 +227,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       skip_nonfinite=config.on_nonfinite == "skip")
   eval_fn = functools.partial(steps.eval_step, model=model, mean=mean, std=std)
   feed = StreamData(config, mesh, step_fn, eval_fn) if config.dataset.name == "imagenet2012" else \
-      DeviceData(ds, config, mesh, step_fn, eval_fn)
+      DeviceData(ds, config, mesh, steps_per_epoch, step_fn, eval_fn)
 
   state = state_lib.create_train_state(model, tx, jax.random.key(config.seed), image_shape, repl)
   ckpt = ckpt_lib.Checkpointer(os.path.join(os.path.abspath(workdir), "checkpoints"),
