@@ -4,8 +4,11 @@ r"""Veit et al. 2016 §5: the gradient magnitude carried by paths of each length
 
 For every path length k = 0..n it samples --samples sets of k blocks, lets the gradient flow through
 the residual branch of those blocks and the skip of all others, and records the gradient norm at the
-input for a batch of training images. Writes <workdir>/analysis/path_gradients.{csv,png} and prints
-the range of path lengths that carries --share of the total gradient ("effective paths").
+input for a batch of training images. Writes path_gradients.csv (k,num_paths,grad_norm_mean,
+grad_norm_std,total_grad) and path_gradients.png (Veit et al. Fig. 6: path-length distribution,
+gradient magnitude per path length, total gradient per length) to --out_dir (default:
+<workdir>/analysis), and prints the range of path lengths that carries --share of the total gradient
+("effective paths").
 """
 
 import os
@@ -18,6 +21,8 @@ _SAMPLES = flags.DEFINE_integer("samples", 100, "Sampled block sets per path len
 _BATCH = flags.DEFINE_integer("batch", 128, "Training images the gradient is measured on.")
 _SHARE = flags.DEFINE_float("share", 0.9, "Share of the total gradient for the effective paths.")
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
+_OUT = flags.DEFINE_string("out_dir", None, "Where the CSV and figure go.")
+_CAPTION = flags.DEFINE_string("caption", None, "A line under the figure (data, net, date).")
 flags.mark_flag_as_required("workdir")
 
 
@@ -38,9 +43,10 @@ def main(argv):
     sys.exit(2)
   counts = paths.path_counts(model.num_blocks)
   lo, hi = paths.effective_paths(counts, mean, share=_SHARE.value)
-  out = os.path.join(_WORKDIR.value, "analysis")
+  out = _OUT.value or os.path.join(_WORKDIR.value, "analysis")
   paths.write_csv(os.path.join(out, "path_gradients.csv"), ks, counts, mean, std)
-  plotting.path_gradients(ks, counts, mean, std, (lo, hi), os.path.join(out, "path_gradients.png"))
+  plotting.path_gradients(ks, counts, mean, std, (lo, hi), os.path.join(out, "path_gradients.png"),
+                          caption=_CAPTION.value)
   print(f"{config['model']['family']}-{config['model']['depth']} ({model.num_blocks} blocks): "
         f"{100 * _SHARE.value:.0f}% of the gradient in paths of length {lo}-{hi}; results in {out}")
 

@@ -181,11 +181,17 @@ def test_csv_files(tmp_path, net):
   assert [int(r["block"]) for r in rows] == [-1, 0, 1, 2, 3, 4, 5]
   assert [int(r["downsampling"]) for r in rows] == [0, 0, 0, 1, 0, 1, 0]
   assert float(rows[0]["test_error"]) == 0.1
-  lesion.write_multi_csv(tmp_path / "multi.csv", "resnet14", [0, 2], [0.1, 0.3], [0.0, 0.05])
+  lesion.write_multi_csv(tmp_path / "multi.csv", {"resnet14": ([0, 2], [0.1, 0.3], [0.0, 0.05]),
+                                                   "plain14": ([1], [0.9], [0.01])})
   with open(tmp_path / "multi.csv") as f:
     rows = list(csv.DictReader(f))
   assert list(rows[0]) == ["model", "k", "test_error_mean", "test_error_std"]
-  assert [(int(r["k"]), float(r["test_error_std"])) for r in rows] == [(0, 0.0), (2, 0.05)]
+  assert [(r["model"], int(r["k"]), float(r["test_error_std"])) for r in rows] == [
+      ("resnet14", 0, 0.0), ("resnet14", 2, 0.05), ("plain14", 1, 0.01)]
+  lesion.write_reorder_csv(tmp_path / "reorder.csv", {"resnet14": [(1.0, 0.1), (0.6, 0.2)]})
+  with open(tmp_path / "reorder.csv") as f:
+    rows = list(csv.DictReader(f))
+  assert [(float(r["kendall_tau"]), float(r["test_error"])) for r in rows] == [(1.0, 0.1), (0.6, 0.2)]
 
 
 # ----------------------------------------------------------------------------------------------------

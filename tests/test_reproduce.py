@@ -29,3 +29,46 @@ def test_huang_quick_mode_makes_curves(tmp_path):
 def test_huang_full_mode_needs_data():
   proc = run("scripts/reproduce_huang2016.sh")
   assert proc.returncode == 2 and "--data_dir" in proc.stderr
+
+
+def rows(path):
+  with open(path) as f:
+    return list(csv.DictReader(f))
+
+
+def test_he_quick_mode_makes_table_and_curves(tmp_path):
+  proc = run("scripts/reproduce_he2016.sh", "--quick", "--steps=4", "--depths=8,14",
+             f"--runs={tmp_path / 'runs'}", f"--out={tmp_path / 'out'}")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  table = rows(tmp_path / "out" / "table.csv")
+  assert list(table[0])[:6] == ["family", "depth", "params", "train_error", "test_error", "seeds"]
+  assert [(r["family"], int(r["depth"])) for r in table] == [
+      ("cifar_plain", 8), ("cifar_plain", 14), ("cifar_resnet", 8), ("cifar_resnet", 14)]
+  assert all(0 <= float(r["test_error"]) <= 1 and r["seeds"] == "1" for r in table)
+  for name in ("error_curves.png", "gradient_flow.png"):
+    assert os.path.getsize(tmp_path / "out" / name) > 5000
+
+
+def test_veit_quick_mode_writes_the_issue_csvs(tmp_path):
+  proc = run("scripts/reproduce_veit2016.sh", "--quick", "--steps=4", "--depth=14", "--samples=2",
+             "--lesion_samples=2", f"--runs={tmp_path / 'runs'}", f"--out={tmp_path / 'out'}")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  out = tmp_path / "out"
+  single = rows(out / "lesion_single.csv")
+  assert list(single[0]) == ["model", "block", "downsampling", "test_error"]
+  for model in ("ResNet-14", "plain-14"):
+    assert [int(r["block"]) for r in single if r["model"] == model] == list(range(-1, 6))
+  multi = rows(out / "lesion_multi.csv")
+  assert list(multi[0]) == ["model", "k", "test_error_mean", "test_error_std"]
+  assert {r["model"] for r in multi} == {"ResNet-14", "plain-14"}
+  paths = rows(out / "path_gradients.csv")
+  assert list(paths[0]) == ["k", "num_paths", "grad_norm_mean", "grad_norm_std", "total_grad"]
+  assert [int(r["num_paths"]) for r in paths] == [1, 6, 15, 20, 15, 6, 1]
+  for name in ("lesion_single.png", "lesion_multi.png", "path_gradients.png"):
+    assert os.path.getsize(out / name) > 5000
+
+
+def test_he_and_veit_full_modes_need_data():
+  for script in ("scripts/reproduce_he2016.sh", "scripts/reproduce_veit2016.sh"):
+    proc = run(script)
+    assert proc.returncode == 2 and "--data_dir" in proc.stderr

@@ -295,14 +295,17 @@ def write_single_csv(path, results: Mapping[str, tuple[float, Sequence[float], S
   _write_rows(path, ("model", "block", "downsampling", "test_error"), rows)
 
 
-def write_multi_csv(path, model_name: str, ks: Sequence[int], means: Sequence[float],
-                    stds: Sequence[float]) -> None:
-  """Columns model,k,test_error_mean,test_error_std."""
-  rows = [(model_name, int(k), float(m), float(s)) for k, m, s in zip(ks, means, stds, strict=True)]
+def write_multi_csv(path, results: Mapping[str, tuple[Sequence[int], Sequence[float], Sequence[float]]]
+                    ) -> None:
+  """Columns model,k,test_error_mean,test_error_std for each model of `results` (label -> (ks, mean
+  error, std of the error over the sampled block sets))."""
+  rows = [(model_name, int(k), float(m), float(s)) for model_name, (ks, means, stds) in results.items()
+          for k, m, s in zip(ks, means, stds, strict=True)]
   _write_rows(path, ("model", "k", "test_error_mean", "test_error_std"), rows)
 
 
-def write_reorder_csv(path, model_name: str, taus_errors: Sequence[tuple[float, float]]) -> None:
-  """Columns model,kendall_tau,test_error (one row per reordering)."""
-  rows = [(model_name, float(t), float(e)) for t, e in taus_errors]
+def write_reorder_csv(path, results: Mapping[str, Sequence[tuple[float, float]]]) -> None:
+  """Columns model,kendall_tau,test_error (one row per reordering) for each model of `results`
+  (label -> [(tau, error), ...])."""
+  rows = [(model_name, float(t), float(e)) for model_name, pairs in results.items() for t, e in pairs]
   _write_rows(path, ("model", "kendall_tau", "test_error"), rows)
