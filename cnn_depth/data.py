@@ -31,7 +31,11 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-KNOWN_DATASETS = ("digits", "cifar10", "cifar100")
+KNOWN_DATASETS = ("digits", "cifar10", "cifar100", "synthetic")
+
+# 'synthetic': random CIFAR-10-shaped pixels and labels, for timing the training loop where no dataset
+# is at hand (benchmarks, a GPU without CIFAR-10). Nothing can be learnt from it: errors stay at chance.
+SYNTHETIC_SIZES = (50_000, 10_000)
 
 # Per-channel statistics of the ImageNet training set on the 0..255 scale (the usual torchvision /
 # flax example values).
@@ -83,10 +87,11 @@ class InMemoryDataset:
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, validation_size: int = 0,
                  seed: int = 0) -> InMemoryDataset:
-  """Reads dataset `name` ('digits', 'cifar10' or 'cifar100') into memory.
+  """Reads dataset `name` ('digits', 'cifar10', 'cifar100' or 'synthetic') into memory.
 
   Args:
-    name: which dataset. 'digits' needs no files; the CIFARs are read from `data_dir`.
+    name: which dataset. 'digits' needs no files; the CIFARs are read from `data_dir`; 'synthetic' is
+      random uint8 pixels and labels in CIFAR-10's shapes (50k/10k, 32x32x3), for timing only.
     data_dir: for the CIFARs, a folder holding `cifar-10-batches-py` / `cifar-100-python` (or that
       folder itself), or a TFDS data_dir with a prepared `cifar10` / `cifar100` (array_record format).
     validation_size: if > 0, the last `validation_size` examples of a seeded permutation of the training
@@ -101,10 +106,16 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, validatio
       spec = _CIFAR_SPECS[name]
       train_x, train_y, test_x, test_y = _read_cifar(spec, data_dir)
       num_classes, crop_padding, flip = spec.num_classes, 4, True
+    case "synthetic":
+      rng = np.random.default_rng(seed)
+      train_x, test_x = (rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8) for n in SYNTHETIC_SIZES)
+      train_y, test_y = (rng.integers(0, 10, n, dtype=np.int32) for n in SYNTHETIC_SIZES)
+      num_classes, crop_padding, flip = 10, 4, True
     case _:
       raise DataError(
           f"Unknown dataset {name!r}. Known: 'digits' (embedded in scikit-learn, no download), "
-          "'cifar10' and 'cifar100' (read from data_dir). ImageNet is streamed: use imagenet_loader().")
+          "'cifar10' and 'cifar100' (read from data_dir), 'synthetic' (random CIFAR-shaped data, for "
+          "timing). ImageNet is streamed: use imagenet_loader().")
   if validation_size:
     n = len(train_y)
     if not 0 < validation_size < n:

@@ -27,8 +27,8 @@ SHORT_NAMES = {"cifar_plain": "plain", "cifar_resnet": "ResNet", "imagenet_plain
 
 # Input shape per dataset, to count parameters (the first convolution depends on the channels).
 IMAGE_SHAPES = {"digits": (8, 8, 1), "cifar10": (32, 32, 3), "cifar100": (32, 32, 3),
-                "imagenet2012": (224, 224, 3)}
-NUM_CLASSES = {"digits": 10, "cifar10": 10, "cifar100": 100, "imagenet2012": 1000}
+                "imagenet2012": (224, 224, 3), "synthetic": (32, 32, 3)}
+NUM_CLASSES = {"digits": 10, "cifar10": 10, "cifar100": 100, "imagenet2012": 1000, "synthetic": 10}
 
 
 def find_runs(root):

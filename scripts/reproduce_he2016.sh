@@ -31,7 +31,7 @@ if [ "$mode" = quick ]; then
   "$PY" scripts/sweep.py --config="configs/quickstart.py:steps=$steps" --workdir="$runs" \
     --depths="${depths:-8,20,32,44}" --seeds="$seeds" --residual=true,false || failed=1
   caption="embedded digits (1,500 train / 297 test, 8x8), width 16, batch 128, $steps steps, lr 0.1 /10 at 50% and 75%; train error = training-mode mini-batch error (dashed), test error bold"
-  ymax=30
+  ymax=60
 else
   [ -n "$data_dir" ] || { echo "the full mode needs --data_dir=DIR holding CIFAR-10 (see README, Data)" >&2; exit 2; }
   "$PY" scripts/sweep.py --config=configs/cifar_resnet.py --workdir="$runs" \

@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 
 from cnn_depth.analysis.results import Run  # noqa: E402
 
@@ -138,14 +139,18 @@ def gradient_flow(runs: dict[str, Run], path: str, key: str = "block_grad_norms"
     raise ValueError(f"no '{key}' in the metrics of {list(runs)}: train with log_block_norms=True")
   lo = min(float(v.min()) for _, v in data.values())
   hi = max(float(v.max()) for _, v in data.values())
-  fig, axes = plt.subplots(1, len(data), figsize=(5.2 * len(data), 3.6), squeeze=False)
+  fig, axes = plt.subplots(1, len(data), figsize=(5.2 * len(data) + 1.2, 3.6), squeeze=False,
+                           sharey=True, layout="constrained")
   for ax, (label, (steps, grid)) in zip(axes[0], data.items()):
     im = ax.imshow(grid, aspect="auto", origin="lower", cmap="viridis", vmin=lo, vmax=hi,
                    extent=(steps[0], steps[-1], -0.5, grid.shape[0] - 0.5), interpolation="nearest")
-    ax.set(title=label, xlabel="iteration", ylabel="block (input side at the bottom)")
+    ax.set(title=label, xlabel="iteration")
+    ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+  axes[0][0].set_ylabel("block (input side at the bottom)")
   fig.colorbar(im, ax=axes[0].tolist(), label="log10 ‖gradient of block parameters‖")
   if caption:
-    fig.text(0.5, -0.05, caption, ha="center", fontsize=8, wrap=True)
+    fig.get_layout_engine().set(h_pad=0.1)
+    fig.supxlabel(caption, fontsize=8, wrap=True)
   return _save(fig, path)
 
 
