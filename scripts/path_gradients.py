@@ -46,7 +46,7 @@ def main(argv):
   out = _OUT.value or os.path.join(_WORKDIR.value, "analysis")
   paths.write_csv(os.path.join(out, "path_gradients.csv"), ks, counts, mean, std)
   plotting.path_gradients(ks, counts, mean, std, (lo, hi), os.path.join(out, "path_gradients.png"),
-                          caption=_CAPTION.value)
+                          caption=_CAPTION.value, samples=_SAMPLES.value)
   print(f"{config['model']['family']}-{config['model']['depth']} ({model.num_blocks} blocks): "
         f"{100 * _SHARE.value:.0f}% of the gradient in paths of length {lo}-{hi}; results in {out}")
 

@@ -58,7 +58,8 @@ def analyse(workdir: str, shallow: int, deep: int, caption: str) -> dict:
       effective = paths.effective_paths(counts, mean, share=0.9)
       paths.write_csv(os.path.join(out, "path_gradients.csv"), ks, counts, mean, std)
       plotting.path_gradients(ks, counts, mean, std, effective,
-                              os.path.join(out, "path_gradients.png"), caption=caption)
+                              os.path.join(out, "path_gradients.png"), caption=caption,
+                              samples=_SAMPLES.value)
   lesion.write_single_csv(os.path.join(out, "lesion_single.csv"), lesions)
   plotting.lesion_single(lesions, os.path.join(out, "lesion_single.png"), caption=caption)
   return {"lesion_single": {label: {"intact": float(i), "max_single_block": float(np.max(e)),

@@ -36,7 +36,7 @@ if [ "$mode" = quick ]; then
     dir=$([ $r = true ] && echo "$resnet" || echo "$plain")
     "$PY" scripts/train.py --config="configs/quickstart.py:depth=$depth,residual=$r,steps=$steps" --workdir="$dir"
   done
-  caption="embedded digits (297 test images), width 16, batch 128, $steps steps"
+  data="embedded digits" nets="width 16, batch 128, $steps steps" test_images=297
 else
   [ -n "$data_dir" ] || { echo "the full mode needs --data_dir=DIR holding CIFAR-10 (see README, Data)" >&2; exit 2; }
   resnet="$runs/resnet110" plain="$runs/plain20" labels="ResNet-110,plain-20" samples=${samples:-1000}
@@ -44,10 +44,11 @@ else
     --config.dataset.data_dir="$data_dir"
   "$PY" scripts/train.py --config=configs/cifar_resnet.py:depth=20,residual=false --workdir="$plain" \
     --config.dataset.data_dir="$data_dir"
-  caption="CIFAR-10 (10,000 test images), batch 128, 64k iterations"
+  data="CIFAR-10" nets="batch 128, 64k iterations" test_images=10,000
 fi
-caption="$caption; $(date -u +%F), $(uname -n) ($(nproc) cores)"
+when="$(date -u +%F), $(uname -n) ($(nproc) cores)"
 "$PY" scripts/lesion.py --workdir="$resnet,$plain" --labels="$labels" --out_dir="$out" \
-  --samples="$lesion_samples" --caption="$caption"
-"$PY" scripts/path_gradients.py --workdir="$resnet" --samples="$samples" --out_dir="$out" \
-  --caption="${labels%%,*}, $caption"
+  --samples="$lesion_samples" \
+  --caption="$data, $nets; test error on the $test_images test images, $lesion_samples random sets per k; $when"
+"$PY" scripts/path_gradients.py --workdir="$resnet" --samples="$samples" --batch=128 --out_dir="$out" \
+  --caption="${labels%%,*} on $data ($nets); gradients on 128 training images, $samples sampled paths per length; $when"

@@ -77,9 +77,10 @@ def lesion_single(results: dict[str, tuple[float, Sequence[float], Sequence[bool
     ax.set_title(label)
     ax.set_xlabel("deleted block (stage-major index; hatched = downsampling)")
     ax.set_xticks(list(blocks))
-    ax.set_ylim(0, 100)
+    ax.set_ylim(0, 118)  # room above 100% for the legend
+    ax.set_yticks(range(0, 101, 20))
     ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=8, frameon=False, loc="upper left")
+    ax.legend(fontsize=8, frameon=False, loc="upper left", ncol=2)
   axes[0][0].set_ylabel("test error (%)")
   if caption:
     fig.text(0.5, -0.05, caption, ha="center", fontsize=8, wrap=True)
@@ -89,10 +90,15 @@ def lesion_single(results: dict[str, tuple[float, Sequence[float], Sequence[bool
 
 def path_gradients(ks: Sequence[int], counts: Sequence[int], grad_mean: Sequence[float],
                    grad_std: Sequence[float], effective: tuple[int, int], path: str,
-                   caption: str | None = None) -> str:
+                   caption: str | None = None, samples: int | None = None) -> str:
   """Veit et al. 2016, Fig. 6: (a) path-length distribution, (b) gradient magnitude per path length
   (log scale), (c) total gradient per path length = magnitude x number of paths, with the range of
-  "effective paths" shaded."""
+  "effective paths" shaded.
+
+  The bars in (b) are the standard error of the mean over the `samples` block sets per length where
+  `samples` is given; else the standard deviation (which, larger than the mean, would reach to 0 on
+  the log axis, so it is drawn upwards only).
+  """
   import numpy as np
 
   ks = np.asarray(ks)
@@ -103,10 +109,15 @@ def path_gradients(ks: Sequence[int], counts: Sequence[int], grad_mean: Sequence
   a.bar(ks, counts / counts.sum(), color=_COLORS[0])
   a.set(title=f"(a) path lengths ({n} blocks, 2^{n} paths)", xlabel="path length k",
         ylabel="share of paths")
-  b.errorbar(ks, mean, yerr=std, fmt="o-", color=_COLORS[1], markersize=3, capsize=2)
+  if samples:
+    yerr, bars = std / np.sqrt(samples), f"mean ± s.e.m. over {samples} sampled paths per length"
+  else:
+    yerr, bars = np.stack([np.zeros_like(std), std]), "mean + std over the sampled paths"
+  b.errorbar(ks, mean, yerr=yerr, fmt="o-", color=_COLORS[1], markersize=3, capsize=2, label=bars)
   b.set_yscale("log")
   b.set(title="(b) gradient magnitude per path", xlabel="path length k",
         ylabel="|d loss / d input| (mean per example)")
+  b.legend(fontsize=8, frameon=False)
   total = counts * mean
   c.plot(ks, total / total.sum(), "o-", color=_COLORS[2], markersize=3)
   lo, hi = effective
