@@ -16,7 +16,11 @@ What happens when things go wrong, as measured with orbax-checkpoint 0.12.8 on a
   `load_for_analysis` turn that into a `CheckpointError` naming the step directory and saying to delete
   it to fall back to the previous step; the orbax error is chained (`from e`). There is no automatic
   fall-back: silently training on from an older step would hide the problem. orbax stores no checksums:
-  flipped bytes inside an array file restore *without any error*.
+  flipped bytes inside an array file restore *without any error*. The failed restore leaves tensorstore
+  reads behind whose callbacks find orbax's event loop closed and report a traceback each ("RuntimeError:
+  Event loop is closed", through `sys.unraisablehook`, ~100, during the restore or at exit, burying
+  the one-line error): restores install a `sys.unraisablehook` filter that drops those reports, and
+  only those.
 * **Typed PRNG keys** (`jax.random.key`) round-trip: orbax records the key implementation and gives
   back a typed key, with or without a template (its metadata shows the key data, shape (2,) uint32).
 * **Donation.** `save` copies the arrays to host memory before it returns (the file writing may go on
@@ -26,6 +30,7 @@ What happens when things go wrong, as measured with orbax-checkpoint 0.12.8 on a
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, Sequence
 
 import jax
@@ -63,6 +68,22 @@ def _first_line(e: BaseException, limit: int = 300) -> str:
   text = text[0] if text else ""
   text = text if len(text) <= limit else text[:limit] + "..."
   return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _drop_closed_loop_reports() -> None:
+  """Installs (once) a `sys.unraisablehook` filter for the "Event loop is closed" RuntimeErrors that a
+  failed orbax restore's leftover tensorstore reads raise in their callbacks (see the module docstring)."""
+  previous = sys.unraisablehook
+  if getattr(previous, "drops_closed_loop_reports", False):
+    return
+
+  def hook(unraisable):
+    if isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed":
+      return
+    previous(unraisable)
+
+  hook.drops_closed_loop_reports = True
+  sys.unraisablehook = hook
 
 
 def _restore_error(directory: str, step: int, steps: Sequence[int], e: BaseException,
@@ -173,6 +194,7 @@ class Checkpointer:
     steps = self.all_steps()
     step = _pick_step(steps, step, self.directory)
     target = abstract_state(state_like)
+    _drop_closed_loop_reports()
     try:
       return self._manager.restore(step, args=ocp.args.StandardRestore(target))
     except Exception as e:
@@ -208,6 +230,7 @@ def load_for_analysis(directory: str | os.PathLike, step: int | None = None, *,
     steps = sorted(manager.all_steps())
     step = _pick_step(steps, step, directory)
     sharding = jax.sharding.SingleDeviceSharding(device or jax.local_devices()[0])
+    _drop_closed_loop_reports()
     try:
       metadata = manager.item_metadata(step)
       if metadata is None:

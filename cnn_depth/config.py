@@ -45,6 +45,7 @@ def base() -> ml_collections.ConfigDict:
   c.lr_decay = 0.1
   c.warmup = 0.0  # He et al.: 400 iterations at 0.01 for ResNet-110/1202
   c.warmup_lr = 0.01
+  c.optimizer = "sgd"  # the papers' momentum SGD with coupled weight decay (the only one)
   c.momentum = 0.9
   c.nesterov = False
   c.weight_decay = 1e-4

@@ -47,6 +47,32 @@ def num_steps(config, steps_per_epoch: int) -> int:
   return int(config.num_train_steps)
 
 
+OPTIMIZERS = ("sgd",)
+
+
+def check_config(config, mesh) -> None:
+  """Refuses, in one sentence, a config that cannot run: before the workdir or the data are touched."""
+  from cnn_depth import data
+
+  if config.on_nonfinite not in ("stop", "skip"):
+    raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {config.on_nonfinite!r}")
+  optimizer = config.get("optimizer", "sgd")
+  if optimizer not in OPTIMIZERS:
+    raise ValueError(f"unknown optimizer {optimizer!r}; known: 'sgd' (momentum SGD with coupled weight "
+                     f"decay, as in the papers; --config.nesterov=true for Nesterov momentum)")
+  for every in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps"):
+    if config[every] < 1:
+      raise ValueError(f"{every} must be a whole number of steps >= 1, got {config[every]}")
+  datasets = (*data.KNOWN_DATASETS, "imagenet2012")
+  if config.dataset.name not in datasets:
+    raise ValueError(f"unknown dataset {config.dataset.name!r}; known: {', '.join(datasets)}")
+  if not 0.0 <= config.model.survival_last <= 1.0:
+    raise ValueError(f"model.survival_last (the stochastic-depth survival probability p_L of the last "
+                     f"block) must lie in [0, 1], got {config.model.survival_last}")
+  models.build_model({**config.model.to_dict(), "num_classes": 10})  # family, depth, fields
+  sharding.check_batch_size(config.batch_size, mesh)
+
+
 def make_optimizer(config, steps_per_epoch: int):
   conv = lambda v: optim.to_steps(v, config.lr_unit, steps_per_epoch)
   schedule = optim.step_decay_schedule(
@@ -56,15 +82,34 @@ def make_optimizer(config, steps_per_epoch: int):
   return tx, schedule
 
 
-def _gather_train_step(state, images, labels, perm, *, batch_size, steps_per_epoch, batch_sharding,
-                       step_fn):
+# The metrics summed over a logging interval, on the device.
+SUMMED = ("loss_sum", "correct", "count", "nonfinite")
+
+
+def zero_sums() -> dict:
+  return {k: jnp.zeros((), jnp.float32 if k == "loss_sum" else jnp.int32) for k in SUMMED}
+
+
+def _accumulating(step_fn):
+  """step_fn(state, batch) -> (state, metrics) made to also add the metrics into running sums in
+  the same compiled program: no separate small dispatches per step for the bookkeeping."""
+
+  def fn(state, sums, batch):
+    state, metrics = step_fn(state, batch)
+    return state, metrics, {k: sums[k] + metrics[k].astype(sums[k].dtype) for k in SUMMED}
+
+  return fn
+
+
+def _gather_train_step(state, sums, images, labels, perm, *, batch_size, steps_per_epoch,
+                       batch_sharding, step_fn):
   """Take this step's batch from the device-resident training set, then run the train step."""
   i = state.step % steps_per_epoch
   idx = jax.lax.dynamic_slice(perm, (i * batch_size,), (batch_size,))
   batch = {"image": images[idx], "label": labels[idx]}
   if batch_sharding is not None:
     batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
-  return step_fn(state, batch)
+  return _accumulating(step_fn)(state, sums, batch)
 
 
 def _evaluate_all(state, images, labels, mask, *, batch_size, batch_sharding, eval_fn):
@@ -104,7 +149,7 @@ class DeviceData:
         functools.partial(_gather_train_step, batch_size=config.batch_size,
                           steps_per_epoch=steps_per_epoch, batch_sharding=batch_sharding,
                           step_fn=step_fn),
-        out_shardings=(repl, None), donate_argnums=(0,))
+        out_shardings=(repl, None, repl), donate_argnums=(0, 1))
     self._evaluate = jax.jit(functools.partial(_evaluate_all, batch_size=config.batch_size,
                                                batch_sharding=batch_sharding, eval_fn=eval_fn))
     data_key = jax.random.key(config.seed + 1)
@@ -120,11 +165,12 @@ class DeviceData:
   def start(self, step: int):
     """Position the data stream at `step` (the order depends only on seed and epoch)."""
 
-  def train_step(self, state, step: int):
+  def train_step(self, state, sums, step: int):
+    """(state, this step's metrics, sums + this step's metrics), one compiled program."""
     epoch = step // self.steps_per_epoch
     if epoch != self._epoch:
       self._epoch, self._perm = epoch, self._permutation(epoch)
-    return self._step(state, self._images, self._labels, self._perm)
+    return self._step(state, sums, self._images, self._labels, self._perm)
 
   def splits(self):
     return list(self._sets)
@@ -145,8 +191,8 @@ class StreamData:
 
     self.config, self.mesh = config, mesh
     repl, self._batch_sharding = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-    self._step = jax.jit(step_fn, in_shardings=(repl, self._batch_sharding),
-                         out_shardings=(repl, None), donate_argnums=(0,))
+    self._step = jax.jit(_accumulating(step_fn), in_shardings=(repl, repl, self._batch_sharding),
+                         out_shardings=(repl, None, repl), donate_argnums=(0, 1))
     self._eval = jax.jit(eval_fn, in_shardings=(repl, self._batch_sharding))
     self._loader = functools.partial(
         data.imagenet_loader, config.dataset.data_dir, global_batch_size=config.batch_size,
@@ -156,8 +202,8 @@ class StreamData:
   def start(self, step: int):
     self._it = iter(self._loader("train", train=True, seed=self.config.seed * 1_000_003 + step))
 
-  def train_step(self, state, step: int):
-    return self._step(state, sharding.global_batch(next(self._it), self.mesh))
+  def train_step(self, state, sums, step: int):
+    return self._step(state, sums, sharding.global_batch(next(self._it), self.mesh))
 
   def splits(self):
     return ["test"]
@@ -193,15 +239,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   from cnn_depth import data  # data libraries are imported only where data is read
 
   cfg_dict = config.to_dict()
+  mesh = sharding.data_mesh()
+  check_config(config, mesh)  # a bad config, then a bad workdir, are refused before anything is written
   logs.check_workdir(workdir)
   saved = logs.read_config(workdir)
   if saved is not None:
     logs.check_resume_compatible(saved, cfg_dict, SHAPE_FIELDS)
-  if config.on_nonfinite not in ("stop", "skip"):
-    raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {config.on_nonfinite!r}")
 
-  mesh = sharding.data_mesh()
-  sharding.check_batch_size(config.batch_size, mesh)
   repl = sharding.replicated(mesh)
   if config.dataset.name == "imagenet2012":
     info = data.imagenet_info(config.dataset.data_dir)
@@ -255,21 +299,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   step = int(jax.device_get(state.step))
   feed.start(step)
-  acc, last = None, None
+  new_sums = jax.jit(zero_sums, out_shardings=repl)
+  acc, last = new_sums(), None
   final: dict[str, Any] = {}
   t_log, n_log = time.perf_counter(), 0
   t_start, step_start = t_log, step
   writer = logs.MetricsWriter(workdir) if main_process else _NullWriter()
   try:
     while step < total:
-      state, last = feed.train_step(state, step)
-      summed = {k: last[k] for k in ("loss_sum", "correct", "count", "nonfinite")}
-      acc = summed if acc is None else jax.tree_util.tree_map(jnp.add, acc, summed)
+      state, last, acc = feed.train_step(state, acc, step)
       step += 1
       n_log += 1
       if step == step_start + 1:  # the first step compiles: keep it out of images/s
         jax.block_until_ready(last)
         t_log, n_log = time.perf_counter(), 0
+        t_timed = t_log
 
       is_last = step == total
       log_now = step % config.log_every_steps == 0 or is_last
@@ -302,7 +346,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           record["block_grad_norms"] = np.asarray(last["block_grad_norms"]).tolist()
           record["block_param_norms"] = np.asarray(last["block_param_norms"]).tolist()
         final.update(train_loss=tr["loss"], train_error=tr["error"])
-        acc, n_log, t_log = None, 0, now
+        acc, n_log, t_log = new_sums(), 0, now
       if eval_now:
         for split in feed.splits():
           ev = _host_metrics(feed.evaluate(state, split))
@@ -327,6 +371,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           write_status(workdir, "preempted", step=step, reason="SIGTERM")
           raise Preempted(f"SIGTERM at step {step}: checkpoint saved in {workdir}; relaunch to resume")
     ckpt.wait()
+    if step > step_start + 1:  # wall time after the first (compiling) step: evaluation, logs included
+      final.update(timed_steps=step - step_start - 1, timed_seconds=time.perf_counter() - t_timed)
   except (TrainingDiverged, Preempted):
     raise
   except BaseException as e:

@@ -6,10 +6,16 @@ r"""Train one configuration into a workdir (resuming it if it holds a checkpoint
 Multi-host: start the same command on every host with --coordinator_address=host0:1234
 --num_processes=N --process_id=i (or set JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES /
 JAX_PROCESS_ID); each process then uses its local accelerators and the batch is split over all.
+If a process dies, the others stop within --peer_timeout seconds (exit 5) naming it.
+
+Exit codes: 0 done; 2 bad input (config, data, workdir, checkpoint: one line saying what to do);
+3 diverged (non-finite loss); 4 preempted (SIGTERM: checkpoint saved, relaunch to resume);
+5 another process of a multi-host run was lost.
 """
 
 import os
 import sys
+import traceback
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -22,6 +28,9 @@ _NPROC = flags.DEFINE_integer("num_processes", int(os.environ.get("JAX_NUM_PROCE
                               "Number of processes (hosts).")
 _PID = flags.DEFINE_integer("process_id", int(os.environ.get("JAX_PROCESS_ID", "0")),
                             "This process's index.")
+_PEER_TIMEOUT = flags.DEFINE_float(
+    "peer_timeout", 60.0, "Multi-host: seconds without a sign of life from another process after "
+    "which this one stops (exit 5, naming it) instead of waiting for it forever.")
 _CACHE = flags.DEFINE_string("compilation_cache", os.environ.get("CNN_DEPTH_JAX_CACHE", ""),
                              "Persistent compilation cache directory ('' = none).")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -32,31 +41,90 @@ def parse_flags(argv):
   try:
     return flags.FLAGS(argv)
   except (flags.Error, KeyError, AttributeError, TypeError, ValueError) as e:
-    overrides = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")]
-    print(f"error: {type(e).__name__}: {e}. Config overrides given: {', '.join(overrides) or 'none'}; "
-          "each must name an existing field (e.g. --config.model.depth=56).", file=sys.stderr)
+    print(f"error: {_flag_error(e, argv)}", file=sys.stderr)
     sys.exit(2)
+
+
+def _flag_error(e: Exception, argv) -> str:
+  """One line: which override names no field (ml_collections raises KeyError/AttributeError with the
+  key, e.g. "'dept'", sometimes followed by 'Did you mean ...?'), or what else went wrong."""
+  overrides = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")]
+  if isinstance(e, (KeyError, AttributeError)) and e.args:
+    key, _, hint = str(e.args[0]).strip().strip("\"").partition("\n")
+    key = key.strip("'\"")
+    bad = [o for o in overrides if o.rsplit(".", 1)[-1] == key] or overrides or [repr(key)]
+    hint = f" ({' '.join(hint.split())})" if hint.strip() else ""
+    return (f"{', '.join(bad)} names no field of the config{hint}; each override must name an "
+            "existing field (e.g. --config.model.depth=56)")
+  text = str(e)
+  if "Traceback (most recent call last)" in text:  # an error inside the config file: keep its last line
+    text = text.split("Traceback (most recent call last)")[0] + text.strip().splitlines()[-1]
+  text = " ".join(text.split())
+  return (f"bad --config ({type(e).__name__}: {text.rstrip('.')}); overrides given: "
+          f"{', '.join(overrides) or 'none'}; each must name an existing field with a value of its type "
+          "(e.g. --config.model.depth=56)")
 
 
 def main(argv):
   del argv
+  try:
+    config = _CONFIG.value
+    config.to_dict()  # a config file that failed to load raises here, on first use
+  except OSError as e:  # config_flags defers a missing or unreadable config file to here
+    print(f"error: cannot load --config ({' '.join(str(e).split())})", file=sys.stderr)
+    sys.exit(2)
   import jax
   if _CACHE.value:
     jax.config.update("jax_compilation_cache_dir", _CACHE.value)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+  watchdog = None
   if _NPROC.value > 1:
-    jax.distributed.initialize(_COORD.value, _NPROC.value, _PID.value)
+    from cnn_depth import multihost
+    multihost.initialize(_COORD.value, _NPROC.value, _PID.value, _PEER_TIMEOUT.value)
+    watchdog = multihost.PeerWatchdog(_PEER_TIMEOUT.value,
+                                      on_lost=lambda message: _record_lost(_WORKDIR.value, message))
+    watchdog.start()
   from cnn_depth import checkpoint, train
   try:
-    final = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (train.TrainingDiverged, train.Preempted) as e:
+    final = train.train_and_evaluate(config, _WORKDIR.value)
+  except (train.TrainingDiverged, train.Preempted) as e:  # every process stops at the same step
+    if watchdog is not None:
+      watchdog.finish()
     logging.error("%s", e)
     print(f"error: {e}", file=sys.stderr)
     sys.exit(3 if isinstance(e, train.TrainingDiverged) else 4)
   except (ValueError, checkpoint.CheckpointError) as e:  # bad config/data/workdir/checkpoint
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    _fail(2, str(e), watchdog)
+  except BaseException as e:
+    if watchdog is None:
+      raise
+    traceback.print_exc()
+    _fail(1, f"{type(e).__name__}: {e}", watchdog)
+  if watchdog is not None:
+    watchdog.finish()
   print({k: round(v, 5) if isinstance(v, float) else v for k, v in final.items()})
+
+
+def _fail(code: int, message: str, watchdog) -> None:
+  """Prints the one-line error and exits; with several processes, tells the others first and exits
+  at once (the normal exit would wait for them at jax.distributed's shutdown barrier)."""
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  if watchdog is None:
+    sys.exit(code)
+  watchdog.fail(message)
+  sys.stdout.flush()
+  os._exit(code)
+
+
+def _record_lost(workdir: str, message: str) -> None:
+  """Status 'failed' with the reason, when another process was lost (process 0 writes the logs)."""
+  import jax
+  from cnn_depth import logs
+  if jax.process_index() != 0:
+    return
+  status = logs.read_status(workdir) or {}
+  if status.get("status") in (None, "running"):
+    logs.write_status(workdir, "failed", reason=message)
 
 
 if __name__ == "__main__":

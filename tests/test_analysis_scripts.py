@@ -64,9 +64,27 @@ def test_path_gradient_script(workdirs):
   assert plain.returncode == 2 and "plain" in plain.stderr.lower()
 
 
-def test_scripts_refuse_a_workdir_without_checkpoint(tmp_path):
-  proc = run("scripts/lesion.py", f"--workdir={tmp_path}")
-  assert proc.returncode == 2 and "error:" in proc.stderr and "Traceback" not in proc.stderr
+@pytest.mark.parametrize("script", ["lesion.py", "path_gradients.py"])
+@pytest.mark.parametrize("kind", ["empty", "no checkpoint"])
+def test_scripts_refuse_a_workdir_without_checkpoint(tmp_path, script, kind):
+  """Exit 2 and one line "error: ...", writing nothing: an empty folder, or the config and metrics of a
+  run killed before its first checkpoint."""
+  if kind == "no checkpoint":
+    from cnn_depth import logs
+    spec = importlib.util.spec_from_file_location("q", os.path.join(ROOT, "configs", "quickstart.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    logs.write_config(str(tmp_path), module.get_config("depth=14,residual=True,steps=6"))
+    with logs.MetricsWriter(str(tmp_path)) as writer:
+      writer.write(1, train_loss=2.3)
+  before = sorted(os.listdir(tmp_path))
+  proc = run(f"scripts/{script}", f"--workdir={tmp_path}")
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+  errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+  expect = "config.json" if kind == "empty" else "checkpoint"
+  assert len(errors) == 1 and expect in errors[0], proc.stderr[-2000:]
+  assert sorted(os.listdir(tmp_path)) == before
 
 
 def test_make_figures_script(workdirs, tmp_path):

@@ -1,3 +1,4 @@
+import errno
 import json
 import os
 import stat
@@ -146,12 +147,16 @@ def test_check_workdir_read_only_filesystem():
     logs.check_workdir("/sys")
 
 
-def test_check_workdir_write_probe_failure(tmp_path, monkeypatch):
-  """Any OSError of the write probe (read-only mount, quota, permissions) is a WorkdirError."""
+@pytest.mark.parametrize("error", [PermissionError(errno.EACCES, "Permission denied"),
+                                   OSError(errno.ENOSPC, "No space left on device"),
+                                   OSError(errno.EDQUOT, "Disk quota exceeded")])
+def test_check_workdir_write_probe_failure(tmp_path, monkeypatch, error):
+  """Any OSError of the write probe (read-only mount, full disk, quota, permissions) is a WorkdirError
+  that names the cause, before any training time is spent."""
   def refuse(*args, **kwargs):
-    raise PermissionError(13, "Permission denied")
+    raise error
   monkeypatch.setattr("builtins.open", refuse)
-  with pytest.raises(WorkdirError, match=f"--workdir {tmp_path} is not writable"):
+  with pytest.raises(WorkdirError, match=f"--workdir {tmp_path} is not writable \\({error.strerror}\\)"):
     logs.check_workdir(tmp_path)
 
 

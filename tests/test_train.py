@@ -1,5 +1,7 @@
-"""The training loop end to end: workdir files, exact resume after SIGKILL, SIGTERM preemption,
-divergence, 1 vs 8 devices, two processes, and bad inputs through scripts/train.py.
+"""The training loop end to end: workdir files, determinism, exact resume after SIGKILL (also while a
+checkpoint is being written), SIGTERM preemption, divergence, 1 vs 8 devices, two processes, and every
+bad input of the README's troubleshooting table through scripts/train.py (tests/test_multihost.py: a
+process of two lost).
 
 Everything runs the quickstart config shrunk to seconds: plain-8 at width 4 on the embedded digits,
 batch 32, 40 steps, a log line every step, a checkpoint every 5. One uninterrupted in-process run on the
@@ -29,6 +31,7 @@ import pytest
 
 from cnn_depth import checkpoint as ckpt_lib
 from cnn_depth import train
+from test_data import write_cifar_pickles
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "train.py"
@@ -234,6 +237,8 @@ def test_end_to_end_workdir(reference):
   assert status["status"] == "done" and status["step"] == STEPS
   assert math.isfinite(status["test_error"]) and 0 <= status["test_error"] <= 1
   assert final["test_error"] == status["test_error"]
+  # wall time of the steps after the first (compiling) one, evaluations included
+  assert status["timed_steps"] == STEPS - 1 and status["timed_seconds"] > 0
 
   records = read_metrics(workdir)
   assert_one_line_per_step(records)
@@ -256,6 +261,23 @@ def test_end_to_end_workdir(reference):
   assert checkpoint_steps(workdir) == [STEPS]  # keep_checkpoints=1: only the last one is left
   saved = ckpt_lib.load_for_analysis(workdir / "checkpoints")
   assert int(saved["step"]) == STEPS and all_finite(saved["params"])
+
+
+# ----------------------------------------------------------------------------------------------------
+# 1b. Determinism: the same config and seed give the same numbers, bit for bit (float32, CPU)
+
+
+def test_same_config_and_seed_give_bit_identical_metrics(reference, tmp_path):
+  ref_dir, _ = reference
+  steps = 8
+  config = tiny_config(num_train_steps=steps, eval_every_steps=100)
+  assert config.model.dtype == "float32"
+  train.train_and_evaluate(config, str(tmp_path))
+  records = read_metrics(tmp_path)
+  assert_one_line_per_step(records, total=steps)
+  training = [k for k in DETERMINISTIC if not k.startswith("test_")]  # the reference evaluates at 10
+  for r, ref in zip(records, read_metrics(ref_dir)[:steps]):
+    assert {k: r[k] for k in training} == {k: ref[k] for k in training}, r["step"]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -288,6 +310,49 @@ def test_resume_after_sigkill_is_exact(reference, tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------------
+# 2b. Killed while writing a checkpoint: the partial one is ignored, the previous one is used
+
+# scripts/train.py run with orbax's commit of one step replaced by a SIGKILL: every file of that step is
+# written into `<step>.orbax-checkpoint-tmp`, but neither its commit_success.txt nor the rename to `<step>`.
+KILL_BEFORE_COMMIT = """
+import os, runpy, signal, sys
+from orbax.checkpoint._src.path import atomicity
+kill_step, sys.argv = sys.argv[1], sys.argv[2:]
+finalize = atomicity.AtomicRenameTemporaryPath.finalize
+async def killed_before_commit(self):
+  if self.get().name.split(".")[0] == kill_step:
+    os.kill(os.getpid(), signal.SIGKILL)
+  return await finalize(self)
+atomicity.AtomicRenameTemporaryPath.finalize = killed_before_commit
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_killed_while_writing_a_checkpoint_resumes_from_the_previous(reference, tmp_path):
+  ref_dir, _ = reference
+  workdir = tmp_path / "run"
+  args = cli(workdir)
+  args[1:1] = ["-c", KILL_BEFORE_COMMIT, "10"]  # python -c CODE 10 scripts/train.py --flags...
+  killed = run_cli(args, tmp_path / "killed")
+  assert killed.popen.returncode == -signal.SIGKILL, killed.tail()
+  partial = workdir / "checkpoints" / f"10{ckpt_lib.TMP_SUFFIX}"
+  assert any(p.is_file() for p in partial.rglob("d/*")), "no array file was written before the kill"
+  assert not (partial / "commit_success.txt").exists()
+  assert checkpoint_steps(workdir) == [5]
+  assert read_status(workdir)["status"] == "running"
+
+  resumed = run_cli(cli(workdir), tmp_path / "resumed")
+  assert resumed.popen.returncode == 0, resumed.tail()
+  assert resumed.out.read_text().startswith("step 6/"), resumed.tail()  # from step 5's checkpoint
+  assert not partial.exists()  # the leftover is deleted when the checkpoints are opened for writing
+  assert read_status(workdir)["status"] == "done"
+  records = read_metrics(workdir)
+  assert_one_line_per_step(records)
+  assert_same_metrics(records, read_metrics(ref_dir))
+  assert_same_checkpoint(workdir, ref_dir, STEPS)
+
+
+# ----------------------------------------------------------------------------------------------------
 # 3. SIGTERM: checkpoint, status 'preempted', exit 4; the relaunch finishes
 
 
@@ -296,7 +361,10 @@ def test_sigterm_preempts_and_relaunch_finishes(reference, tmp_path):
   workdir = tmp_path / "run"
   every = 15  # periodic checkpoints at 15, 30: a stop after 15, before 30 comes from the signal
   proc = Proc(cli(workdir, checkpoint_every_steps=every), tmp_path / "preempted")
-  wait_until(lambda: checkpoint_steps(workdir), proc, "a first checkpoint")
+  # Past the first periodic checkpoint's step. Not "once checkpoints/15 exists": the first save is
+  # written in the background and can take seconds, by which time the loop may be near step 30.
+  wait_until(lambda: max((r["step"] for r in read_metrics(workdir)), default=0) > every, proc,
+             f"a metrics line for step > {every}")
   proc.popen.send_signal(signal.SIGTERM)
   assert proc.wait() == 4, proc.tail()
   assert "Traceback" not in proc.stderr(), proc.tail()
@@ -375,6 +443,21 @@ def test_skipped_steps_do_not_log_a_zero_training_loss(skip_run):
     assert "train_loss" not in r or math.isnan(r["train_loss"]), r
 
 
+def test_divergence_through_the_command_line_exits_3_within_the_log_interval(skip_run, tmp_path):
+  skip_dir, _ = skip_run  # the same run with on_nonfinite='skip', logged every step
+  first_bad = min(r["step"] for r in read_metrics(skip_dir) if r["skipped_steps"])
+  every = 4  # checked at every log, eval and checkpoint step: here 2, 4, 6, 8
+  proc = run_cli(cli(tmp_path, **{**DIVERGENT, "log_every_steps": every}), tmp_path / "cli")
+  assert proc.popen.returncode == 3, proc.tail()
+  assert_one_error_line(proc, "non-finite loss")
+  status = read_status(tmp_path)
+  assert status["status"] == "diverged", status
+  assert first_bad <= status["step"] < first_bad + every, (first_bad, status)
+  kept = checkpoint_steps(tmp_path)
+  assert kept and status["last_checkpoint"] == max(kept) < first_bad
+  assert all_finite(ckpt_lib.load_for_analysis(tmp_path / "checkpoints")["params"])
+
+
 # ----------------------------------------------------------------------------------------------------
 # 5. 1 device vs 8
 
@@ -426,45 +509,104 @@ def test_two_processes_match_one(reference, tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------------
-# 7. Bad inputs through the command line
+# 7. Bad inputs through the command line: exit 2, one line "error: ...", the workdir left as it was
 
 
-def test_mistyped_override_names_the_field(tmp_path):
-  proc = run_cli(cli(tmp_path / "run", "--config.dept=56"), tmp_path / "cli")
-  assert proc.popen.returncode == 2
-  assert "dept" in proc.stderr() and "Traceback" not in proc.stderr()
-  assert not (tmp_path / "run").exists()
+def files_of(path: Path) -> dict | None:
+  """Every file under `path` with its bytes (None if `path` does not exist; a file maps to itself)."""
+  if not path.exists():
+    return None
+  if path.is_file():
+    return {path.name: path.read_bytes()}
+  return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("case", ["depth", "cifar_dir", "batch", "resume_depth", "workdir_file"])
-def test_bad_input_exits_2_with_one_sentence(case, request, tmp_path):
-  workdir = tmp_path / "run"
-  extra, expect = {}, None
-  if case == "depth":
-    extra, expect = {"model.depth": 21}, "6n+2"
-  elif case == "cifar_dir":
-    extra = {"dataset.name": "cifar10", "dataset.data_dir": "/nonexistent"}
-    expect = "cifar-10-batches-py"
-  elif case == "batch":
-    extra, expect = {"batch_size": 36}, "36"  # 8 devices
-  elif case == "resume_depth":
-    shutil.copytree(request.getfixturevalue("reference")[0], workdir)  # a depth-8 run
-    extra, expect = {"model.depth": 14}, "model.depth"
-  elif case == "workdir_file":
-    workdir.write_text("not a directory\n")
-    expect = str(workdir)
-  before = {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file()} if workdir.is_dir() else {}
-
-  proc = run_cli(cli(workdir, **extra), tmp_path / "cli")
-  assert proc.popen.returncode == 2, proc.tail()
+def assert_one_error_line(proc: Proc, expect: str) -> str:
   err = proc.stderr()
-  assert expect in err, proc.tail()
   assert "Traceback" not in err, proc.tail()
-  after = {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file()} if workdir.is_dir() else {}
-  if case == "resume_depth":
-    assert after == before  # the other run's workdir is left exactly as it was
-  if case == "workdir_file":
-    assert workdir.read_text() == "not a directory\n"
+  errors = [line for line in err.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1, proc.tail()
+  assert expect in errors[0], f"{expect!r} not in {errors[0]!r}"
+  return errors[0]
+
+
+def reference_copy(reference_dir, workdir, **saved_config):
+  """A copy of the finished reference run; `saved_config` ({'dataset.name': ...}) edits its config.json
+  as if it had been another run (e.g. a CIFAR run whose data has since gone bad)."""
+  shutil.copytree(reference_dir, workdir)
+  if saved_config:
+    config = json.loads((workdir / "config.json").read_text())
+    for dotted, value in saved_config.items():
+      *parents, name = dotted.split(".")
+      node = config
+      for p in parents:
+        node = node[p]
+      node[name] = value
+    (workdir / "config.json").write_text(json.dumps(config, sort_keys=True, indent=2) + "\n")
+
+
+# case: (--config overrides, text the error line must hold, the workdir it meets)
+#   'none': no workdir (it must not be created); 'run': a copy of the finished 8-device reference run;
+#   'cifar run': that copy relabelled as a CIFAR-10 run; 'corrupt run': that copy with its checkpoint's
+#   array files cut in half, relaunched for more steps (a finished run would not restore it);
+#   'file': --workdir is a file. Data dirs under {tmp}: empty/, cifar100/ (CIFAR-100 pickles),
+#   truncated/ (CIFAR-10 with half of data_batch_3).
+BAD_INPUTS = {
+    "unknown config key": ({"dept": 56}, "--config.dept names no field of the config", "run"),
+    "unknown config key, no workdir": ({"dept": 56}, "--config.dept", "none"),
+    "depth not 6n+2": ({"model.depth": 21}, "6n+2", "run"),
+    "depth not 6n+2, no workdir": ({"model.depth": 21}, "6n+2", "none"),
+    "depth not 9n+2": ({"model.family": "cifar_preact", "model.block": "bottleneck", "model.depth": 21},
+                       "9n+2", "run"),
+    "unknown model family": ({"model.family": "vgg99"}, "unknown model family 'vgg99'", "run"),
+    "unknown dataset": ({"dataset.name": "mnist"}, "unknown dataset 'mnist'", "run"),
+    "unknown optimiser": ({"optimizer": "adam"}, "unknown optimizer 'adam'", "run"),
+    "survival above 1": ({"model.family": "cifar_resnet", "model.survival_last": 1.5}, "[0, 1]", "run"),
+    "survival below 0": ({"model.survival_last": -0.5}, "[0, 1]", "none"),
+    "batch not divisible by devices": ({"batch_size": 36}, "not divisible by the 8 devices", "run"),
+    "data dir missing": ({"dataset.name": "cifar10", "dataset.data_dir": "{tmp}/nonexistent"},
+                         "does not exist", "cifar run"),
+    "data dir empty": ({"dataset.name": "cifar10", "dataset.data_dir": "{tmp}/empty"},
+                       "the folder is empty", "cifar run"),
+    "data dir holds CIFAR-100": ({"dataset.name": "cifar10", "dataset.data_dir": "{tmp}/cifar100"},
+                                 "holds CIFAR-100 data, but 'cifar10' was asked for", "cifar run"),
+    "truncated data file": ({"dataset.name": "cifar10", "dataset.data_dir": "{tmp}/truncated"},
+                            "data_batch_3 is corrupt or truncated", "cifar run"),
+    "corrupt checkpoint": ({"num_train_steps": 50}, "could not restore checkpoint step 40", "corrupt run"),
+    "resume with another depth": ({"model.depth": 14}, "model.depth=8", "run"),
+    "resume with another width": ({"model.width": 8}, "model.width=4", "run"),
+    "resume with another dataset": ({"dataset.name": "cifar10", "dataset.data_dir": "{tmp}/nonexistent"},
+                                    "dataset.name='digits'", "run"),
+    "workdir is a file": ({}, "is a file, not a directory", "file"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_exits_2_with_one_sentence(case, request, tmp_path):
+  overrides, expect, kind = BAD_INPUTS[case]
+  overrides = {k: v.format(tmp=tmp_path) if isinstance(v, str) else v for k, v in overrides.items()}
+  workdir = tmp_path / "run"
+  if kind in ("run", "cifar run", "corrupt run"):
+    saved = {"dataset.name": "cifar10"} if kind == "cifar run" else {}
+    reference_copy(request.getfixturevalue("reference")[0], workdir, **saved)
+  if kind == "corrupt run":  # the checkpoint's array files cut in half (a full disk, a bad copy)
+    array_files = list((workdir / "checkpoints" / str(STEPS)).rglob("d/*"))
+    assert array_files
+    for f in array_files:
+      os.truncate(f, f.stat().st_size // 2)
+  if kind == "file":
+    workdir.write_text("not a directory\n")
+  (tmp_path / "empty").mkdir()
+  write_cifar_pickles(tmp_path / "cifar100", "cifar100")
+  folder, _ = write_cifar_pickles(tmp_path / "truncated")
+  raw = (folder / "data_batch_3").read_bytes()
+  (folder / "data_batch_3").write_bytes(raw[:len(raw) // 2])
+  before = files_of(workdir)
+
+  proc = run_cli(cli(workdir, **overrides), tmp_path / "cli")
+  assert proc.popen.returncode == 2, proc.tail()
+  assert_one_error_line(proc, expect)
+  assert files_of(workdir) == before  # nothing created, changed or deleted
 
 
 # ----------------------------------------------------------------------------------------------------
