@@ -33,6 +33,11 @@ def base() -> ml_collections.ConfigDict:
   c.model.zero_init_last = False
   c.model.conv_impl = "auto"
   c.model.bn_groups = 1  # > 1: BN statistics per group of batch/bn_groups examples ("ghost", per device)
+  # The classic families only (classic.py); these values mean "the family's default".
+  c.model.growth_rate = 0  # DenseNets: k (0: the paper's k for the depth)
+  c.model.dropout = -1.0  # AlexNet, VGG, NiN, GoogLeNet, DenseNet: a rate (< 0: the family's default)
+  c.model.aux_heads = False  # GoogLeNet: the two auxiliary classifiers (training only)
+  c.model.reduce = True  # GoogLeNet: the 1x1 reductions before the 3x3 and 5x5 convolutions
 
   # He et al. 2016 §4.2: batch 128, SGD momentum 0.9, weight decay 1e-4, lr 0.1 divided by 10 at
   # 32k and 48k iterations, stop at 64k.

@@ -81,9 +81,11 @@ def resolve_conv_impl(impl: ConvImpl) -> str:
 
 
 class Conv(nn.Module):
-  """A bias-free convolution with He-normal init and torch-style symmetric padding k//2.
+  """A convolution with He-normal init and torch-style symmetric padding (k//2 unless `padding` says).
 
-  Parameters are stored as `kernel` (HWIO, float32); computation runs in `dtype`.
+  Bias-free by default (every ResNet convolution is followed by BN); `use_bias=True` adds a zero-init
+  `bias`, as the classic nets (AlexNet, VGG, NiN, GoogLeNet) have. Parameters are stored as `kernel`
+  (HWIO, float32) and `bias`; computation runs in `dtype`.
   """
 
   features: int
@@ -91,16 +93,23 @@ class Conv(nn.Module):
   strides: int = 1
   dtype: Dtype = jnp.float32
   conv_impl: ConvImpl = "auto"
+  padding: int | None = None  # zero rows/columns on every side; None: k // 2
+  use_bias: bool = False
 
   @nn.compact
   def __call__(self, x):
     k, s = self.kernel_size, self.strides
     kernel = self.param("kernel", he_normal, (k, k, x.shape[-1], self.features), jnp.float32)
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-    padding = ((k // 2, k // 2), (k // 2, k // 2))
+    p = k // 2 if self.padding is None else self.padding
+    padding = ((p, p), (p, p))
     if resolve_conv_impl(self.conv_impl) == "cpu_vjp":
-      return conv_cpu_vjp(x, kernel, (s, s), padding)
-    return _conv(x, kernel, (s, s), padding)
+      y = conv_cpu_vjp(x, kernel, (s, s), padding)
+    else:
+      y = _conv(x, kernel, (s, s), padding)
+    if self.use_bias:
+      y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32).astype(self.dtype)
+    return y
 
 
 def batch_norm(train: bool, dtype: Dtype, groups: int = 1) -> functools.partial:

@@ -250,14 +250,17 @@ def _get(config: Any, dotted: str) -> Any:
 
 
 def check_resume_compatible(saved: Mapping[str, Any], current: Mapping[str, Any],
-                            fields: Sequence[str]) -> None:
+                            fields: Sequence[str], defaults: Mapping[str, Any] | None = None) -> None:
   """Raises WorkdirError if a workdir's saved config differs from this run's in any of `fields`
   (dotted paths such as 'model.depth'), so a run never resumes another run's checkpoint.
 
-  Values are compared as JSON sees them (a tuple equals the list it was saved as).
+  Values are compared as JSON sees them (a tuple equals the list it was saved as). `defaults` gives
+  the value a field had before it existed, for saved configs written without it.
   """
   for field in fields:
     old, new = _get(saved, field), _get(current, field)
+    if old is _MISSING and field in (defaults or {}):
+      old = defaults[field]
     old = "<missing>" if old is _MISSING else _plain(old)
     new = "<missing>" if new is _MISSING else _plain(new)
     if old != new:

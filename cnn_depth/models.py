@@ -2,6 +2,9 @@
 
 One class, `ResNet`, covers every family; the named families are presets (`cifar_resnet(56)`,
 `imagenet_resnet(18)`, ...) and `build_model(config)` maps a config onto them with one explicit match.
+The classic families the depth story compares them with (LeNet-5, AlexNet, VGG, NiN, GoogLeNet,
+DenseNet) live in classic.py; `build_model` maps onto them too, and the counting and addressing
+functions below work on them.
 
 * CIFAR ResNet, depth 6n+2 (He et al. 2016, §4.2): 3x3 conv(16) -> 3 stages of n basic blocks with
   16/32/64 channels on 32/16/8 maps -> global average pool -> dense. Shortcut option A (parameter-free)
@@ -48,7 +51,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnn_depth import layers
+from cnn_depth import classic, layers
 from cnn_depth.layers import ROUTE_BOTH, ROUTE_BRANCH, ROUTE_SKIP, Conv  # noqa: F401  (re-exported)
 
 Dtype = Any
@@ -304,7 +307,8 @@ IMAGENET_STAGES = {
     152: ("bottleneck", (3, 8, 36, 3)),
 }
 
-FAMILIES = ("cifar_resnet", "cifar_plain", "cifar_preact", "imagenet_resnet", "imagenet_plain")
+RESNET_FAMILIES = ("cifar_resnet", "cifar_plain", "cifar_preact", "imagenet_resnet", "imagenet_plain")
+FAMILIES = RESNET_FAMILIES + classic.FAMILIES  # the classic nets (LeNet-5 ... DenseNet): classic.py
 
 
 def blocks_per_stage(depth: int, layers_per_block: int, stages: int = 3) -> int:
@@ -353,18 +357,31 @@ def imagenet_resnet(depth: int, *, residual: bool = True, width: int = 64, **kw)
                 stem="imagenet", stem_width=width, **kw)
 
 
-def build_model(config: Mapping[str, Any]) -> ResNet:
+def build_model(config: Mapping[str, Any]) -> nn.Module:
   """The model a config names: `family`, `depth` and the optional fields below (an ml_collections
-  ConfigDict or a dict). One explicit match, no registry."""
+  ConfigDict or a dict). One explicit match, no registry.
+
+  The classic families (classic.py) take `growth_rate` (DenseNets; 0 = the paper's k for the depth),
+  `dropout` (a rate; absent or negative = the family's default), `aux_heads` and `reduce` (GoogLeNet),
+  and `width` (VGG: maps of the first stage; 0 = 64); a field that does not apply to a family must be
+  left out or hold its neutral value (config.base()'s default), else a ValueError names it.
+  """
   cfg = dict(config)
   family, depth = cfg.pop("family"), int(cfg.pop("depth"))
   known = {"num_classes", "width", "shortcut", "block", "survival_last", "drop_mode", "dtype", "stages",
-           "unroll", "remat", "conv_impl", "zero_init_last", "bn_groups"}
+           "unroll", "remat", "conv_impl", "zero_init_last", "bn_groups", *classic.CLASSIC_ONLY}
   unknown = set(cfg) - known
   if unknown:
     raise ValueError(f"unknown model config fields {sorted(unknown)}; known: {sorted(known)}")
   if "dtype" in cfg:
     cfg["dtype"] = jnp.dtype(cfg["dtype"])
+  if family in classic.FAMILIES:
+    kw = classic.config_options(family, cfg)
+  else:
+    for field in classic.CLASSIC_ONLY:
+      if field in cfg and not classic.is_neutral(field, cfg.pop(field)):
+        raise ValueError(f"model field {field!r} applies only to the classic families "
+                         f"({', '.join(f for f in classic.FAMILIES if field in classic.FIELDS[f])})")
   block = cfg.pop("block", None) or None
   match family:
     case "cifar_resnet":
@@ -377,6 +394,28 @@ def build_model(config: Mapping[str, Any]) -> ResNet:
       return imagenet_resnet(depth, residual=True, **cfg)
     case "imagenet_plain":
       return imagenet_resnet(depth, residual=False, **cfg)
+    case "lenet5":
+      return classic.lenet5(depth, **kw)
+    case "alexnet":
+      return classic.alexnet(depth, **kw)
+    case "vgg":
+      return classic.vgg(depth, bn=False, **kw)
+    case "vgg_bn":
+      return classic.vgg(depth, bn=True, **kw)
+    case "cifar_vgg":
+      return classic.cifar_vgg(depth, bn=False, **kw)
+    case "cifar_vgg_bn":
+      return classic.cifar_vgg(depth, bn=True, **kw)
+    case "nin":
+      return classic.nin(depth, **kw)
+    case "googlenet":
+      return classic.googlenet(depth, **kw)
+    case "cifar_densenet":
+      return classic.cifar_densenet(depth, bc=False, **kw)
+    case "cifar_densenet_bc":
+      return classic.cifar_densenet(depth, bc=True, **kw)
+    case "imagenet_densenet":
+      return classic.imagenet_densenet(depth, **kw)
   raise ValueError(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}")
 
 
@@ -390,7 +429,10 @@ def block_names(model: ResNet) -> list[str]:
 
 
 def downsampling_blocks(model: ResNet) -> np.ndarray:
-  """A boolean per block: True where the block changes the spatial size or the channel count."""
+  """A boolean per block: True where the block changes the spatial size or the channel count (for the
+  classic nets, where deleting it cannot be the identity: `shape_changing_blocks`, classic.py)."""
+  if not isinstance(model, ResNet):
+    return np.asarray(model.shape_changing_blocks(), bool)
   widths_in = [model.stem_width] + list(model.stage_widths[:-1])
   flags = []
   for s, n in enumerate(model.stage_sizes):
@@ -456,22 +498,29 @@ def init_shapes(model: ResNet, image_shape: Sequence[int]):
   return jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0), x)
 
 
-def multiply_adds(model: ResNet, image_shape: Sequence[int]) -> int:
-  """Forward multiply-adds per image of every convolution and dense layer (He et al.'s "FLOPs")."""
+def multiply_adds(model: nn.Module, image_shape: Sequence[int]) -> int:
+  """Forward multiply-adds per image of every convolution and dense layer (He et al.'s "FLOPs").
+
+  Works on any module called as `model.init(key, x, train=False)` whose convolutions are `layers.Conv`
+  (or `classic.ConnectionTableConv`, counted by its connections only) and dense layers `nn.Dense`.
+  """
   total = [0]
 
   def count(next_fun, args, kwargs, context):
     out = next_fun(*args, **kwargs)
     mdl = context.module
-    if context.method_name == "__call__" and isinstance(mdl, (Conv, nn.Dense)):
+    if context.method_name == "__call__":
       x = args[0]
       if isinstance(mdl, Conv):
         total[0] += math.prod(out.shape[1:]) * mdl.kernel_size ** 2 * x.shape[-1]
-      else:
+      elif isinstance(mdl, nn.Dense):
         total[0] += x.shape[-1] * mdl.features
+      elif isinstance(mdl, classic.ConnectionTableConv):
+        total[0] += mdl.multiply_adds(out.shape)
     return out
 
-  flat = model.clone(stages="unroll")  # a scan body is traced once, so count on the unrolled net
+  # A scan body is traced once, so count a ResNet on its unrolled twin.
+  flat = model.clone(stages="unroll") if isinstance(model, ResNet) else model
   with nn.intercept_methods(count):
     init_shapes(flat, image_shape)
   return total[0]

@@ -62,7 +62,7 @@ def block_grad_norms(tree, model: models.ResNet) -> jax.Array:
                                 for a in jax.tree_util.tree_leaves(stacked))))
     else:
       norms += [jnp.sqrt(sq(tree[f"stage{s}_block{b}"]))[None] for b in range(1, n)]
-  return jnp.concatenate(norms)
+  return jnp.concatenate(norms) if norms else jnp.zeros((0,), jnp.float32)  # LeNet-5, AlexNet, NiN
 
 
 def train_step(state: TrainState, batch: dict, *, model: models.ResNet,
@@ -88,9 +88,14 @@ def train_step(state: TrainState, batch: dict, *, model: models.ResNet,
   def loss_fn(params):
     logits, updates = model.apply(
         {"params": params, "batch_stats": state.batch_stats}, x, train=True,
-        mutable=["batch_stats"], rngs={"drop": drop_rng})
+        mutable=["batch_stats", "aux_logits"], rngs={"drop": drop_rng})
     losses = cross_entropy(logits, labels)
-    return jnp.mean(losses), (logits, losses, updates["batch_stats"])
+    # Auxiliary classifiers (GoogLeNet's, classic.py) add their weighted losses to the objective only;
+    # the metrics stay those of the main classifier.
+    aux = jax.tree_util.tree_leaves(updates.get("aux_logits", {}),
+                                    is_leaf=lambda t: isinstance(t, dict) and "logits" in t)
+    aux_loss = sum(a["weight"] * jnp.mean(cross_entropy(a["logits"], labels)) for a in aux)
+    return jnp.mean(losses) + aux_loss, (logits, losses, updates["batch_stats"])
 
   grads, (logits, losses, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)

@@ -30,7 +30,10 @@ from cnn_depth import state as state_lib
 
 # Config fields that change array shapes or the data: a workdir trained with other values cannot resume.
 SHAPE_FIELDS = ("model.family", "model.depth", "model.width", "model.shortcut", "model.block",
+                "model.growth_rate", "model.aux_heads", "model.reduce",
                 "dataset.name", "dataset.validation_size", "batch_size", "seed")
+# Shape fields added after workdirs were first written: a saved config without one ran with this value.
+ADDED_FIELDS = {"model.growth_rate": 0, "model.aux_heads": False, "model.reduce": True}
 
 
 class TrainingDiverged(RuntimeError):
@@ -244,7 +247,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   logs.check_workdir(workdir)
   saved = logs.read_config(workdir)
   if saved is not None:
-    logs.check_resume_compatible(saved, cfg_dict, SHAPE_FIELDS)
+    logs.check_resume_compatible(saved, cfg_dict, SHAPE_FIELDS, ADDED_FIELDS)
 
   repl = sharding.replicated(mesh)
   if config.dataset.name == "imagenet2012":

@@ -21,9 +21,12 @@ _YMAX = flags.DEFINE_float("ymax", None, "Upper limit of the error axis in % (de
 flags.mark_flag_as_required("runs_dir")
 
 PANEL_TITLES = {"cifar_plain": "plain nets", "cifar_resnet": "ResNets", "imagenet_plain": "plain nets",
-                "imagenet_resnet": "ResNets", "cifar_preact": "pre-activation ResNets"}
+                "imagenet_resnet": "ResNets", "cifar_preact": "pre-activation ResNets",
+                "cifar_vgg": "VGG nets", "cifar_vgg_bn": "VGG nets (BN)"}
 SHORT_NAMES = {"cifar_plain": "plain", "cifar_resnet": "ResNet", "imagenet_plain": "plain",
-               "imagenet_resnet": "ResNet", "cifar_preact": "PreAct-ResNet"}
+               "imagenet_resnet": "ResNet", "cifar_preact": "PreAct-ResNet", "cifar_vgg": "VGG",
+               "cifar_vgg_bn": "VGG-BN", "vgg": "VGG", "vgg_bn": "VGG-BN",
+               "cifar_densenet": "DenseNet", "cifar_densenet_bc": "DenseNet-BC"}
 
 # Input shape per dataset, to count parameters (the first convolution depends on the channels).
 IMAGE_SHAPES = {"digits": (8, 8, 1), "cifar10": (32, 32, 3), "cifar100": (32, 32, 3),

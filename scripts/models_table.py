@@ -9,6 +9,10 @@ Counts come from `cnn_depth.models` (`init_shapes`, `count_params`, `multiply_ad
 `params` is every trainable parameter (convolutions, dense head, BN scales and offsets; BN running
 statistics are not parameters); `macs` is forward multiply-adds per image of the convolutions and the
 dense head, which is what He et al. call "FLOPs".
+
+The classic families (cnn_depth/classic.py) are counted the same way: LeNet-5 on 32x32x1 (10 classes),
+NiN-9, the CIFAR VGGs and DenseNets on CIFAR-10, the rest on ImageNet. The GoogLeNet rows without 1x1
+reductions and with the auxiliary heads show what those options cost.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any, Sequence
 
 from absl import app, flags
 
-from cnn_depth import models
+from cnn_depth import classic, models
 
 _JSON = flags.DEFINE_bool("json", False, "Print the rows as a JSON list instead of a Markdown table.")
 _FAMILIES = flags.DEFINE_list(
@@ -27,6 +31,8 @@ _FAMILIES = flags.DEFINE_list(
 CIFAR_DEPTHS = (20, 32, 44, 56, 110, 1202)
 CIFAR_SHAPE = (32, 32, 3)
 IMAGENET_SHAPE = (224, 224, 3)
+MNIST_SHAPE = (32, 32, 1)  # LeNet-5's input: MNIST's 28x28 centred in 32x32
+VGG_DEPTHS = (11, 13, 16, 19)
 
 # (family, depth, extra config fields) for every row, in table order.
 SPECS: tuple[tuple[str, int, dict], ...] = (
@@ -37,7 +43,22 @@ SPECS: tuple[tuple[str, int, dict], ...] = (
     ("cifar_preact", 1001, {"block": "bottleneck"}),
     *(("imagenet_resnet", d, {}) for d in (18, 34, 50, 101, 152)),
     *(("imagenet_plain", d, {}) for d in (18, 34)),
+    ("lenet5", 5, {}),
+    ("alexnet", 8, {}),
+    *((family, d, {}) for family in ("vgg", "vgg_bn", "cifar_vgg", "cifar_vgg_bn") for d in VGG_DEPTHS),
+    ("nin", 9, {}),
+    ("nin", 12, {}),
+    ("googlenet", 22, {}),
+    ("googlenet", 22, {"reduce": False}),
+    ("googlenet", 22, {"aux_heads": True}),
+    ("cifar_densenet", 40, {}),
+    ("cifar_densenet", 100, {}),
+    ("cifar_densenet_bc", 100, {}),
+    ("cifar_densenet_bc", 190, {}),
+    ("imagenet_densenet", 121, {}),
 )
+# Options that make a row a variant of the published net: such rows get no paper figure.
+VARIANT_OPTIONS = ("reduce", "aux_heads")
 
 # Footnotes on where a reported figure comes from; keys are the markers printed next to it.
 NOTES = {
@@ -47,6 +68,16 @@ NOTES = {
          "which our count includes.",
     "d": "He et al. 2016, Table 1 \"FLOPs\" (multiply-adds), quoted for the plain nets too.",
     "e": "Widely used reference count (torchvision); the paper does not list parameters.",
+    "f": "LeCun et al. 1998, §II.B: 60,000 trainable parameters, the RBF output layer excluded (ours: "
+         "exactly 60,000, plus an 850-parameter dense output layer).",
+    "g": "Krizhevsky et al. 2012: \"60 million parameters\" for the two-GPU original; ours is torchvision's "
+         "single-stream layout.",
+    "h": "Simonyan & Zisserman 2015, Table 2 (without BN).",
+    "i": "Szegedy et al. 2015, Table 1 totals. Its K is 1024 (module 3a's 163,328 weights are listed as "
+         "159K) and its conv1 row (2.7K, 34M ops) undercounts the 7x7 convolution (9.4K, 118M). Its "
+         "module rows agree with ours within 1% in ops but 5a (51.1M vs 54M), and within 2% in "
+         "parameters but 4c (497.5K vs 463K) and 5a (1018K vs 1072K).",
+    "j": "Huang et al. 2017, Table 2 (k = 12; BC L=190: k = 40), to the one decimal it gives.",
 }
 
 # (family, depth) -> (paper params, marker) and (paper multiply-adds, marker).
@@ -58,6 +89,16 @@ PAPER_PARAMS = {
     ("imagenet_resnet", 18): (11.7e6, "e"),
     ("imagenet_resnet", 34): (21.8e6, "e"),
     ("imagenet_resnet", 50): (25.6e6, "e"),
+    ("lenet5", 5): (60e3, "f"),
+    ("alexnet", 8): (60e6, "g"),
+    **{(family, d): (p, "h") for family in ("vgg", "vgg_bn") for d, p in
+       ((11, 133e6), (13, 133e6), (16, 138e6), (19, 144e6))},
+    ("googlenet", 22): (6.8e6, "i"),
+    ("cifar_densenet", 40): (1.0e6, "j"),
+    ("cifar_densenet", 100): (7.0e6, "j"),
+    ("cifar_densenet_bc", 100): (0.8e6, "j"),
+    ("cifar_densenet_bc", 190): (25.6e6, "j"),
+    ("imagenet_densenet", 121): (7.978856e6, "e"),
 }
 PAPER_MACS = {
     ("cifar_resnet", 20): (41e6, "b"),
@@ -65,10 +106,24 @@ PAPER_MACS = {
        ((18, 1.8e9), (34, 3.6e9), (50, 3.8e9), (101, 7.6e9), (152, 11.3e9))},
     ("imagenet_plain", 18): (1.8e9, "d"),
     ("imagenet_plain", 34): (3.6e9, "d"),
+    ("googlenet", 22): (1.5e9, "i"),
 }
 
+IMAGENET_FAMILIES = ("imagenet_resnet", "imagenet_plain", "alexnet", "vgg", "vgg_bn", "googlenet",
+                     "imagenet_densenet")
 
-def model_name(family: str, depth: int, block: str | None = None) -> str:
+
+def input_of(family: str, depth: int) -> tuple[tuple[int, int, int], int]:
+  """(image shape, classes) of a row: ImageNet, CIFAR-10, or LeNet-5's 32x32 digits."""
+  if family in IMAGENET_FAMILIES or (family, depth) == ("nin", 12):
+    return IMAGENET_SHAPE, 1000
+  if family == "lenet5":
+    return MNIST_SHAPE, 10
+  return CIFAR_SHAPE, 10
+
+
+def model_name(family: str, depth: int, block: str | None = None, options: dict | None = None) -> str:
+  options = options or {}
   match family:
     case "cifar_resnet":
       return f"ResNet-{depth}"
@@ -80,6 +135,29 @@ def model_name(family: str, depth: int, block: str | None = None) -> str:
       return f"ResNet-{depth} (ImageNet)"
     case "imagenet_plain":
       return f"plain-{depth} (ImageNet)"
+    case "lenet5":
+      return "LeNet-5"
+    case "alexnet":
+      return "AlexNet"
+    case "vgg":
+      return f"VGG-{depth}"
+    case "vgg_bn":
+      return f"VGG-{depth} BN"
+    case "cifar_vgg":
+      return f"VGG-{depth} (CIFAR)"
+    case "cifar_vgg_bn":
+      return f"VGG-{depth} BN (CIFAR)"
+    case "nin":
+      return "NiN (CIFAR)" if depth == 9 else "NiN (ImageNet)"
+    case "googlenet":
+      return "GoogLeNet" + (" without 1x1 reductions" if options.get("reduce") is False else "") + \
+          (" + auxiliary heads" if options.get("aux_heads") else "")
+    case "cifar_densenet":
+      return f"DenseNet (L={depth}, k=12)"
+    case "cifar_densenet_bc":
+      return f"DenseNet-BC (L={depth}, k={classic.CIFAR_BC_GROWTH.get(depth, 12)})"
+    case "imagenet_densenet":
+      return f"DenseNet-{depth}"
   raise ValueError(f"unknown model family {family!r}")
 
 
@@ -93,19 +171,21 @@ def table_rows(families: Sequence[str] | None = None) -> list[dict[str, Any]]:
   for family, depth, extra in SPECS:
     if families is not None and family not in families:
       continue
-    imagenet = family.startswith("imagenet")
-    shape = IMAGENET_SHAPE if imagenet else CIFAR_SHAPE
-    num_classes = 1000 if imagenet else 10
+    shape, num_classes = input_of(family, depth)
     model = models.build_model({"family": family, "depth": depth, "num_classes": num_classes, **extra})
     params = models.count_params(models.init_shapes(model, shape)["params"])
-    paper_params, params_note = PAPER_PARAMS.get((family, depth), (None, None))
-    paper_macs, macs_note = PAPER_MACS.get((family, depth), (None, None))
+    published = not set(extra) & set(VARIANT_OPTIONS)
+    none = (None, None)
+    paper_params, params_note = PAPER_PARAMS.get((family, depth), none) if published else none
+    paper_macs, macs_note = PAPER_MACS.get((family, depth), none) if published else none
+    resnet = isinstance(model, models.ResNet)
     rows.append({
         "family": family,
         "depth": depth,
-        "block": model.block,
-        "shortcut": model.shortcut,
-        "name": model_name(family, depth, extra.get("block")),
+        "block": model.block if resnet else None,
+        "shortcut": model.shortcut if resnet else None,
+        "options": {k: v for k, v in extra.items() if k in VARIANT_OPTIONS},
+        "name": model_name(family, depth, extra.get("block"), extra),
         "num_classes": num_classes,
         "input_shape": list(shape),
         "params": params,

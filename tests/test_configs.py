@@ -205,3 +205,45 @@ def test_config_arguments_are_typed_strictly():
     config_lib.parse_args("depth=abc", depth=20)
   assert config_lib.parse_args("residual=false,depth=56", residual=True, depth=20) == \
       {"residual": False, "depth": 56}
+
+
+# --- the classic families: VGG-style plain nets of increasing depth ----------------------------------
+
+@pytest.mark.parametrize("depth,stages", [(11, (1, 1, 2, 2, 2)), (19, (2, 2, 4, 4, 4))])
+def test_cifar_vgg_depths(depth, stages):
+  c = get_config("cifar_vgg", f"depth={depth}")
+  assert (c.model.family, c.model.width, c.dataset.name) == ("cifar_vgg_bn", 64, "cifar10")
+  assert c.learning_rate == pytest.approx(0.1) and tuple(c.lr_boundaries) == (32_000, 48_000)
+  model = build(c)
+  assert model.bn and model.stage_sizes == stages and model.stage_widths == (64, 128, 256, 512, 512)
+  plain = get_config("cifar_vgg", f"depth={depth},bn=False")
+  assert plain.model.family == "cifar_vgg" and plain.learning_rate == pytest.approx(0.01)
+  assert not build(plain).bn
+
+
+def test_vgg_digits_builds_on_8x8_images():
+  c = get_config("vgg_digits", "depth=16,steps=400")
+  assert c.dataset.name == "digits" and tuple(c.lr_boundaries) == (200, 300)
+  model = build(c)
+  assert model.width == 16 and model.num_blocks == 13
+  variables = models.init_shapes(model, (8, 8, 1))
+  assert variables["params"]["head"]["kernel"].shape == (128, 10)
+
+
+@pytest.mark.parametrize("arg,family,params_k", [("", "cifar_densenet", 1_020),
+                                                 ("depth=100,bc=True", "cifar_densenet_bc", 769)])
+def test_cifar_densenet(arg, family, params_k):
+  c = get_config("cifar_densenet", arg)
+  assert c.model.family == family and tuple(c.lr_boundaries) == (32_000, 48_000)
+  params = models.count_params(models.init_shapes(build(c), (32, 32, 3))["params"])
+  assert round(params / 1000) == params_k  # Huang et al. 2017 Table 2: 1.0M and 0.8M
+
+
+def test_a_classic_family_from_the_command_line_overrides():
+  """base() carries the classic fields, so --config.model.family=... works on any config."""
+  c = get_config("cifar_resnet")
+  c.model.family, c.model.depth, c.model.width, c.model.growth_rate = "cifar_densenet", 40, 0, 24
+  assert build(c).growth_rate == 24
+  c.model.family, c.model.growth_rate = "cifar_resnet", 24
+  with pytest.raises(ValueError, match="growth_rate"):
+    build(c)

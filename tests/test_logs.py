@@ -173,3 +173,15 @@ def test_check_resume_compatible_names_the_field():
   other_data = {**same, "dataset": {}}
   with pytest.raises(WorkdirError, match=r"dataset\.name='cifar10'.*'<missing>'"):
     logs.check_resume_compatible(saved, other_data, fields)
+
+
+def test_check_resume_compatible_fills_fields_added_later():
+  """A workdir written before a shape field existed resumes when the field holds its old value."""
+  saved = {"model": {"depth": 20}}
+  current = {"model": {"depth": 20, "growth_rate": 0}}
+  fields, added = ["model.depth", "model.growth_rate"], {"model.growth_rate": 0}
+  logs.check_resume_compatible(saved, current, fields, added)
+  with pytest.raises(WorkdirError, match=r"model\.growth_rate='<missing>'"):
+    logs.check_resume_compatible(saved, current, fields)
+  with pytest.raises(WorkdirError, match=r"model\.growth_rate=0.*model\.growth_rate=24"):
+    logs.check_resume_compatible(saved, {"model": {"depth": 20, "growth_rate": 24}}, fields, added)

@@ -71,8 +71,8 @@ def test_invalid_depths_name_the_valid_form_and_neighbours():
     models.cifar_resnet(3)
   with pytest.raises(ValueError, match=r"\[18, 34, 50, 101, 152\].*nearest: 34"):
     models.imagenet_resnet(36)
-  with pytest.raises(ValueError, match="unknown model family 'vgg'"):
-    models.build_model({"family": "vgg", "depth": 16})
+  with pytest.raises(ValueError, match="unknown model family 'resnext'"):
+    models.build_model({"family": "resnext", "depth": 50})
   with pytest.raises(ValueError, match="unknown model config fields"):
     models.build_model({"family": "cifar_resnet", "depth": 20, "dept": 3})
   with pytest.raises(ValueError, match=r"\[0, 1\]"):

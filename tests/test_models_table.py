@@ -47,3 +47,28 @@ def test_markdown_and_bad_family():
   assert "| imagenet_plain | 34 | plain-34 (ImageNet) |" in out
   bad = run_script("--families=cifar_resnett", check=False)
   assert bad.returncode != 0 and "cifar_resnett" in bad.stderr
+
+
+def test_classic_rows_and_the_one_by_one_saving():
+  out = run_script("--json", "--families=lenet5,alexnet,vgg,nin,googlenet,cifar_densenet_bc").stdout
+  rows = json.loads(out)
+  by_name = {r["name"]: r for r in rows}
+  assert [r["depth"] for r in rows if r["family"] == "vgg"] == [11, 13, 16, 19]
+  assert by_name["VGG-16"]["params"] == 138_357_544 and by_name["AlexNet"]["params"] == 61_100_840
+  assert by_name["LeNet-5"]["input_shape"] == [32, 32, 1] and by_name["NiN (CIFAR)"]["num_classes"] == 10
+  assert by_name["NiN (ImageNet)"]["input_shape"] == [224, 224, 3]
+  google, naive = by_name["GoogLeNet"], by_name["GoogLeNet without 1x1 reductions"]
+  assert naive["options"] == {"reduce": False} and naive["paper_params"] is None
+  assert naive["macs"] > 2.5 * google["macs"] and naive["params"] > 3 * google["params"]
+  assert by_name["GoogLeNet + auxiliary heads"]["params"] - google["params"] == 6_379_728
+  for r in rows:
+    for ours, paper in ((r["params"], r["paper_params"]), (r["macs"], r["paper_macs"])):
+      if paper is None:
+        continue
+      if r["name"] == "GoogLeNet" and paper == 1.5e9:  # Table 1's conv1 row undercounts by 84M (note)
+        assert 0.03 < ours / paper - 1 < 0.06
+      elif r["name"] == "DenseNet-BC (L=100, k=12)":  # 0.769M; the paper gives one digit: 0.8M
+        assert round(ours, -5) == paper
+      else:
+        assert abs(ours - paper) / paper < 0.03, (r["name"], ours, paper)
+  assert any(r["paper_params_note"] and "Szegedy" in r["paper_params_note"] for r in rows)
