@@ -58,9 +58,10 @@ def test_veit_quick_mode_writes_the_issue_csvs(tmp_path):
   assert list(single[0]) == ["model", "block", "downsampling", "test_error"]
   for model in ("ResNet-14", "plain-14"):
     assert [int(r["block"]) for r in single if r["model"] == model] == list(range(-1, 6))
+  assert [int(r["block"]) for r in single if r["model"] == "VGG-16"] == list(range(-1, 13))
   multi = rows(out / "lesion_multi.csv")
   assert list(multi[0]) == ["model", "k", "test_error_mean", "test_error_std"]
-  assert {r["model"] for r in multi} == {"ResNet-14", "plain-14"}
+  assert {r["model"] for r in multi} == {"ResNet-14", "plain-14", "VGG-16"}
   paths = rows(out / "path_gradients.csv")
   assert list(paths[0]) == ["k", "num_paths", "grad_norm_mean", "grad_norm_std", "total_grad"]
   assert [int(r["num_paths"]) for r in paths] == [1, 6, 15, 20, 15, 6, 1]

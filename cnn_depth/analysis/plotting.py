@@ -9,6 +9,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.lines  # noqa: E402
+import matplotlib.patches  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
 from cnn_depth.analysis.results import Run  # noqa: E402
@@ -66,21 +68,24 @@ def lesion_single(results: dict[str, tuple[float, Sequence[float], Sequence[bool
                            squeeze=False)
   for ax, color, (label, (intact, errors, down)) in zip(axes[0], _COLORS, results.items()):
     blocks = range(len(errors))
-    bars = ax.bar(blocks, [100 * e for e in errors], color=color, alpha=0.8,
-                  label="block deleted")
+    bars = ax.bar(blocks, [100 * e for e in errors], color=color, alpha=0.8)
     for bar, d in zip(bars, down):
       if d:
         bar.set_hatch("//")
         bar.set_edgecolor("black")
-    ax.axhline(100 * intact, color="black", linestyle="--", linewidth=1.2,
-               label=f"intact net ({100 * intact:.1f}%)")
+    ax.axhline(100 * intact, color="black", linestyle="--", linewidth=1.2)
     ax.set_title(label)
     ax.set_xlabel("deleted block (stage-major index; hatched = downsampling)")
     ax.set_xticks(list(blocks))
-    ax.set_ylim(0, 118)  # room above 100% for the legend
+    ax.set_ylim(0, 130)  # room above 100% for the legend
     ax.set_yticks(range(0, 101, 20))
     ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=8, frameon=False, loc="upper left", ncol=2)
+    handles = [matplotlib.lines.Line2D([], [], color="black", linestyle="--", linewidth=1.2),
+               matplotlib.patches.Patch(facecolor=color, alpha=0.8),
+               matplotlib.patches.Patch(facecolor=color, alpha=0.8, hatch="//", edgecolor="black")]
+    ax.legend(handles, [f"intact net ({100 * intact:.1f}%)", "one block deleted",
+                        "downsampling block deleted"], fontsize=8, frameon=False, loc="upper left",
+              ncol=2)
   axes[0][0].set_ylabel("test error (%)")
   if caption:
     fig.text(0.5, -0.05, caption, ha="center", fontsize=8, wrap=True)
