@@ -655,7 +655,7 @@ FAMILIES = tuple(FIELDS)
 # works) or the "family default" marker of the classic fields. Anything else is refused.
 NEUTRAL = {"width": (0,), "growth_rate": (0,), "aux_heads": (False,), "reduce": (True,),
            "bn_groups": (1,), "shortcut": ("A",), "block": ("", None), "survival_last": (1.0,),
-           "drop_mode": ("batch",), "stages": ("scan", "unroll"), "unroll": (1,), "remat": (False,),
+           "drop_mode": ("batch",), "stages": ("scan", "unroll"), "unroll": (0, 1), "remat": (False,),
            "zero_init_last": (False,)}
 CLASSIC_ONLY = ("growth_rate", "dropout", "aux_heads", "reduce")
 

@@ -26,7 +26,7 @@ def base() -> ml_collections.ConfigDict:
   c.model.block = ""  # cifar_preact only: 'basic' or 'bottleneck' ('' = the family's default)
   c.model.dtype = "float32"
   c.model.stages = "scan"
-  c.model.unroll = 1
+  c.model.unroll = 0  # scan unroll factor; 0: full up to ResNet-110 and 4 beyond on GPU/TPU, 1 on CPU
   c.model.remat = False
   c.model.survival_last = 1.0  # stochastic depth p_L; 1 = off
   c.model.drop_mode = "batch"

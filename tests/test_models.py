@@ -309,3 +309,12 @@ def test_block_addressing():
   np.testing.assert_array_equal(blk["params"]["conv1"]["kernel"],
                                 v["params"]["stage1_blocks"]["conv1"]["kernel"][0])
   assert blk["batch_stats"]["bn1"]["mean"].shape == (8,)
+
+
+def test_unroll_zero_is_the_measured_choice_per_backend(monkeypatch):
+  assert models.resolve_unroll(3, 17) == 3
+  assert models.resolve_unroll(0, 17) == 1  # the tests run on CPU: no unrolling
+  monkeypatch.setattr(models.jax, "default_backend", lambda: "gpu")
+  assert [models.resolve_unroll(0, n) for n in (2, 8, 17, 199)] == [2, 8, 17, 4]
+  with pytest.raises(ValueError, match="unroll must be"):
+    models.resolve_unroll(-1, 8)
