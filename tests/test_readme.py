@@ -22,7 +22,8 @@ SHORT = {
     "scripts/train.py": SHORT_TRAIN,
     "scripts/models_table.py": ["--families=cifar_resnet"],
     "scripts/benchmark.py": ["--depths=8", "--batches=16", "--width=4", "--warmup=1", "--iters=1",
-                             "--repeats=1", "--out_dir="],
+                             "--repeats=1", "--out_dir=", "--loop_steps=4", "--log_every=2",
+                             "--eval_every=4", "--checkpoint_every=4"],
     "scripts/quickstart.py": ["--steps=4", "--depths=8,14"],
 }
 
