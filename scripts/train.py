@@ -13,6 +13,7 @@ Exit codes: 0 done; 2 bad input (config, data, workdir, checkpoint: one line say
 5 another process of a multi-host run was lost.
 """
 
+import errno
 import os
 import sys
 import traceback
@@ -96,6 +97,10 @@ def main(argv):
   except (ValueError, checkpoint.CheckpointError) as e:  # bad config/data/workdir/checkpoint
     _fail(2, str(e), watchdog)
   except BaseException as e:
+    if isinstance(e, OSError) and e.errno in _NO_ROOM:  # the write probe only checks the start
+      _fail(2, f"could not write to the workdir {_WORKDIR.value} ({e.strerror}: {e.filename}); free "
+            "space (or fix permissions) and relaunch the same command: the run resumes from its last "
+            "finished checkpoint", watchdog)
     if watchdog is None:
       raise
     traceback.print_exc()
@@ -103,6 +108,10 @@ def main(argv):
   if watchdog is not None:
     watchdog.finish()
   print({k: round(v, 5) if isinstance(v, float) else v for k, v in final.items()})
+
+
+# Errors of a workdir that filled up or went read-only after the run started.
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
 
 
 def _fail(code: int, message: str, watchdog) -> None:

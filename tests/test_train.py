@@ -458,6 +458,32 @@ def test_divergence_through_the_command_line_exits_3_within_the_log_interval(ski
   assert all_finite(ckpt_lib.load_for_analysis(tmp_path / "checkpoints")["params"])
 
 
+# scripts/train.py with the metrics writer failing like a full disk from step 6 on.
+DISK_FULL_AT_6 = """
+import errno, runpy, sys
+from cnn_depth import logs
+write = logs.MetricsWriter.write
+def full(self, step, **scalars):
+  if step >= 6:
+    raise OSError(errno.ENOSPC, "No space left on device", "metrics.jsonl")
+  return write(self, step, **scalars)
+logs.MetricsWriter.write = full
+sys.argv = sys.argv[1:]  # python -c CODE scripts/train.py --flags...
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_a_disk_that_fills_up_mid_run_is_one_line_and_exit_2(tmp_path):
+  args = cli(tmp_path / "run", checkpoint_every_steps=5)
+  args[1:1] = ["-c", DISK_FULL_AT_6]
+  proc = run_cli(args, tmp_path / "full")
+  assert proc.popen.returncode == 2, proc.tail()
+  line = assert_one_error_line(proc, "No space left on device")
+  assert "relaunch" in line and "resumes from its last finished checkpoint" in line
+  assert read_status(tmp_path / "run")["status"] == "failed"
+  assert checkpoint_steps(tmp_path / "run") == [5]  # what was saved before is kept
+
+
 # ----------------------------------------------------------------------------------------------------
 # 5. 1 device vs 8
 
