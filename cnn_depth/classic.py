@@ -120,6 +120,18 @@ def gated_layer(x, out, gate=None, route=None):
   return layers.combine((1 - keep) * skip, out, gate, route)
 
 
+class Blockless:
+  """What the block-addressing code (models.block_names, downsampling_blocks, the lesion study) reads
+  from a net with no blocks to gate: LeNet-5, AlexNet, NiN."""
+
+  stage_sizes = ()
+  num_blocks = 0
+  residual = False
+
+  def shape_changing_blocks(self) -> np.ndarray:
+    return np.zeros(0, bool)
+
+
 def _conv(dtype, conv_impl, **kw):
   return functools.partial(Conv, dtype=dtype, conv_impl=conv_impl, **kw)
 
@@ -188,7 +200,7 @@ class Subsampling(nn.Module):
     return s * coef.astype(self.dtype) + bias.astype(self.dtype)
 
 
-class LeNet5(nn.Module):
+class LeNet5(Blockless, nn.Module):
   """LeNet-5 on 32x32 images; smaller ones (MNIST's 28x28) are zero-padded to 32x32 around the centre,
   as LeCun et al. did. See the module docstring."""
 
@@ -196,13 +208,6 @@ class LeNet5(nn.Module):
   connection_table: bool = True  # False: C3 reads all six S2 maps (2,416 instead of 1,516 parameters)
   dtype: Dtype = jnp.float32
   conv_impl: str = "auto"
-
-  stage_sizes = ()
-  num_blocks = 0
-  residual = False
-
-  def shape_changing_blocks(self) -> np.ndarray:
-    return np.zeros(0, bool)
 
   @nn.compact
   def __call__(self, x, *, train: bool, gates=None, grad_route=None):
@@ -230,7 +235,7 @@ class LeNet5(nn.Module):
 # AlexNet.
 
 
-class AlexNet(nn.Module):
+class AlexNet(Blockless, nn.Module):
   """Single-stream AlexNet (torchvision's layout); needs inputs of at least 63x63. `widths` and `hidden`
   exist for tiny test variants; the defaults are the paper's."""
 
@@ -240,13 +245,6 @@ class AlexNet(nn.Module):
   dropout: float = 0.5
   dtype: Dtype = jnp.float32
   conv_impl: str = "auto"
-
-  stage_sizes = ()
-  num_blocks = 0
-  residual = False
-
-  def shape_changing_blocks(self) -> np.ndarray:
-    return np.zeros(0, bool)
 
   @nn.compact
   def __call__(self, x, *, train: bool, gates=None, grad_route=None):
@@ -373,7 +371,7 @@ NIN_CONFIGS = {
 }
 
 
-class NiN(nn.Module):
+class NiN(Blockless, nn.Module):
   """Network in Network (module docstring). Dropout (0.5) follows the pools of the first two CIFAR
   blocks (Lin et al.'s CIFAR net) or the third block's pool (ImageNet). Pools are 3x3/2: 'SAME' on
   CIFAR (Caffe's ceil mode: 32 -> 16 -> 8), 'VALID' on ImageNet (224 -> 54 -> 26 -> 12 -> 5)."""
@@ -383,13 +381,6 @@ class NiN(nn.Module):
   dropout: float = 0.5
   dtype: Dtype = jnp.float32
   conv_impl: str = "auto"
-
-  stage_sizes = ()
-  num_blocks = 0
-  residual = False
-
-  def shape_changing_blocks(self) -> np.ndarray:
-    return np.zeros(0, bool)
 
   @nn.compact
   def __call__(self, x, *, train: bool, gates=None, grad_route=None):

@@ -66,6 +66,24 @@ def base() -> ml_collections.ConfigDict:
   return c
 
 
+def digits(steps: int, seed: int = 0) -> ml_collections.ConfigDict:
+  """base() with He et al.'s recipe shrunk to the embedded digits and a 2-core CPU: batch 128, `steps`
+  steps, lr /10 at 50% and 75% of them, logs every 25 steps, evaluation (test and training set) every
+  50, one checkpoint at the end. The configs on digits (quickstart, vgg_digits) set only the model."""
+  c = base()
+  c.seed = seed
+  c.dataset.name = "digits"
+  c.batch_size = 128
+  c.num_train_steps = steps
+  c.lr_boundaries = (steps // 2, steps * 3 // 4)
+  c.log_every_steps = 25
+  c.eval_every_steps = 50
+  c.checkpoint_every_steps = steps
+  c.keep_checkpoints = 1
+  c.eval_train_set = True
+  return c
+
+
 def parse_args(arg: str | None, **defaults):
   """'depth=110,residual=False' -> {'depth': 110, 'residual': False}, typed like `defaults`."""
   values = dict(defaults)

@@ -220,12 +220,14 @@ class StreamData:
 
 
 def _host_metrics(acc) -> dict:
+  """Mean loss and error from summed metrics, in one transfer (plus 'nonfinite' where summed)."""
   acc = jax.device_get(acc)
   count = float(acc["count"])
+  extra = {"nonfinite": int(acc["nonfinite"])} if "nonfinite" in acc else {}
   if count == 0:  # e.g. every step of the interval was skipped as non-finite
-    return {"loss": math.nan, "error": math.nan, "count": 0.0}
+    return {"loss": math.nan, "error": math.nan, "count": 0.0, **extra}
   return {"loss": float(acc["loss_sum"]) / count, "error": 1.0 - float(acc["correct"]) / count,
-          "count": count}
+          "count": count, **extra}
 
 
 def _format_eta(seconds: float) -> str:
@@ -328,7 +330,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         continue
 
       tr = _host_metrics(acc)
-      nonfinite = int(jax.device_get(acc["nonfinite"]))
+      nonfinite = tr["nonfinite"]
       if nonfinite and config.on_nonfinite == "stop":
         reason = (f"non-finite loss, gradients, parameters or BN statistics by step {step} "
                   f"(mean training loss since the last log: {tr['loss']:.4g})")
@@ -336,18 +338,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         raise TrainingDiverged(f"{reason}; the last good checkpoint (step {ckpt.latest_step()}) is "
                                f"kept in {workdir}/checkpoints")
       record: dict[str, Any] = {}
+      lr = float(schedule(step - 1))  # of the update that ended at `step`
       if log_now:
-        jax.block_until_ready(last)
+        diagnostics = jax.device_get({k: v for k, v in last.items() if k not in SUMMED})  # one transfer
         now = time.perf_counter()
         rate = n_log * config.batch_size / (now - t_log)
-        record.update(epoch=step / steps_per_epoch, lr=float(schedule(step - 1)),
+        record.update(epoch=step / steps_per_epoch, lr=lr,
                       train_loss=tr["loss"], train_error=tr["error"], images_per_sec=rate,
-                      grad_norm=float(last["grad_norm"]), param_norm=float(last["param_norm"]))
+                      grad_norm=float(diagnostics["grad_norm"]),
+                      param_norm=float(diagnostics["param_norm"]))
         if config.on_nonfinite == "skip":
           record["skipped_steps"] = nonfinite
         if config.log_block_norms:
-          record["block_grad_norms"] = np.asarray(last["block_grad_norms"]).tolist()
-          record["block_param_norms"] = np.asarray(last["block_param_norms"]).tolist()
+          record["block_grad_norms"] = np.asarray(diagnostics["block_grad_norms"]).tolist()
+          record["block_param_norms"] = np.asarray(diagnostics["block_param_norms"]).tolist()
         final.update(train_loss=tr["loss"], train_error=tr["error"])
         acc, n_log, t_log = new_sums(), 0, now
       if eval_now:
@@ -365,7 +369,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if main_process:
           print(f"step {step}/{total} | loss {final.get('train_loss', float('nan')):.4f} | "
                 f"train err {pct('train_error')} | test err {pct('test_error')} | "
-                f"lr {float(schedule(step - 1)):.4g} | "
+                f"lr {lr:.4g} | "
                 f"{record.get('images_per_sec', 0):,.0f} img/s | ETA {_format_eta(eta)}", flush=True)
       if ckpt_now:
         ckpt.save(step, state, force=True)

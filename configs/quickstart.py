@@ -12,18 +12,8 @@ from cnn_depth import config as config_lib
 
 def get_config(arg=None):
   a = config_lib.parse_args(arg, depth=8, residual=True, seed=0, steps=800)
-  c = config_lib.base()
-  c.seed = a["seed"]
-  c.dataset.name = "digits"
+  c = config_lib.digits(a["steps"], a["seed"])
   c.model.family = "cifar_resnet" if a["residual"] else "cifar_plain"
   c.model.depth = a["depth"]
   c.model.width = 16
-  c.batch_size = 128
-  c.num_train_steps = a["steps"]
-  c.lr_boundaries = (a["steps"] // 2, a["steps"] * 3 // 4)
-  c.log_every_steps = 25
-  c.eval_every_steps = 50
-  c.checkpoint_every_steps = a["steps"]
-  c.keep_checkpoints = 1
-  c.eval_train_set = True
   return c

@@ -19,20 +19,10 @@ from cnn_depth import config as config_lib
 
 def get_config(arg=None):
   a = config_lib.parse_args(arg, depth=11, bn=True, seed=0, steps=800, width=16)
-  c = config_lib.base()
-  c.seed = a["seed"]
-  c.dataset.name = "digits"
+  c = config_lib.digits(a["steps"], a["seed"])  # the quickstart's recipe
   c.model.family = "cifar_vgg_bn" if a["bn"] else "cifar_vgg"
   c.model.depth = a["depth"]
   c.model.width = a["width"]
-  c.batch_size = 128
-  c.num_train_steps = a["steps"]
-  c.lr_boundaries = (a["steps"] // 2, a["steps"] * 3 // 4)
-  c.log_every_steps = 25
-  c.eval_every_steps = 50
-  c.checkpoint_every_steps = a["steps"]
-  c.keep_checkpoints = 1
-  c.eval_train_set = True
   if not a["bn"]:
     c.learning_rate = 0.01
   return c

@@ -13,6 +13,7 @@ from jax import lax
 
 from cnn_depth import classic, layers, models, optim, state as state_lib, steps
 from cnn_depth.analysis import lesion
+from test_models import without_block  # the variables of the same net with one block fewer
 
 IMAGENET, CIFAR = (224, 224, 3), (32, 32, 3)
 MEAN, STD = (125.3, 123.0, 113.9), (63.0, 62.1, 66.7)
@@ -282,22 +283,6 @@ def test_new_conv_options_keep_the_cpu_backward_exact():
 
 # --- gates and the lesion study --------------------------------------------------------------------
 
-def _drop_layer(variables, stage, block):
-  """Variables of the VGG without layer (stage, block): later layers of the stage move up by one."""
-  out = {}
-  for col, tree in variables.items():
-    new = {}
-    for k, val in tree.items():
-      if k.startswith(f"stage{stage}_block"):
-        j = int(k.rsplit("block", 1)[1])
-        if j == block:
-          continue
-        k = f"stage{stage}_block{j - (j > block)}"
-      new[k] = val
-    out[col] = new
-  return out
-
-
 @pytest.fixture(scope="module")
 def tiny_vgg():
   model = classic.cifar_vgg(13, bn=True, width=4)  # stages of 2 layers: (stage s, block 1) keeps shape
@@ -329,7 +314,7 @@ def test_deleting_a_same_shape_vgg_layer_is_the_identity(tiny_vgg, stage, block)
   sizes = list(model.stage_sizes)
   sizes[stage] -= 1
   smaller = model.clone(stage_sizes=tuple(sizes))
-  expected = forward(smaller)(_drop_layer(variables, stage, block), x)
+  expected = forward(smaller)(without_block(variables, stage, block), x)
   np.testing.assert_allclose(lesioned, expected, rtol=1e-5, atol=1e-6)
   ones = run(variables, x, np.ones(10, np.float32))
   assert not np.allclose(lesioned, ones)
@@ -363,7 +348,7 @@ def test_lesion_error_fn_on_vgg_matches_the_smaller_net(tiny_vgg):
   intact, singles = lesion.single_block_lesion(error, model.num_blocks)
   assert intact == pytest.approx(0.25) and singles.shape == (10,)
   smaller = model.clone(stage_sizes=(2, 1, 2, 2, 2))
-  small_error = lesion.make_error_fn(smaller, _drop_layer(variables, 1, 1), images, labels, MEAN, STD,
+  small_error = lesion.make_error_fn(smaller, without_block(variables, 1, 1), images, labels, MEAN, STD,
                                      batch_size=16)
   assert singles[3] == small_error()
   twice = lesion.deletion_gates(model.num_blocks, [3, 3, 7])

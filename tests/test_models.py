@@ -158,6 +158,23 @@ def test_all_gates_one_is_the_ordinary_forward(images):
                                 model.apply(v, images, train=False))
 
 
+def without_block(variables, stage, block):
+  """Unrolled-layout variables with block (stage, block) removed: the stage's later blocks move up by
+  one, giving the variables of the same net with one block fewer in that stage."""
+  out = {}
+  for col, tree in variables.items():
+    new = {}
+    for k, val in tree.items():
+      if k.startswith(f"stage{stage}_block"):
+        j = int(k.rsplit("block", 1)[1])
+        if j == block:
+          continue
+        k = f"stage{stage}_block{j - (j > block)}"
+      new[k] = val
+    out[col] = new
+  return out
+
+
 @pytest.mark.parametrize("make", [
     lambda **kw: models.cifar_resnet(20, width=4, **kw),
     lambda **kw: models.cifar_preact(20, block="basic", width=4, **kw),
@@ -176,17 +193,7 @@ def test_gate_zero_equals_the_network_without_that_block(make, stage, block, ima
   if block > 0:
     sizes[stage] -= 1
     smaller = model.clone(stage_sizes=tuple(sizes))
-    sv = {}
-    for col, tree in v.items():
-      out = {}
-      for k, val in tree.items():
-        if k.startswith(f"stage{stage}_block"):
-          j = int(k.rsplit("block", 1)[1])
-          if j == block:
-            continue
-          k = f"stage{stage}_block{j - (j > block)}"
-        out[k] = val
-      sv[col] = out
+    sv = without_block(v, stage, block)
     np.testing.assert_allclose(lesioned, smaller.apply(sv, images, train=False), rtol=1e-6, atol=1e-6)
   # Independently of layout: gate 0 equals zeroing the last layer of the block's residual branch.
   name = f"stage{stage}_block{block}"
