@@ -286,9 +286,8 @@ class VGGLayer(nn.Module):
   @nn.compact
   def __call__(self, x, gate=None, route=None):
     y = Conv(self.features, 3, 1, self.dtype, self.conv_impl, use_bias=True, name="conv")(x)
-    if self.bn:
-      y = self.norm(name="bn")(y)
-    return gated_layer(x, nn.relu(y), gate, route)
+    y = self.norm(name="bn", relu=True)(y) if self.bn else nn.relu(y)
+    return gated_layer(x, y, gate, route)
 
 
 class VGG(nn.Module):
@@ -309,6 +308,7 @@ class VGG(nn.Module):
   dtype: Dtype = jnp.float32
   conv_impl: str = "auto"
   bn_groups: int = 1
+  bn_impl: str = "fused"
   stages: str = "unroll"  # always unrolled (the field lets analysis code ask for the unrolled layout)
 
   residual = False
@@ -333,7 +333,7 @@ class VGG(nn.Module):
       raise ValueError(f"VGG head must be 'imagenet' or 'cifar', got {self.head!r}")
     if self.stages != "unroll":
       raise ValueError(f"VGG stacks are always unrolled: stages must be 'unroll', got {self.stages!r}")
-    norm = layers.batch_norm(train, self.dtype, self.bn_groups)
+    norm = layers.batch_norm(train, self.dtype, self.bn_groups, self.bn_impl)
     g, r = _controls(gates, grad_route, self.num_blocks, "VGG")
     pools = min(len(self.stage_sizes), int(math.log2(min(x.shape[1:3]))))
     x = x.astype(self.dtype)
@@ -547,7 +547,7 @@ class DenseLayer(nn.Module):
     y = x
     convs = ((self.bottleneck, 1), (self.growth_rate, 3)) if self.bottleneck else ((self.growth_rate, 3),)
     for j, (maps, k) in enumerate(convs, start=1):
-      y = self.drop()(conv(maps, k, name=f"conv{j}")(nn.relu(self.norm(name=f"bn{j}")(y))))
+      y = self.drop()(conv(maps, k, name=f"conv{j}")(self.norm(name=f"bn{j}", relu=True)(y)))
     if route is not None:
       y = layers.route_gradient(y, route != ROUTE_SKIP)
       x = layers.route_gradient(x, route != ROUTE_BRANCH)
@@ -570,6 +570,7 @@ class DenseNet(nn.Module):
   dtype: Dtype = jnp.float32
   conv_impl: str = "auto"
   bn_groups: int = 1
+  bn_impl: str = "fused"
   stages: str = "unroll"
 
   residual = False
@@ -589,7 +590,7 @@ class DenseNet(nn.Module):
       raise ValueError(f"DenseNets are always unrolled: stages must be 'unroll', got {self.stages!r}")
     if not 0.0 < self.compression <= 1.0:
       raise ValueError(f"DenseNet compression theta must lie in (0, 1], got {self.compression}")
-    norm = layers.batch_norm(train, self.dtype, self.bn_groups)
+    norm = layers.batch_norm(train, self.dtype, self.bn_groups, self.bn_impl)
     drop = functools.partial(_dropout, self.dropout, train)
     conv = _conv(self.dtype, self.conv_impl)
     g, r = _controls(gates, grad_route, self.num_blocks, "DenseNet")
@@ -598,14 +599,14 @@ class DenseNet(nn.Module):
     if self.stem == "cifar":
       x = conv(self.stem_width, 3, name="conv_init")(x)
     else:
-      x = nn.relu(norm(name="bn_init")(conv(self.stem_width, 7, 2, name="conv_init")(x)))
+      x = norm(name="bn_init", relu=True)(conv(self.stem_width, 7, 2, name="conv_init")(x))
       x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
     bottleneck = 4 * self.growth_rate if self.bottleneck else 0
     i = 0
     for s, n in enumerate(self.stage_sizes):
       if s > 0:  # transition
         maps = int(math.floor(self.compression * x.shape[-1]))
-        x = nn.relu(norm(name=f"transition{s}_bn")(x))
+        x = norm(name=f"transition{s}_bn", relu=True)(x)
         x = drop()(conv(maps, 1, name=f"transition{s}_conv")(x))
         x = nn.avg_pool(x, (2, 2), (2, 2))
       for b in range(n):
@@ -613,7 +614,7 @@ class DenseNet(nn.Module):
                            name=f"stage{s}_block{b}")
         x = layer(x, None if g is None else g[i], None if r is None else r[i])
         i += 1
-    x = jnp.mean(nn.relu(norm(name="bn_final")(x)), axis=(1, 2))
+    x = jnp.mean(norm(name="bn_final", relu=True)(x), axis=(1, 2))
     return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x).astype(jnp.float32)
 
 
@@ -631,23 +632,23 @@ FIELDS = {
     "lenet5": (),
     "alexnet": ("dropout",),
     "vgg": ("width", "dropout"),
-    "vgg_bn": ("width", "dropout", "bn_groups"),
+    "vgg_bn": ("width", "dropout", "bn_groups", "bn_impl"),
     "cifar_vgg": ("width", "dropout"),
-    "cifar_vgg_bn": ("width", "dropout", "bn_groups"),
+    "cifar_vgg_bn": ("width", "dropout", "bn_groups", "bn_impl"),
     "nin": ("dropout",),
     "googlenet": ("dropout", "aux_heads", "reduce"),
-    "cifar_densenet": ("growth_rate", "dropout", "bn_groups"),
-    "cifar_densenet_bc": ("growth_rate", "dropout", "bn_groups"),
-    "imagenet_densenet": ("growth_rate", "dropout", "bn_groups"),
+    "cifar_densenet": ("growth_rate", "dropout", "bn_groups", "bn_impl"),
+    "cifar_densenet_bc": ("growth_rate", "dropout", "bn_groups", "bn_impl"),
+    "imagenet_densenet": ("growth_rate", "dropout", "bn_groups", "bn_impl"),
 }
 FAMILIES = tuple(FIELDS)
 
 # What a field a family does not take may hold: config.base()'s default (so a config built on it
 # works) or the "family default" marker of the classic fields. Anything else is refused.
 NEUTRAL = {"width": (0,), "growth_rate": (0,), "aux_heads": (False,), "reduce": (True,),
-           "bn_groups": (1,), "shortcut": ("A",), "block": ("", None), "survival_last": (1.0,),
-           "drop_mode": ("batch",), "stages": ("scan", "unroll"), "unroll": (0, 1), "remat": (False,),
-           "zero_init_last": (False,)}
+           "bn_groups": (1,), "bn_impl": ("fused",), "shortcut": ("A",), "block": ("", None),
+           "survival_last": (1.0,), "drop_mode": ("batch",), "stages": ("scan", "unroll"),
+           "unroll": (0, 1), "remat": (False,), "zero_init_last": (False,)}
 CLASSIC_ONLY = ("growth_rate", "dropout", "aux_heads", "reduce")
 
 

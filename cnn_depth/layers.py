@@ -112,30 +112,134 @@ class Conv(nn.Module):
     return y
 
 
-def batch_norm(train: bool, dtype: Dtype, groups: int = 1) -> functools.partial:
+BNImpl = Literal["fused", "flax"]
+
+
+def batch_norm(train: bool, dtype: Dtype, groups: int = 1, impl: BNImpl = "fused") -> functools.partial:
   """BatchNorm as the papers use it (momentum 0.9 in flax terms = 0.1 in torch terms, eps 1e-5).
 
   Statistics and parameters stay float32 whatever `dtype` computes in. Under `jax.jit` with a sharded
   batch, the statistics are over the *global* batch. `groups > 1` computes them per group of
   consecutive examples instead ("ghost" batch norm): with groups = the number of devices, each
   device's shard is one group, which is what the papers' multi-GPU Torch/Caffe code did.
+
+  `impl='fused'` is `BatchNorm` below (the same function with a hand-written backward pass, fewer
+  kernels on a GPU); `'flax'` is `flax.linen.BatchNorm`, kept as the reference. Both have the same
+  variables, so a checkpoint does not care which one trained. Each takes `relu=True` for BN followed by
+  a ReLU, which the fused one computes inside its forward and backward passes.
   """
   if groups > 1:
     return functools.partial(GhostBatchNorm, use_running_average=not train, groups=groups,
                              momentum=0.9, epsilon=1e-5, dtype=dtype)
-  return functools.partial(
-      nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype)
+  if impl not in ("fused", "flax"):
+    raise ValueError(f"bn_impl must be 'fused' or 'flax', got {impl!r}")
+  cls = BatchNorm if impl == "fused" else FlaxBatchNorm
+  return functools.partial(cls, use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype)
 
 
-class GhostBatchNorm(nn.Module):
-  """BatchNorm whose training statistics are computed per group of `batch / groups` examples.
+class FlaxBatchNorm(nn.BatchNorm):
+  """`flax.linen.BatchNorm`, then a ReLU if `relu`: the reference for `BatchNorm` (same variables)."""
 
-  Same variables as `nn.BatchNorm` (params scale/bias, batch_stats mean/var), so checkpoints and
-  analysis code do not care which one trained; the running averages take the mean over groups.
+  relu: bool = False
+
+  def __call__(self, x, *args, **kwargs):
+    y = super().__call__(x, *args, **kwargs)
+    return nn.relu(y) if self.relu else y
+
+
+def _channel_sums(a, b):
+  """Per-channel sums of two same-shape float32 arrays over all but the last axis, as ONE reduction.
+
+  Concatenated along the channels, so XLA emits one (two-stage) reduction for both sums instead of a
+  shared first stage and a final pass each (benchmarks/NOTES.md, kernel counts). Not a variadic
+  `lax.reduce`: XLA:CPU sums that sequentially, 20x less accurate in float32 than `jnp.sum`.
+  """
+  c = a.shape[-1]
+  s = jnp.sum(jnp.concatenate([a, b], axis=-1), axis=tuple(range(a.ndim - 1)))
+  return s[:c], s[c:]
+
+
+def _bn_stats(x):
+  """(mean, biased variance) over all but the last axis, in float32, from one reduction."""
+  xf = x.astype(jnp.float32)
+  count = xf.size // xf.shape[-1]
+  total, total_sq = _channel_sums(xf, xf * xf)
+  mean = total / count
+  return mean, jnp.maximum(total_sq / count - jnp.square(mean), 0.0)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def bn_train(x, scale, bias, epsilon: float, relu: bool = False):
+  """Training-mode batch normalisation (then a ReLU if `relu`): (y, batch mean, batch variance), the
+  statistics over all axes but the last, in float32; y has x's dtype.
+
+  The same function as flax's BatchNorm (E[x^2] - E[x]^2 variance, clipped at 0) and `nn.relu`, with
+  the backward pass written out: dx = scale / sigma * (g - mean(g) - xhat * mean(g * xhat)), with both
+  sums from one reduction and the ReLU's mask recomputed inside it. Left to autodiff, XLA:GPU emits
+  about eight reduction kernels per BN layer; this needs two forward and two backward
+  (benchmarks/NOTES.md).
+  """
+  return _bn_train_fwd(x, scale, bias, epsilon, relu)[0]
+
+
+def _bn_pre_activation(xc, inv, scale, bias):
+  """The BN output before the ReLU, one expression for the forward pass and the backward's mask."""
+  return xc * (scale * inv) + bias
+
+
+def _bn_train_fwd(x, scale, bias, epsilon, relu):
+  mean, var = _bn_stats(x)
+  inv = lax.rsqrt(var + epsilon)
+  y = _bn_pre_activation(x.astype(jnp.float32) - mean, inv, scale, bias)
+  y = (jnp.maximum(y, 0.0) if relu else y).astype(x.dtype)
+  return (y, mean, var), (x, mean, inv, scale, bias)
+
+
+def _bn_train_bwd(epsilon, relu, res, cotangents):
+  del epsilon
+  x, mean, inv, scale, bias = res
+  g, g_mean, g_var = cotangents
+  count = x.size // x.shape[-1]
+  xc = x.astype(jnp.float32) - mean
+  xhat = xc * inv
+  g = g.astype(jnp.float32)
+  if relu:  # d relu(z) / dz = 1 where z > 0, else 0 (as jax.nn.relu)
+    g = jnp.where(_bn_pre_activation(xc, inv, scale, bias) > 0, g, 0.0)
+  d_bias, d_scale = _channel_sums(g, g * xhat)
+  dx = (scale * inv / count) * (count * g - d_bias - xhat * d_scale)
+  # The batch statistics are outputs too (for the running averages); their cotangents are zero in
+  # training, but a caller that differentiates through them gets the exact gradient.
+  dx = dx + (g_mean + 2.0 * g_var * xc) / count
+  return dx.astype(x.dtype), d_scale, d_bias
+
+
+bn_train.defvjp(_bn_train_fwd, _bn_train_bwd)
+
+
+def _bn_variables(module: nn.Module, c: int):
+  """flax's BatchNorm variables in `module`: params scale and bias, batch_stats mean and var."""
+  scale = module.param("scale", module.scale_init, (c,), jnp.float32)
+  bias = module.param("bias", module.bias_init, (c,), jnp.float32)
+  ra_mean = module.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
+  ra_var = module.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
+  return scale, bias, ra_mean, ra_var
+
+
+def _bn_inference(module: nn.Module, x, scale, bias, mean, var):
+  """Inference-mode BN with the running averages (then the module's ReLU), as flax computes it."""
+  y = (x.astype(jnp.float32) - mean) * (scale * lax.rsqrt(var + module.epsilon)) + bias
+  return (jnp.maximum(y, 0.0) if module.relu else y).astype(module.dtype)
+
+
+class BatchNorm(nn.Module):
+  """BatchNorm over all axes but the last (then a ReLU if `relu`), with `bn_train`'s backward pass.
+
+  Same variables, arguments and values as `flax.linen.BatchNorm` as `batch_norm` configures it (params
+  scale/bias, batch_stats mean/var; running averages with `momentum`).
   """
 
   use_running_average: bool
-  groups: int
+  relu: bool = False
   momentum: float = 0.9
   epsilon: float = 1e-5
   dtype: Dtype = jnp.float32
@@ -144,15 +248,33 @@ class GhostBatchNorm(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    c = x.shape[-1]
-    scale = self.param("scale", self.scale_init, (c,), jnp.float32)
-    bias = self.param("bias", self.bias_init, (c,), jnp.float32)
-    ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
-    ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
+    scale, bias, ra_mean, ra_var = _bn_variables(self, x.shape[-1])
     if self.use_running_average:
-      mean, var = ra_mean.value, ra_var.value
-      y = (x.astype(jnp.float32) - mean) * (scale * lax.rsqrt(var + self.epsilon)) + bias
-      return y.astype(self.dtype)
+      return _bn_inference(self, x, scale, bias, ra_mean.value, ra_var.value)
+    y, mean, var = bn_train(x.astype(self.dtype), scale, bias, self.epsilon, self.relu)
+    if not self.is_initializing():
+      m = self.momentum
+      ra_mean.value = m * ra_mean.value + (1 - m) * mean
+      ra_var.value = m * ra_var.value + (1 - m) * var
+    return y
+
+
+class GhostBatchNorm(BatchNorm):
+  """BatchNorm whose training statistics are computed per group of `batch / groups` examples.
+
+  Same variables as `nn.BatchNorm` (params scale/bias, batch_stats mean/var), so checkpoints and
+  analysis code do not care which one trained; the running averages take the mean over groups.
+  Its backward pass is autodiff's.
+  """
+
+  groups: int = 1
+
+  @nn.compact
+  def __call__(self, x):
+    c = x.shape[-1]
+    scale, bias, ra_mean, ra_var = _bn_variables(self, c)
+    if self.use_running_average:
+      return _bn_inference(self, x, scale, bias, ra_mean.value, ra_var.value)
     if x.shape[0] % self.groups:
       raise ValueError(f"batch {x.shape[0]} is not divisible into {self.groups} BN groups")
     xg = x.astype(jnp.float32).reshape((self.groups, -1) + x.shape[1:])
@@ -164,6 +286,7 @@ class GhostBatchNorm(nn.Module):
       m = self.momentum
       ra_mean.value = m * ra_mean.value + (1 - m) * mean.reshape(self.groups, c).mean(0)
       ra_var.value = m * ra_var.value + (1 - m) * var.reshape(self.groups, c).mean(0)
+    y = nn.relu(y) if self.relu else y
     return y.reshape(x.shape).astype(self.dtype)
 
 

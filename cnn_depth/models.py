@@ -67,7 +67,7 @@ class _Block(nn.Module):
   strides: int = 1
   residual: bool = True
   shortcut: str = "A"
-  norm: Callable[..., nn.Module] = nn.BatchNorm
+  norm: Callable[..., nn.Module] = layers.BatchNorm  # given by ResNet: layers.batch_norm(...)
   dtype: Dtype = jnp.float32
   conv_impl: str = "auto"
   zero_init_last: bool = False
@@ -75,9 +75,9 @@ class _Block(nn.Module):
   def conv(self, features, kernel_size, strides=1, name=None):
     return Conv(features, kernel_size, strides, self.dtype, self.conv_impl, name=name)
 
-  def last_norm(self, name):
+  def last_norm(self, name, relu=False):
     init = nn.initializers.zeros if self.zero_init_last else nn.initializers.ones
-    return self.norm(name=name, scale_init=init)
+    return self.norm(name=name, scale_init=init, relu=relu)
 
   def changes_shape(self, x):
     return self.strides != 1 or x.shape[-1] != self.features
@@ -108,7 +108,7 @@ class BasicBlock(_Block):
   @nn.compact
   def __call__(self, x, gate=1.0, route=None):
     y = self.conv(self.features, 3, self.strides, "conv1")(x)
-    y = nn.relu(self.norm(name="bn1")(y))
+    y = self.norm(name="bn1", relu=True)(y)
     y = self.conv(self.features, 3, 1, "conv2")(y)
     y = self.last_norm("bn2")(y)
     return self.merge(self.skip(x), y, gate, route, post_relu=True)
@@ -124,8 +124,8 @@ class BottleneckBlock(_Block):
   @nn.compact
   def __call__(self, x, gate=1.0, route=None):
     width = self.features // 4
-    y = nn.relu(self.norm(name="bn1")(self.conv(width, 1, self.strides, "conv1")(x)))
-    y = nn.relu(self.norm(name="bn2")(self.conv(width, 3, 1, "conv2")(y)))
+    y = self.norm(name="bn1", relu=True)(self.conv(width, 1, self.strides, "conv1")(x))
+    y = self.norm(name="bn2", relu=True)(self.conv(width, 3, 1, "conv2")(y))
     y = self.last_norm("bn3")(self.conv(self.features, 1, 1, "conv3")(y))
     return self.merge(self.skip(x), y, gate, route, post_relu=True)
 
@@ -138,9 +138,9 @@ class PreActBasicBlock(_Block):
 
   @nn.compact
   def __call__(self, x, gate=1.0, route=None):
-    pre = nn.relu(self.norm(name="bn1")(x))
+    pre = self.norm(name="bn1", relu=True)(x)
     y = self.conv(self.features, 3, self.strides, "conv1")(pre)
-    y = nn.relu(self.last_norm("bn2")(y))
+    y = self.last_norm("bn2", relu=True)(y)
     y = self.conv(self.features, 3, 1, "conv2")(y)
     return self.merge(self.skip(x, pre), y, gate, route, post_relu=False)
 
@@ -151,10 +151,10 @@ class PreActBottleneckBlock(_Block):
   @nn.compact
   def __call__(self, x, gate=1.0, route=None):
     width = self.features // 4
-    pre = nn.relu(self.norm(name="bn1")(x))
+    pre = self.norm(name="bn1", relu=True)(x)
     y = self.conv(width, 1, 1, "conv1")(pre)
-    y = self.conv(width, 3, self.strides, "conv2")(nn.relu(self.norm(name="bn2")(y)))
-    y = self.conv(self.features, 1, 1, "conv3")(nn.relu(self.last_norm("bn3")(y)))
+    y = self.conv(width, 3, self.strides, "conv2")(self.norm(name="bn2", relu=True)(y))
+    y = self.conv(self.features, 1, 1, "conv3")(self.last_norm("bn3", relu=True)(y))
     return self.merge(self.skip(x, pre), y, gate, route, post_relu=False)
 
 
@@ -221,6 +221,7 @@ class ResNet(nn.Module):
   zero_init_last: bool = False
   conv_impl: str = "auto"
   bn_groups: int = 1  # > 1: per-group ("ghost", per-device) BN statistics; see layers.batch_norm
+  bn_impl: str = "fused"  # 'fused' (layers.BatchNorm, hand-written backward) | 'flax' (flax's)
 
   @property
   def num_blocks(self) -> int:
@@ -242,17 +243,17 @@ class ResNet(nn.Module):
       raise ValueError(f"shortcut must be 'A' or 'B', got {self.shortcut!r}")
     if self.stages not in ("scan", "unroll"):
       raise ValueError(f"stages must be 'scan' or 'unroll', got {self.stages!r}")
-    norm = layers.batch_norm(train, self.dtype, self.bn_groups)
+    norm = layers.batch_norm(train, self.dtype, self.bn_groups, self.bn_impl)
     conv = functools.partial(Conv, dtype=self.dtype, conv_impl=self.conv_impl)
 
     x = x.astype(self.dtype)
     if self.stem == "cifar":
       x = conv(self.stem_width, 3, 1, name="conv_init")(x)
       if not self.preact:  # a pre-activation net's first block applies BN-ReLU itself
-        x = nn.relu(norm(name="bn_init")(x))
+        x = norm(name="bn_init", relu=True)(x)
     elif self.stem == "imagenet":
       x = conv(self.stem_width, 7, 2, name="conv_init")(x)
-      x = nn.relu(norm(name="bn_init")(x))
+      x = norm(name="bn_init", relu=True)(x)
       x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
     else:
       raise ValueError(f"stem must be 'cifar' or 'imagenet', got {self.stem!r}")
@@ -290,7 +291,7 @@ class ResNet(nn.Module):
       start += n
 
     if self.preact:
-      x = nn.relu(norm(name="bn_final")(x))
+      x = norm(name="bn_final", relu=True)(x)
     x = jnp.mean(x, axis=(1, 2))
     x = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)
     return x.astype(jnp.float32)
@@ -386,12 +387,15 @@ def build_model(config: Mapping[str, Any]) -> nn.Module:
   cfg = dict(config)
   family, depth = cfg.pop("family"), int(cfg.pop("depth"))
   known = {"num_classes", "width", "shortcut", "block", "survival_last", "drop_mode", "dtype", "stages",
-           "unroll", "remat", "conv_impl", "zero_init_last", "bn_groups", *classic.CLASSIC_ONLY}
+           "unroll", "remat", "conv_impl", "zero_init_last", "bn_groups", "bn_impl",
+           *classic.CLASSIC_ONLY}
   unknown = set(cfg) - known
   if unknown:
     raise ValueError(f"unknown model config fields {sorted(unknown)}; known: {sorted(known)}")
   if "dtype" in cfg:
     cfg["dtype"] = jnp.dtype(cfg["dtype"])
+  if cfg.get("bn_impl", "fused") not in ("fused", "flax"):
+    raise ValueError(f"bn_impl must be 'fused' or 'flax', got {cfg['bn_impl']!r}")
   if family in classic.FAMILIES:
     kw = classic.config_options(family, cfg)
   else:

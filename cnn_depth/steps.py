@@ -48,20 +48,34 @@ def cross_entropy(logits, labels):
   return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
 
 
+def global_norm(tree) -> jax.Array:
+  """The L2 norm of all of `tree`'s leaves together, in float32, as ONE reduction.
+
+  Same value as `optax.tree.norm` (up to summation order), which reduces every leaf on its own: one
+  GPU kernel per leaf, about 40 for a scanned CIFAR ResNet and each norm of the step
+  (benchmarks/NOTES.md). XLA fuses the concatenation into the reduction's input.
+  """
+  leaves = [jnp.ravel(a).astype(jnp.float32) for a in jax.tree_util.tree_leaves(tree)]
+  if not leaves:
+    return jnp.zeros((), jnp.float32)
+  return jnp.sqrt(jnp.sum(jnp.square(jnp.concatenate(leaves))))
+
+
 def block_grad_norms(tree, model: models.ResNet) -> jax.Array:
-  """L2 norm of each block's slice of `tree` (gradients or parameters), in block order."""
+  """L2 norm of each block's slice of `tree` (gradients or parameters), in block order.
+
+  One reduction per block layout and stage (a block's leaves, or a scanned stage's stacked leaves,
+  concatenated), not one per leaf: every step computes these when training logs them.
+  """
   norms = []
   for s, n in enumerate(model.stage_sizes):
-    first = tree[f"stage{s}_block0"] if f"stage{s}_block0" in tree else None
-    sq = lambda t, axes=None: sum(jnp.sum(jnp.square(a.astype(jnp.float32)), axis=axes)
-                                  for a in jax.tree_util.tree_leaves(t))
-    norms.append(jnp.sqrt(sq(first))[None])
+    norms.append(global_norm(tree.get(f"stage{s}_block0", {}))[None])
     if f"stage{s}_blocks" in tree:  # scanned layout: leading axis = blocks 1..n-1
-      stacked = tree[f"stage{s}_blocks"]
-      norms.append(jnp.sqrt(sum(jnp.sum(jnp.square(a.astype(jnp.float32)), axis=tuple(range(1, a.ndim)))
-                                for a in jax.tree_util.tree_leaves(stacked))))
+      rows = [a.reshape(a.shape[0], -1).astype(jnp.float32)
+              for a in jax.tree_util.tree_leaves(tree[f"stage{s}_blocks"])]
+      norms.append(jnp.sqrt(jnp.sum(jnp.square(jnp.concatenate(rows, axis=1)), axis=1)))
     else:
-      norms += [jnp.sqrt(sq(tree[f"stage{s}_block{b}"]))[None] for b in range(1, n)]
+      norms += [global_norm(tree[f"stage{s}_block{b}"])[None] for b in range(1, n)]
   return jnp.concatenate(norms) if norms else jnp.zeros((0,), jnp.float32)  # LeNet-5, AlexNet, NiN
 
 
@@ -102,12 +116,12 @@ def train_step(state: TrainState, batch: dict, *, model: models.ResNet,
   params = optax.apply_updates(state.params, updates)
   new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                             opt_state=opt_state)
-  grad_norm = optax.tree.norm(grads)
-  param_norm = optax.tree.norm(params)
+  grad_norm = global_norm(grads)
+  param_norm = global_norm(params)
   # One scalar says whether anything went non-finite: loss, gradients, new parameters or BN
   # statistics (a float32 norm also overflows for finite values beyond ~1e19: diverged all the same).
   finite = (jnp.isfinite(jnp.sum(losses)) & jnp.isfinite(grad_norm) & jnp.isfinite(param_norm)
-            & jnp.isfinite(optax.tree.norm(batch_stats)))
+            & jnp.isfinite(global_norm(batch_stats)))
   correct = jnp.argmax(logits, -1) == labels
   count = jnp.asarray(labels.shape[0], jnp.int32)
   if skip_nonfinite:
@@ -115,7 +129,7 @@ def train_step(state: TrainState, batch: dict, *, model: models.ResNet,
     new_state = new_state.replace(params=keep(params, state.params),
                                   batch_stats=keep(batch_stats, state.batch_stats),
                                   opt_state=keep(opt_state, state.opt_state))
-    param_norm = jnp.where(finite, param_norm, optax.tree.norm(state.params))
+    param_norm = jnp.where(finite, param_norm, global_norm(state.params))
     # A skipped step contributes nothing to the training metrics.
     losses, correct, count = jnp.where(finite, losses, 0.0), correct & finite, count * finite
   metrics = {

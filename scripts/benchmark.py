@@ -21,16 +21,29 @@ measured in the same process. Defaults are the He et al. recipe's intervals (cnn
 
   python scripts/benchmark.py --what=loop --depths=56,110 --loop_steps=3000
 
+--what=kernels needs no GPU: it compiles the same step for a GPU described by --target_config (an
+H100 by default) on the CPU of whatever machine runs it ("deviceless" ahead-of-time compilation,
+which needs the jax-cuda12-plugin and jax-cuda12-pjrt wheels of the installed jax version) and counts
+the kernels one step launches in XLA's optimised HLO: fusions, cuDNN convolutions, cuBLAS calls and
+copies, a while loop's body times its trip count, plus one device-to-host sync per loop iteration.
+The step is launch-bound at batch 128 (benchmarks/NOTES.md), so the count is what a change to the
+step should move; it is a count, not a timing. Records go to kernels_<target>.jsonl and .md.
+
+  pip install jax-cuda12-plugin==$(python -c 'import jax; print(jax.__version__)') jax-cuda12-pjrt==...
+  python scripts/benchmark.py --what=kernels --depths=20,56,110 --unroll=64 --bn_impls=fused,flax
+
 Synthetic data only: no data library is imported, so this runs on a machine with just jax/flax/optax.
 """
 
 from __future__ import annotations
 
+import collections
 import datetime
 import itertools
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -38,8 +51,17 @@ import time
 
 from absl import app, flags
 
-flags.DEFINE_list("what", ["step"], "What to time: step (the bare train step) and/or loop (the "
-                  "training loop with logging, evaluation and checkpoints, beside the bare step).")
+flags.DEFINE_list("what", ["step"], "What to measure: step (the bare train step), loop (the training "
+                  "loop with logging, evaluation and checkpoints, beside the bare step) and/or kernels "
+                  "(the kernels of one step compiled for --target_config, no GPU needed).")
+flags.DEFINE_string("target_config", os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "gpu_specs",
+    "h100_sxm.txtpb"), "--what=kernels: the GPU to compile for (an XLA GpuTargetConfig text proto), "
+    "or 'local' for the first device present, compiled as a training run would be.")
+flags.DEFINE_string("hlo_dir", "", "--what=kernels: also write each configuration's optimised HLO text "
+                    "here (to read what the kernels are).")
+flags.DEFINE_bool("log_block_norms", False, "--what=kernels: compile the step with the per-block "
+                  "norms that training logs (config.log_block_norms); step and loop keep their own.")
 flags.DEFINE_list("families", ["cifar_resnet"], "Model families (cnn_depth.models.FAMILIES).")
 flags.DEFINE_list("depths", ["20", "56", "110", "1202"], "Depths.")
 flags.DEFINE_list("batches", ["128"], "Global batch sizes.")
@@ -48,6 +70,8 @@ flags.DEFINE_list("stages", ["scan"], "Stage layouts: scan and/or unroll.")
 flags.DEFINE_integer("unroll", 1, "Scan unroll factor (0: models.resolve_unroll's backend default, "
                      "what the configs use).")
 flags.DEFINE_bool("remat", False, "Rematerialise blocks in the backward pass.")
+flags.DEFINE_list("bn_impls", ["fused"], "BatchNorm implementations: fused (layers.BatchNorm, the "
+                  "default) and/or flax (flax.linen.BatchNorm, the reference).")
 flags.DEFINE_integer("width", 16, "Base width (16 for the paper's CIFAR nets).")
 flags.DEFINE_integer("warmup", 10, "Steps run before timing.")
 flags.DEFINE_integer("iters", 0, "Steps per timed repeat; 0 picks enough for --repeat_seconds.")
@@ -66,18 +90,30 @@ flags.DEFINE_string("single", "", "Internal: run one configuration given as JSON
 FLAGS = flags.FLAGS
 
 
+MEAN, STD = (125.3, 123.0, 113.9), (63.0, 62.1, 66.7)
+
+
+def model_and_optimizer(cfg: dict):
+  """The benchmarked network and the He et al. optimiser (momentum SGD, weight decay, step decay)."""
+  from cnn_depth import models, optim
+
+  model = models.build_model({
+      "family": cfg["family"], "depth": cfg["depth"], "width": cfg["width"], "dtype": cfg["dtype"],
+      "stages": cfg["stages"], "unroll": cfg["unroll"], "remat": cfg["remat"],
+      "bn_impl": cfg.get("bn_impl", "flax")})
+  tx = optim.sgd(optim.step_decay_schedule(0.1, [32000, 48000]), momentum=0.9, weight_decay=1e-4)
+  return model, tx
+
+
 def run_one(cfg: dict) -> dict:
   """Compile and time one configuration in this process."""
   import jax
   import numpy as np
 
-  from cnn_depth import models, optim, sharding, state as state_lib, steps
+  from cnn_depth import sharding, state as state_lib, steps
 
   mesh = sharding.data_mesh()
-  model = models.build_model({
-      "family": cfg["family"], "depth": cfg["depth"], "width": cfg["width"], "dtype": cfg["dtype"],
-      "stages": cfg["stages"], "unroll": cfg["unroll"], "remat": cfg["remat"]})
-  tx = optim.sgd(optim.step_decay_schedule(0.1, [32000, 48000]), momentum=0.9, weight_decay=1e-4)
+  model, tx = model_and_optimizer(cfg)
   repl, data = sharding.replicated(mesh), sharding.batch_sharded(mesh)
   sharding.check_batch_size(cfg["batch"], mesh)
   state = state_lib.create_train_state(model, tx, jax.random.key(0), (32, 32, 3), repl)
@@ -85,7 +121,7 @@ def run_one(cfg: dict) -> dict:
   batch = jax.device_put({
       "image": rng.integers(0, 256, (cfg["batch"], 32, 32, 3), dtype=np.uint8),
       "label": rng.integers(0, 10, (cfg["batch"],), dtype=np.int32)}, data)
-  step = steps.compile_train_step(model, tx, (125.3, 123.0, 113.9), (63.0, 62.1, 66.7), repl, data)
+  step = steps.compile_train_step(model, tx, MEAN, STD, repl, data)
 
   t0 = time.perf_counter()
   compiled = step.lower(state, batch).compile()
@@ -129,6 +165,7 @@ def run_loop(cfg: dict) -> dict:
   c.dataset.name = "synthetic"
   for key in ("family", "depth", "width", "dtype", "stages", "unroll", "remat"):
     c.model[key] = cfg[key]
+  c.model.bn_impl = cfg.get("bn_impl", "flax")
   c.batch_size, c.num_train_steps = cfg["batch"], cfg["loop_steps"]
   c.log_every_steps, c.eval_every_steps = cfg["log_every"], cfg["eval_every"]
   c.checkpoint_every_steps, c.keep_checkpoints = cfg["checkpoint_every"], 1
@@ -143,26 +180,170 @@ def run_loop(cfg: dict) -> dict:
               final_loss=final.get("train_loss"))
 
 
+# HLO instructions that launch nothing on a GPU (views, tuples, constants folded into kernels).
+NO_KERNEL = {"parameter", "get-tuple-element", "tuple", "bitcast", "constant", "after-all",
+             "add-dependency", "opt-barrier", "partition-id", "replica-id", "domain"}
+
+
+def parse_hlo(text: str) -> tuple[str, dict[str, list[tuple[str, str]]]]:
+  """(entry name, {computation: [(opcode, instruction line)]}) of an HLO module's text."""
+  comps: dict[str, list[tuple[str, str]]] = {}
+  entry, current = None, None
+  for line in text.splitlines():
+    head = re.match(r"(ENTRY )?%([\w.\-]+) .*\{\s*$", line)
+    if head and not line.startswith(" "):
+      current = head.group(2)
+      comps[current] = []
+      entry = current if head.group(1) else entry
+    elif line.startswith("}"):
+      current = None
+    elif current is not None:
+      inst = re.match(r"\s*(?:ROOT )?%[\w.\-]+ = (.*)$", line)
+      if inst:
+        comps[current].append((_opcode(inst.group(1)), line))
+  if entry is None:
+    raise ValueError("no ENTRY computation in this HLO text")
+  return entry, comps
+
+
+def _opcode(rhs: str) -> str:
+  """The opcode of an instruction's right-hand side: what follows its (possibly tuple) shape."""
+  if rhs.startswith("("):  # tuple shape: skip to its closing parenthesis
+    depth = 0
+    for i, ch in enumerate(rhs):
+      depth += (ch == "(") - (ch == ")")
+      if depth == 0:
+        break
+    rhs = rhs[i + 1:]
+  else:
+    rhs = rhs.split(" ", 1)[1]
+  return re.match(r"\s*([\w\-]+)", rhs).group(1)
+
+
+def count_kernels(hlo_text: str) -> dict:
+  """Kernels one execution of an optimised XLA:GPU module launches, by kind.
+
+  Every instruction outside NO_KERNEL is one launch: a fusion (by its kind: kLoop elementwise, kInput
+  reductions and transposes, kCustom Triton/cuDNN fusions), a custom call (cuDNN convolution, cuBLAS
+  gemm, by target), a copy. A while loop counts its body times its known trip count, and its
+  condition once per iteration plus one, each a device-to-host sync ('loop_syncs'); calls and
+  conditionals count their computations once.
+  """
+  entry, comps = parse_hlo(hlo_text)
+  kinds: collections.Counter = collections.Counter()
+
+  def walk(name: str, times: int):
+    for op, line in comps[name]:
+      if op in NO_KERNEL:
+        continue
+      if op == "while":
+        trip = re.search(r'"known_trip_count":\{"n":"(\d+)"', line)
+        if trip is None:
+          raise ValueError(f"a while loop without a known trip count: {line.strip()[:200]}")
+        n = int(trip.group(1))
+        walk(re.search(r"body=%([\w.\-]+)", line).group(1), times * n)
+        kinds["loop_syncs"] += times * (n + 1)
+      elif op in ("call", "conditional"):
+        for callee in re.findall(r"(?:to_apply=|calls=|branch_computations=\{|, )%([\w.\-]+)", line):
+          walk(callee, times)
+      elif op == "fusion":
+        kinds["fusion_" + re.search(r"kind=(\w+)", line).group(1)] += times
+      elif op == "custom-call":
+        target = re.search(r'custom_call_target="([^"]+)"', line).group(1)
+        kinds["conv" if "conv" in target.lower() else target] += times
+      else:
+        kinds[op] += times
+
+  walk(entry, 1)
+  syncs = kinds.pop("loop_syncs", 0)
+  return {"kernels": sum(kinds.values()), "loop_syncs": syncs, "kernels_by_kind": dict(kinds)}
+
+
+def run_kernels(cfg: dict) -> dict:
+  """Compile the step for --target_config (without its GPU) and count the kernels of one step."""
+  import jax
+
+  local = cfg["target_config"] == "local"
+  if not local:
+    jax.config.update("jax_platforms", "cpu")  # the host compiles; no GPU is looked for
+  from jax.experimental import topologies
+
+  from cnn_depth import state as state_lib, steps
+
+  if local:
+    device = jax.devices()[0]
+  else:
+    with open(cfg["target_config"]) as f:
+      target = f.read()
+    try:
+      topo = topologies.get_topology_desc(platform="cuda", target_config=target, topology="1x1x1")
+    except Exception as e:  # no CUDA plugin, or one of another jax version
+      raise SystemExit(f"error: --what=kernels compiles for a GPU without one and needs the "
+                       f"jax-cuda12-plugin and jax-cuda12-pjrt wheels of jax {jax.__version__} "
+                       f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+    device = topo.devices[0]
+  on_gpu = jax.sharding.SingleDeviceSharding(device)
+  model, tx = model_and_optimizer(cfg)
+  shapes = jax.eval_shape(lambda: state_lib.create_train_state(model, tx, jax.random.key(0), (32, 32, 3)))
+  state = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=on_gpu),
+                                 shapes)
+  batch = {"image": jax.ShapeDtypeStruct((cfg["batch"], 32, 32, 3), jax.numpy.uint8, sharding=on_gpu),
+           "label": jax.ShapeDtypeStruct((cfg["batch"],), jax.numpy.int32, sharding=on_gpu)}
+  step = steps.compile_train_step(model, tx, MEAN, STD, log_block_norms=cfg["log_block_norms"])
+  t0 = time.perf_counter()
+  compiled = step.lower(state, batch).compile()
+  compile_s = time.perf_counter() - t0
+  kind = getattr(device, "device_kind", device.platform)
+  if cfg["hlo_dir"]:
+    os.makedirs(cfg["hlo_dir"], exist_ok=True)
+    name = (f"{cfg['family']}{cfg['depth']}_b{cfg['batch']}_{cfg['dtype']}_{layout(cfg)}"
+            f"{'_norms' if cfg['log_block_norms'] else ''}").replace(" ", "_")
+    with open(os.path.join(cfg["hlo_dir"], name + ".hlo.txt"), "w") as f:
+      f.write(compiled.as_text())
+  return dict(cfg, **count_kernels(compiled.as_text()),
+              device=kind if local else f"{kind} (compiled without it)",
+              target=kind.replace(" ", "_").lower() if local
+              else os.path.basename(cfg["target_config"]).split(".")[0], compile_s=compile_s,
+              jax_version=jax.__version__, date=datetime.date.today().isoformat(),
+              host=platform.node(), xla_flags=os.environ.get("XLA_FLAGS", ""))
+
+
 def configurations():
-  for what, fam, depth, batch, dtype, stages in itertools.product(
-      FLAGS.what, FLAGS.families, FLAGS.depths, FLAGS.batches, FLAGS.dtypes, FLAGS.stages):
+  for what, fam, depth, batch, dtype, stages, bn_impl in itertools.product(
+      FLAGS.what, FLAGS.families, FLAGS.depths, FLAGS.batches, FLAGS.dtypes, FLAGS.stages,
+      FLAGS.bn_impls):
     if stages == "unroll" and int(depth) > FLAGS.max_unroll_depth:
       continue
-    if what not in ("step", "loop"):
-      raise app.UsageError(f"--what takes step and/or loop, got {what!r}")
+    if what not in ("step", "loop", "kernels"):
+      raise app.UsageError(f"--what takes step, loop and/or kernels, got {what!r}")
     yield dict(what=what, family=fam, depth=int(depth), batch=int(batch), dtype=dtype, stages=stages,
-               unroll=FLAGS.unroll, remat=FLAGS.remat, width=FLAGS.width, warmup=FLAGS.warmup,
+               unroll=FLAGS.unroll, remat=FLAGS.remat, bn_impl=bn_impl, width=FLAGS.width,
+               warmup=FLAGS.warmup,
                iters=FLAGS.iters, repeat_seconds=FLAGS.repeat_seconds, repeats=FLAGS.repeats,
                tag=FLAGS.tag, loop_steps=FLAGS.loop_steps, log_every=FLAGS.log_every,
-               eval_every=FLAGS.eval_every, checkpoint_every=FLAGS.checkpoint_every)
+               eval_every=FLAGS.eval_every, checkpoint_every=FLAGS.checkpoint_every,
+               **({"target_config": FLAGS.target_config, "log_block_norms": FLAGS.log_block_norms,
+                   "hlo_dir": FLAGS.hlo_dir} if what == "kernels" else {}))
 
 
 HEADER = ("| what | family | depth | batch | dtype | stages | images/s | step ms | compile s | peak GB "
           "| loop share |\n|---|---|---|---|---|---|---|---|---|---|---|")
 
 
+KERNEL_HEADER = ("| family | depth | batch | dtype | stages | block norms | kernels | conv | reductions "
+                 "| elementwise | other | loop syncs | compile s (host) |\n"
+                 "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def record_file(record: dict) -> str:
+  """The .jsonl a record belongs to: one per device, and kernels_<target> for kernel counts."""
+  if record["what"] == "kernels":
+    return f"kernels_{record['target']}.jsonl"
+  return record["device"].replace(" ", "_").lower() + ".jsonl"
+
+
 def write_reports(out_dir: str):
-  """<device>.md for each <device>.jsonl: one table per tag (XLA flags / experiment), in record order."""
+  """<name>.md for each <name>.jsonl: one table per tag (XLA flags / experiment), in record order."""
   for name in sorted(os.listdir(out_dir)):
     if not name.endswith(".jsonl"):
       continue
@@ -172,54 +353,86 @@ def write_reports(out_dir: str):
     for r in records:
       by_tag.setdefault(r.get("tag") or "untagged", []).append(r)
     first = records[0]
-    lines = [f"# Train-step benchmark: {first['device']}", "",
-             f"Made by `scripts/benchmark.py` (jax {first['jax_version']}, {first['date']}); the raw "
-             f"records are in `{name}`. Synthetic uint8 CIFAR batches on the device, augmentation and "
-             f"SGD inside the step; images/s is the median of the timed repeats.", ""]
+    if first.get("what") == "kernels":
+      lines = [f"# Kernels per train step: {first['device']}", "",
+               f"Made by `scripts/benchmark.py --what=kernels` (jax {first['jax_version']}, "
+               f"{first['date']}); the raw records, with every kind of kernel, are in `{name}`. The "
+               f"step is compiled for the GPU on a CPU host, and the kernels one step launches are "
+               f"counted in the optimised HLO: a count, not a timing. Reductions are kInput fusions "
+               f"(transposes included), elementwise kLoop fusions; a scanned loop's body counts once "
+               f"per iteration, and each iteration also syncs the host.", ""]
+      header, row = KERNEL_HEADER, kernel_row
+    else:
+      lines = [f"# Train-step benchmark: {first['device']}", "",
+               f"Made by `scripts/benchmark.py` (jax {first['jax_version']}, {first['date']}); the "
+               f"raw records are in `{name}`. Synthetic uint8 CIFAR batches on the device, "
+               f"augmentation and SGD inside the step; images/s is the median of the timed repeats.",
+               ""]
+      header, row = HEADER, table_row
     for tag, rs in by_tag.items():
       flags_used = sorted({r.get("xla_flags", "") for r in rs} - {""})
       lines += [f"## {tag}" + (f" (XLA_FLAGS={', '.join(flags_used)})" if flags_used else ""), "",
-                HEADER, *map(table_row, rs), ""]
+                header, *map(row, rs), ""]
     with open(os.path.join(out_dir, name[:-len(".jsonl")] + ".md"), "w") as f:
       f.write("\n".join(lines))
 
 
+def layout(r: dict) -> str:
+  """The stages column: layout, unroll factor, remat, and the BN implementation when it is flax's."""
+  return (f"{r['stages']}{'' if r['unroll'] == 1 else ' u' + str(r['unroll'])}"
+          f"{' remat' if r['remat'] else ''}{' flax-bn' if r.get('bn_impl', 'flax') == 'flax' else ''}")
+
+
 def table_row(r: dict) -> str:
+  if r.get("what") == "kernels":
+    return kernel_row(r)
   mem = "-" if r.get("peak_mem_gb") is None else f"{r['peak_mem_gb']:.2f}"
   share = f"{100 * r['loop_share']:.1f}%" if r.get("what") == "loop" else "-"
   what = r.get("what", "step") + (f" (eval /{r['eval_every']})" if r.get("what") == "loop" else "")
-  return (f"| {what} | {r['family']} | {r['depth']} | {r['batch']} | {r['dtype']} | {r['stages']}"
-          f"{'' if r['unroll'] == 1 else ' u' + str(r['unroll'])}{' remat' if r['remat'] else ''} | "
+  return (f"| {what} | {r['family']} | {r['depth']} | {r['batch']} | {r['dtype']} | {layout(r)} | "
           f"{r['images_per_sec']:,.0f} | {r['step_ms']:.2f} | {r['compile_s']:.1f} | {mem} | {share} |")
+
+
+def kernel_row(r: dict) -> str:
+  k = r["kernels_by_kind"]
+  conv, red, ew = k.get("conv", 0), k.get("fusion_kInput", 0), k.get("fusion_kLoop", 0)
+  return (f"| {r['family']} | {r['depth']} | {r['batch']} | {r['dtype']} | {layout(r)} | "
+          f"{'yes' if r['log_block_norms'] else 'no'} | {r['kernels']:,} | {conv} | {red} | {ew} | "
+          f"{r['kernels'] - conv - red - ew} | {r['loop_syncs']} | {r['compile_s']:.1f} |")
 
 
 def main(argv):
   del argv
   if FLAGS.single:
     cfg = json.loads(FLAGS.single)
-    record = run_loop(cfg) if cfg.get("what") == "loop" else run_one(cfg)
+    run = {"loop": run_loop, "kernels": run_kernels}.get(cfg.get("what"), run_one)
+    record = run(cfg)
     print("RECORD " + json.dumps(record), flush=True)
     return
   if FLAGS.report:
     write_reports(FLAGS.out_dir)
     return
-  print(HEADER, flush=True)
-  records = []
+  records, header = [], None
   for cfg in configurations():
+    if header != (KERNEL_HEADER if cfg["what"] == "kernels" else HEADER):
+      header = KERNEL_HEADER if cfg["what"] == "kernels" else HEADER
+      print(header, flush=True)
     proc = subprocess.run([sys.executable, __file__, "--single", json.dumps(cfg)],
                           capture_output=True, text=True)
     lines = [l for l in proc.stdout.splitlines() if l.startswith("RECORD ")]
     if proc.returncode or not lines:
       print(f"| {cfg['family']} | {cfg['depth']} | {cfg['batch']} | {cfg['dtype']} | {cfg['stages']} "
             f"| failed: {proc.stderr.strip().splitlines()[-1:] } |", flush=True)
+      if cfg["what"] == "kernels" and "error: --what=kernels" in proc.stderr:
+        print(proc.stderr.strip().splitlines()[-1], file=sys.stderr)
+        raise SystemExit(2)  # the same for every configuration: no CUDA plugin here
       continue
     record = json.loads(lines[-1][len("RECORD "):])
     records.append(record)
     print(table_row(record), flush=True)
     if FLAGS.out_dir:
       os.makedirs(FLAGS.out_dir, exist_ok=True)
-      name = record["device"].replace(" ", "_").lower()
-      with open(os.path.join(FLAGS.out_dir, f"{name}.jsonl"), "a") as f:
+      with open(os.path.join(FLAGS.out_dir, record_file(record)), "a") as f:
         f.write(json.dumps(record) + "\n")
   if FLAGS.out_dir and records:
     write_reports(FLAGS.out_dir)

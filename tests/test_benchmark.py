@@ -1,5 +1,6 @@
 """scripts/benchmark.py: the records the Speed issue asks for, for the bare step and the whole loop."""
 
+import functools
 import json
 import os
 import subprocess
@@ -32,3 +33,114 @@ def test_step_and_loop_records(tmp_path):
   assert 0 < loop["loop_share"] < 2
   report = open(tmp_path / jsonl.replace(".jsonl", ".md")).read()
   assert "| loop (eval /6) | cifar_resnet | 8 | 32 | float32 | scan |" in report
+
+
+@functools.cache
+def _benchmark_module():
+  """scripts/benchmark.py imported once (its absl flags can be defined only once per process)."""
+  import importlib.util
+  path = os.path.join(ROOT, "scripts", "benchmark.py")
+  spec = importlib.util.spec_from_file_location("benchmark_script", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+HLO = """HloModule jit_step, entry_computation_layout={(f32[8]{0})->f32[8]{0}}
+
+%fused_add (p: f32[8]) -> f32[8] {
+  %p = f32[8]{0} parameter(0)
+  ROOT %add = f32[8]{0} add(%p, %p)
+}
+
+%body (arg: (s32[], f32[8])) -> (s32[], f32[8]) {
+  %arg = (s32[], f32[8]{0}) parameter(0)
+  %i = s32[] get-tuple-element(%arg), index=0
+  %x = f32[8]{0} get-tuple-element(%arg), index=1
+  %f1 = f32[8]{0} fusion(%x), kind=kLoop, calls=%fused_add
+  %f2 = (f32[8]{0}, f32[]) fusion(%f1), kind=kInput, calls=%fused_add
+  %g = f32[8]{0} get-tuple-element(%f2), index=0
+  ROOT %t = (s32[], f32[8]{0}) tuple(%i, %g)
+}
+
+%cond (arg.1: (s32[], f32[8])) -> pred[] {
+  %arg.1 = (s32[], f32[8]{0}) parameter(0)
+  %j = s32[] get-tuple-element(%arg.1), index=0
+  %c = s32[] constant(3)
+  ROOT %lt = pred[] compare(%j, %c), direction=LT
+}
+
+ENTRY %main (x.1: f32[8]) -> f32[8] {
+  %x.1 = f32[8]{0} parameter(0)
+  %conv = (f32[8]{0}, u8[0]{0}) custom-call(%x.1), custom_call_target="__cudnn$convForward"
+  %y = f32[8]{0} get-tuple-element(%conv), index=0
+  %z = f32[8]{0} copy(%y)
+  %b = f32[8]{0} bitcast(%z)
+  %zero = s32[] constant(0)
+  %init = (s32[], f32[8]{0}) tuple(%zero, %b)
+  %w = (s32[], f32[8]{0}) while(%init), condition=%cond, body=%body, backend_config={"known_trip_count":{"n":"3"}}
+  ROOT %out = f32[8]{0} get-tuple-element(%w), index=1
+}
+"""
+
+
+def test_count_kernels_of_an_hlo_module():
+  counts = _benchmark_module().count_kernels(HLO)
+  # conv + copy in the entry, 2 fusions x 3 iterations; 4 condition evaluations sync the host
+  assert counts == {"kernels": 8, "loop_syncs": 4,
+                    "kernels_by_kind": {"conv": 1, "copy": 1, "fusion_kLoop": 3, "fusion_kInput": 3}}
+
+
+def test_count_kernels_of_a_compiled_scanned_step():
+  """The parser reads XLA's real output: the CPU-compiled train step of a scanned ResNet-20."""
+  import re
+  import jax
+  from cnn_depth import models, optim, state as state_lib, steps
+  model = models.cifar_resnet(20, width=4, unroll=1)
+  tx = optim.sgd(0.1)
+  state = state_lib.create_train_state(model, tx, jax.random.key(0), (8, 8, 3))
+  batch = {"image": jax.numpy.zeros((4, 8, 8, 3), jax.numpy.uint8),
+           "label": jax.numpy.zeros((4,), jax.numpy.int32)}
+  text = steps.compile_train_step(model, tx, (0, 0, 0), (1, 1, 1)).lower(state, batch).compile().as_text()
+  counts = _benchmark_module().count_kernels(text)
+  trips = [int(n) for n in re.findall(r' while\(.*"known_trip_count":\{"n":"(\d+)"', text)]
+  # the scans of 2 blocks, forward and backward in each of the 3 stages (XLA:CPU also rolls the
+  # random-bits hash into loops of 5)
+  assert trips.count(2) == 6
+  assert counts["loop_syncs"] == sum(n + 1 for n in trips)
+  assert counts["kernels"] > 50 and sum(counts["kernels_by_kind"].values()) == counts["kernels"]
+
+
+def test_kernels_mode_on_the_local_device(tmp_path):
+  """--target_config=local compiles for the device present (the CPU here) and records its count."""
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  proc = subprocess.run(
+      [sys.executable, "scripts/benchmark.py", "--what=kernels", "--target_config=local", "--depths=8",
+       "--width=4", "--batches=8", "--bn_impls=fused,flax", f"--out_dir={tmp_path}"],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  records = [json.loads(l) for l in open(tmp_path / "kernels_cpu.jsonl")]
+  assert [r["bn_impl"] for r in records] == ["fused", "flax"]
+  for r in records:
+    assert r["what"] == "kernels" and r["device"] == "cpu" and r["kernels"] > 0
+    assert r["kernels"] == sum(r["kernels_by_kind"].values())
+  report = open(tmp_path / "kernels_cpu.md").read()
+  assert "# Kernels per train step: cpu" in report and "| cifar_resnet | 8 | 8 | bfloat16 | scan flax-bn |" in report
+
+
+def test_kernels_mode_needs_the_cuda_plugin_or_counts(tmp_path):
+  """Without the jax CUDA plugin: exit 2 and one line saying what to install. With it: records."""
+  import importlib.util
+  has_plugin = importlib.util.find_spec("jax_plugins") is not None and \
+      importlib.util.find_spec("jax_plugins.xla_cuda12") is not None
+  proc = subprocess.run(
+      [sys.executable, "scripts/benchmark.py", "--what=kernels", "--depths=8", "--width=4",
+       "--batches=8", f"--out_dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+  if not has_plugin:
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "jax-cuda12-plugin" in proc.stderr and "Traceback" not in proc.stderr
+    assert not os.listdir(tmp_path)
+    return
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  (record,) = [json.loads(l) for l in open(tmp_path / "kernels_h100_sxm.jsonl")]
+  assert record["what"] == "kernels" and record["kernels"] > 0 and "H100" in record["device"]

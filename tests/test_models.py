@@ -325,3 +325,33 @@ def test_unroll_zero_is_the_measured_choice_per_backend(monkeypatch):
   assert [models.resolve_unroll(0, n) for n in (2, 8, 17, 199)] == [2, 8, 17, 4]
   with pytest.raises(ValueError, match="unroll must be"):
     models.resolve_unroll(-1, 8)
+
+
+@pytest.mark.parametrize("family,depth,extra", [
+    ("cifar_resnet", 8, {}), ("cifar_preact", 11, {"block": "bottleneck"}),
+    ("cifar_vgg_bn", 11, {"width": 4}), ("cifar_densenet_bc", 16, {"growth_rate": 4})])
+def test_fused_and_flax_batch_norm_train_the_same_network(family, depth, extra):
+  """bn_impl changes how BN is computed, not the network: same variables, logits and gradients."""
+  from cnn_depth import steps
+  x = jax.random.normal(jax.random.key(0), (8, 16, 16, 3))
+  labels = jnp.arange(8) % 10
+  out = {}
+  for impl in ("fused", "flax"):
+    cfg = {"family": family, "depth": depth, "num_classes": 10, "bn_impl": impl, **extra}
+    if family.startswith("cifar_res") or family == "cifar_preact":
+      cfg["width"] = 4
+    model = models.build_model(cfg)
+    v = model.init(jax.random.key(1), x, train=False)
+
+    def loss(params):
+      logits, upd = model.apply({"params": params, "batch_stats": v["batch_stats"]}, x, train=True,
+                                mutable=["batch_stats"], rngs={"drop": jax.random.key(2)})
+      return jnp.mean(steps.cross_entropy(logits, labels)), (logits, upd["batch_stats"])
+
+    (_, aux), grads = jax.value_and_grad(loss, has_aux=True)(v["params"])
+    out[impl] = v, aux, grads
+  (v, (logits, stats), grads), (v_ref, (logits_ref, stats_ref), grads_ref) = out["fused"], out["flax"]
+  assert jax.tree_util.tree_structure(v) == jax.tree_util.tree_structure(v_ref)
+  np.testing.assert_allclose(logits, logits_ref, rtol=1e-4, atol=1e-5)
+  for a, b in zip(jax.tree_util.tree_leaves((stats, grads)), jax.tree_util.tree_leaves((stats_ref, grads_ref))):
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)

@@ -72,6 +72,20 @@ def test_block_norms_same_in_scan_and_unroll_layouts():
   b = steps.block_grad_norms(models.unstack_stages(v["params"]), model.clone(stages="unroll"))
   np.testing.assert_allclose(a, b, rtol=1e-6)
   assert a.shape == (6,)
+  # against the definition: the root of the sum of squares of every leaf of the block
+  flat = models.unstack_stages(v["params"])
+  want = [np.sqrt(sum(np.sum(np.square(np.asarray(l, np.float64)))
+                      for l in jax.tree_util.tree_leaves(flat[f"stage{s}_block{b}"])))
+          for s in range(3) for b in range(2)]
+  np.testing.assert_allclose(a, want, rtol=1e-5)
+
+
+def test_global_norm_is_optax_tree_norm():
+  import optax
+  tree = {"a": jnp.arange(6.0).reshape(2, 3), "b": [jnp.ones((4,), jnp.bfloat16), jnp.full((), -2.0)]}
+  np.testing.assert_allclose(steps.global_norm(tree), optax.tree.norm(tree), rtol=1e-6)
+  assert steps.global_norm(tree).dtype == jnp.float32
+  assert float(steps.global_norm({})) == 0.0
 
 
 def test_one_step_on_eight_devices_equals_one_device():

@@ -587,6 +587,8 @@ BAD_INPUTS = {
     "unknown model family": ({"model.family": "vgg99"}, "unknown model family 'vgg99'", "run"),
     "unknown dataset": ({"dataset.name": "mnist"}, "unknown dataset 'mnist'", "run"),
     "unknown optimiser": ({"optimizer": "adam"}, "unknown optimizer 'adam'", "run"),
+    "unknown BN implementation": ({"model.bn_impl": "cudnn"}, "bn_impl must be 'fused' or 'flax'",
+                                  "none"),
     "survival above 1": ({"model.family": "cifar_resnet", "model.survival_last": 1.5}, "[0, 1]", "run"),
     "survival below 0": ({"model.survival_last": -0.5}, "[0, 1]", "none"),
     "batch not divisible by devices": ({"batch_size": 36}, "not divisible by the 8 devices", "run"),

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The Speed issue's pending GPU measurements, in parts that each fit one 10-minute device call.
+#
+#   bash benchmarks/gpu_session.sh step     # ~7 min: bare step, bn_impl fused vs flax, depths 20/56/110
+#                                           #   (full unroll) and 1202 (remat, unroll 4), bf16, batch 128;
+#                                           #   and ResNet-56's kernel count compiled on the GPU
+#   bash benchmarks/gpu_session.sh loop     # ~4 min: the training loop's share of the bare step, 56/110
+#   bash benchmarks/gpu_session.sh recipe   # <10 min if the goal holds: He et al.'s ResNet-110 recipe,
+#                                           #   64k iterations with evaluation and checkpoints, on the
+#                                           #   synthetic CIFAR-shaped data; wall time in status.json
+#
+# Records go to $OUT (the device tool's folder) or results/benchmarks/. loop and recipe go through
+# train.py and need ml_collections: carry its wheel in .whl/ (benchmarks/NOTES.md); it is installed
+# from there when present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${OUT:-results/benchmarks}"
+mkdir -p "$out"
+if compgen -G ".whl/*.whl" > /dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
+fi
+export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$out/device.txt" || true
+
+case "${1:-}" in
+  step)
+    python3 scripts/benchmark.py --what=step --depths=20,56,110 --unroll=0 --bn_impls=fused,flax \
+        --tag="session 3: fused BN+ReLU vs flax BN, one-reduction norms" --out_dir="$out"
+    python3 scripts/benchmark.py --what=step --depths=1202 --unroll=4 --remat --bn_impls=fused,flax \
+        --tag="session 3: fused BN+ReLU vs flax BN, one-reduction norms" --out_dir="$out"
+    # the kernel count of a compile on the GPU itself, against the deviceless record (NOTES.md)
+    python3 scripts/benchmark.py --what=kernels --target_config=local --depths=56 --unroll=64 \
+        --bn_impls=fused,flax --tag="compiled on the GPU" --out_dir="$out"
+    ;;
+  loop)
+    python3 scripts/benchmark.py --what=loop --depths=56,110 --unroll=0 --loop_steps=3000 \
+        --tag="session 3: loop share" --out_dir="$out"
+    ;;
+  recipe)
+    python3 scripts/train.py --config=configs/cifar_resnet.py:depth=110 --config.dataset.name=synthetic \
+        --config.model.dtype=bfloat16 --workdir=/tmp/recipe110 2>&1 | grep -v "^step" || true
+    cp /tmp/recipe110/status.json "$out/recipe110_status.json"
+    python3 -c "import json; s = json.load(open('$out/recipe110_status.json')); \
+print(s['status'], s.get('timed_steps'), 'steps in', round(s.get('timed_seconds', 0) / 60, 2), 'min')"
+    ;;
+  *)
+    echo "usage: bash benchmarks/gpu_session.sh step|loop|recipe" >&2
+    exit 2
+    ;;
+esac
