@@ -164,7 +164,13 @@ def eval_step(state: TrainState, batch: dict, *, model: models.ResNet, mean, std
 
 
 def compile_train_step(model, tx, mean, std, state_sharding=None, batch_sharding=None, **kw):
-  """The jitted train step with the state donated; shardings as given (None: let jit choose)."""
+  """The jitted train step; shardings as given (None: let jit choose).
+
+  The state is not donated. On a GPU, XLA fuses each weight's update with the transpose of its
+  gradient out of cuDNN's filter layout, and such a fusion cannot write into its input's buffer, so
+  donation adds a copy for every weight and momentum buffer: 38 of ResNet-56's 694 kernels on the
+  H100 (benchmarks/NOTES.md). Not donating costs one more state in memory during the step.
+  """
   fn = functools.partial(train_step, model=model, tx=tx, mean=tuple(mean), std=tuple(std), **kw)
   return jax.jit(fn, in_shardings=(state_sharding, batch_sharding),
-                 out_shardings=(state_sharding, None), donate_argnums=(0,))
+                 out_shardings=(state_sharding, None))

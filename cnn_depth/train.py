@@ -152,7 +152,7 @@ class DeviceData:
         functools.partial(_gather_train_step, batch_size=config.batch_size,
                           steps_per_epoch=steps_per_epoch, batch_sharding=batch_sharding,
                           step_fn=step_fn),
-        out_shardings=(repl, None, repl), donate_argnums=(0, 1))
+        out_shardings=(repl, None, repl), donate_argnums=(1,))  # the sums (steps.compile_train_step)
     self._evaluate = jax.jit(functools.partial(_evaluate_all, batch_size=config.batch_size,
                                                batch_sharding=batch_sharding, eval_fn=eval_fn))
     data_key = jax.random.key(config.seed + 1)
@@ -195,7 +195,7 @@ class StreamData:
     self.config, self.mesh = config, mesh
     repl, self._batch_sharding = sharding.replicated(mesh), sharding.batch_sharded(mesh)
     self._step = jax.jit(_accumulating(step_fn), in_shardings=(repl, repl, self._batch_sharding),
-                         out_shardings=(repl, None, repl), donate_argnums=(0, 1))
+                         out_shardings=(repl, None, repl), donate_argnums=(1,))  # as DeviceData._step
     self._eval = jax.jit(eval_fn, in_shardings=(repl, self._batch_sharding))
     self._loader = functools.partial(
         data.imagenet_loader, config.dataset.data_dir, global_batch_size=config.batch_size,

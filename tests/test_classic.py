@@ -202,7 +202,7 @@ def test_one_training_step(name):
            "label": rng.integers(0, 10, (4,), dtype=np.int32)}
   mean, std = MEAN[:shape[-1]], STD[:shape[-1]]
   state = state_lib.create_train_state(model, tx, KEY, shape)
-  before = jax.tree_util.tree_map(np.asarray, state.params)  # the step donates the state
+  before = jax.tree_util.tree_map(np.asarray, state.params)  # host copies from before the step
   step = steps.compile_train_step(model, tx, mean, std, augment=False, log_block_norms=True)
   new, metrics = step(state, batch)
   assert int(new.step) == 1 and np.isfinite(float(metrics["loss_sum"]))
