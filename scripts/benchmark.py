@@ -100,7 +100,7 @@ def model_and_optimizer(cfg: dict):
   model = models.build_model({
       "family": cfg["family"], "depth": cfg["depth"], "width": cfg["width"], "dtype": cfg["dtype"],
       "stages": cfg["stages"], "unroll": cfg["unroll"], "remat": cfg["remat"],
-      "bn_impl": cfg.get("bn_impl", "flax")})
+      "bn_impl": cfg["bn_impl"]})
   tx = optim.sgd(optim.step_decay_schedule(0.1, [32000, 48000]), momentum=0.9, weight_decay=1e-4)
   return model, tx
 
@@ -165,7 +165,7 @@ def run_loop(cfg: dict) -> dict:
   c.dataset.name = "synthetic"
   for key in ("family", "depth", "width", "dtype", "stages", "unroll", "remat"):
     c.model[key] = cfg[key]
-  c.model.bn_impl = cfg.get("bn_impl", "flax")
+  c.model.bn_impl = cfg["bn_impl"]
   c.batch_size, c.num_train_steps = cfg["batch"], cfg["loop_steps"]
   c.log_every_steps, c.eval_every_steps = cfg["log_every"], cfg["eval_every"]
   c.checkpoint_every_steps, c.keep_checkpoints = cfg["checkpoint_every"], 1
@@ -282,13 +282,13 @@ def run_kernels(cfg: dict) -> dict:
                        f"jax-cuda12-plugin and jax-cuda12-pjrt wheels of jax {jax.__version__} "
                        f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
     device = topo.devices[0]
-  on_gpu = jax.sharding.SingleDeviceSharding(device)
+  on_device = jax.sharding.SingleDeviceSharding(device)
+  spec = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype, sharding=on_device)
   model, tx = model_and_optimizer(cfg)
   shapes = jax.eval_shape(lambda: state_lib.create_train_state(model, tx, jax.random.key(0), (32, 32, 3)))
-  state = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=on_gpu),
-                                 shapes)
-  batch = {"image": jax.ShapeDtypeStruct((cfg["batch"], 32, 32, 3), jax.numpy.uint8, sharding=on_gpu),
-           "label": jax.ShapeDtypeStruct((cfg["batch"],), jax.numpy.int32, sharding=on_gpu)}
+  state = jax.tree_util.tree_map(lambda a: spec(a.shape, a.dtype), shapes)
+  batch = {"image": spec((cfg["batch"], 32, 32, 3), jax.numpy.uint8),
+           "label": spec((cfg["batch"],), jax.numpy.int32)}
   step = steps.compile_train_step(model, tx, MEAN, STD, log_block_norms=cfg["log_block_norms"])
   t0 = time.perf_counter()
   compiled = step.lower(state, batch).compile()
@@ -318,8 +318,8 @@ def configurations():
       raise app.UsageError(f"--what takes step, loop and/or kernels, got {what!r}")
     yield dict(what=what, family=fam, depth=int(depth), batch=int(batch), dtype=dtype, stages=stages,
                unroll=FLAGS.unroll, remat=FLAGS.remat, bn_impl=bn_impl, width=FLAGS.width,
-               warmup=FLAGS.warmup,
-               iters=FLAGS.iters, repeat_seconds=FLAGS.repeat_seconds, repeats=FLAGS.repeats,
+               warmup=FLAGS.warmup, iters=FLAGS.iters, repeat_seconds=FLAGS.repeat_seconds,
+               repeats=FLAGS.repeats,
                tag=FLAGS.tag, loop_steps=FLAGS.loop_steps, log_every=FLAGS.log_every,
                eval_every=FLAGS.eval_every, checkpoint_every=FLAGS.checkpoint_every,
                **({"target_config": FLAGS.target_config, "log_block_norms": FLAGS.log_block_norms,
@@ -354,13 +354,15 @@ def write_reports(out_dir: str):
       by_tag.setdefault(r.get("tag") or "untagged", []).append(r)
     first = records[0]
     if first.get("what") == "kernels":
+      where = ("compiled for the GPU on a CPU host, without it" if first["target_config"] != "local"
+               else "compiled for the device itself")
       lines = [f"# Kernels per train step: {first['device']}", "",
                f"Made by `scripts/benchmark.py --what=kernels` (jax {first['jax_version']}, "
                f"{first['date']}); the raw records, with every kind of kernel, are in `{name}`. The "
-               f"step is compiled for the GPU on a CPU host, and the kernels one step launches are "
-               f"counted in the optimised HLO: a count, not a timing. Reductions are kInput fusions "
-               f"(transposes included), elementwise kLoop fusions; a scanned loop's body counts once "
-               f"per iteration, and each iteration also syncs the host.", ""]
+               f"step is {where}, and the kernels one step launches are counted in the optimised "
+               f"HLO: a count, not a timing. Reductions are kInput fusions (transposes included), "
+               f"elementwise kLoop fusions; a scanned loop's body counts once per iteration, and "
+               f"each iteration also syncs the host.", ""]
       header, row = KERNEL_HEADER, kernel_row
     else:
       lines = [f"# Train-step benchmark: {first['device']}", "",
