@@ -115,6 +115,17 @@ def _gather_train_step(state, sums, images, labels, perm, *, batch_size, steps_p
   return _accumulating(step_fn)(state, sums, batch)
 
 
+def compile_gather_step(step_fn, batch_size: int, steps_per_epoch: int, repl=None,
+                        batch_sharding=None):
+  """What the loop runs each step on a device-resident dataset, compiled: (state, sums, images,
+  labels, permutation) -> (state, metrics, sums). The sums are donated, the state is not (see
+  steps.compile_train_step)."""
+  return jax.jit(
+      functools.partial(_gather_train_step, batch_size=batch_size, steps_per_epoch=steps_per_epoch,
+                        batch_sharding=batch_sharding, step_fn=step_fn),
+      out_shardings=(repl, None, repl), donate_argnums=(1,))
+
+
 def _evaluate_all(state, images, labels, mask, *, batch_size, batch_sharding, eval_fn):
   """Sums of loss / correct / count over a padded device-resident set, in one compiled loop."""
 
@@ -148,11 +159,8 @@ class DeviceData:
   def __init__(self, ds, config, mesh, steps_per_epoch, step_fn, eval_fn):
     self.steps_per_epoch = steps_per_epoch
     repl, batch_sharding = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-    self._step = jax.jit(
-        functools.partial(_gather_train_step, batch_size=config.batch_size,
-                          steps_per_epoch=steps_per_epoch, batch_sharding=batch_sharding,
-                          step_fn=step_fn),
-        out_shardings=(repl, None, repl), donate_argnums=(1,))  # the sums (steps.compile_train_step)
+    self._step = compile_gather_step(step_fn, config.batch_size, steps_per_epoch, repl,
+                                     batch_sharding)
     self._evaluate = jax.jit(functools.partial(_evaluate_all, batch_size=config.batch_size,
                                                batch_sharding=batch_sharding, eval_fn=eval_fn))
     data_key = jax.random.key(config.seed + 1)
@@ -195,7 +203,7 @@ class StreamData:
     self.config, self.mesh = config, mesh
     repl, self._batch_sharding = sharding.replicated(mesh), sharding.batch_sharded(mesh)
     self._step = jax.jit(_accumulating(step_fn), in_shardings=(repl, repl, self._batch_sharding),
-                         out_shardings=(repl, None, repl), donate_argnums=(1,))  # as DeviceData._step
+                         out_shardings=(repl, None, repl), donate_argnums=(1,))  # the sums only
     self._eval = jax.jit(eval_fn, in_shardings=(repl, self._batch_sharding))
     self._loader = functools.partial(
         data.imagenet_loader, config.dataset.data_dir, global_batch_size=config.batch_size,

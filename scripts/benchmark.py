@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import collections
 import datetime
+import functools
 import itertools
 import json
 import os
@@ -62,6 +63,9 @@ flags.DEFINE_string("hlo_dir", "", "--what=kernels: also write each configuratio
                     "here (to read what the kernels are).")
 flags.DEFINE_bool("log_block_norms", False, "--what=kernels: compile the step with the per-block "
                   "norms that training logs (config.log_block_norms); step and loop keep their own.")
+flags.DEFINE_bool("loop_program", False, "--what=kernels: count the program the training loop runs "
+                  "each step on an in-memory dataset (batch gather, step, metric sums; block norms "
+                  "as --log_block_norms) instead of the bare step. Needs ml_collections.")
 flags.DEFINE_list("families", ["cifar_resnet"], "Model families (cnn_depth.models.FAMILIES).")
 flags.DEFINE_list("depths", ["20", "56", "110", "1202"], "Depths.")
 flags.DEFINE_list("batches", ["128"], "Global batch sizes.")
@@ -289,9 +293,19 @@ def run_kernels(cfg: dict) -> dict:
   state = jax.tree_util.tree_map(lambda a: spec(a.shape, a.dtype), shapes)
   batch = {"image": spec((cfg["batch"], 32, 32, 3), jax.numpy.uint8),
            "label": spec((cfg["batch"],), jax.numpy.int32)}
-  step = steps.compile_train_step(model, tx, MEAN, STD, log_block_norms=cfg["log_block_norms"])
+  if cfg.get("loop_program"):  # train.DeviceData's step on a CIFAR-10-sized set
+    from cnn_depth import train
+    step_fn = functools.partial(steps.train_step, model=model, tx=tx, mean=MEAN, std=STD,
+                                log_block_norms=cfg["log_block_norms"])
+    step = train.compile_gather_step(step_fn, cfg["batch"], 50_000 // cfg["batch"])
+    sums = jax.tree_util.tree_map(lambda a: spec(a.shape, a.dtype), jax.eval_shape(train.zero_sums))
+    args = (state, sums, spec((50_000, 32, 32, 3), jax.numpy.uint8), spec((50_000,), jax.numpy.int32),
+            spec((50_000,), jax.numpy.int32))
+  else:
+    step = steps.compile_train_step(model, tx, MEAN, STD, log_block_norms=cfg["log_block_norms"])
+    args = (state, batch)
   t0 = time.perf_counter()
-  compiled = step.lower(state, batch).compile()
+  compiled = step.lower(*args).compile()
   compile_s = time.perf_counter() - t0
   kind = getattr(device, "device_kind", device.platform)
   if cfg["hlo_dir"]:
@@ -323,16 +337,17 @@ def configurations():
                tag=FLAGS.tag, loop_steps=FLAGS.loop_steps, log_every=FLAGS.log_every,
                eval_every=FLAGS.eval_every, checkpoint_every=FLAGS.checkpoint_every,
                **({"target_config": FLAGS.target_config, "log_block_norms": FLAGS.log_block_norms,
-                   "hlo_dir": FLAGS.hlo_dir} if what == "kernels" else {}))
+                   "loop_program": FLAGS.loop_program, "hlo_dir": FLAGS.hlo_dir}
+                  if what == "kernels" else {}))
 
 
 HEADER = ("| what | family | depth | batch | dtype | stages | images/s | step ms | compile s | peak GB "
           "| loop share |\n|---|---|---|---|---|---|---|---|---|---|---|")
 
 
-KERNEL_HEADER = ("| family | depth | batch | dtype | stages | block norms | kernels | conv | reductions "
-                 "| elementwise | other | loop syncs | compile s (host) |\n"
-                 "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+KERNEL_HEADER = ("| program | family | depth | batch | dtype | stages | block norms | kernels | conv "
+                 "| reductions | elementwise | other | loop syncs | compile s (host) |\n"
+                 "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def record_file(record: dict) -> str:
@@ -398,7 +413,8 @@ def table_row(r: dict) -> str:
 def kernel_row(r: dict) -> str:
   k = r["kernels_by_kind"]
   conv, red, ew = k.get("conv", 0), k.get("fusion_kInput", 0), k.get("fusion_kLoop", 0)
-  return (f"| {r['family']} | {r['depth']} | {r['batch']} | {r['dtype']} | {layout(r)} | "
+  program = "loop" if r.get("loop_program") else "step"
+  return (f"| {program} | {r['family']} | {r['depth']} | {r['batch']} | {r['dtype']} | {layout(r)} | "
           f"{'yes' if r['log_block_norms'] else 'no'} | {r['kernels']:,} | {conv} | {red} | {ew} | "
           f"{r['kernels'] - conv - red - ew} | {r['loop_syncs']} | {r['compile_s']:.1f} |")
 

@@ -112,20 +112,25 @@ def test_count_kernels_of_a_compiled_scanned_step():
 
 
 def test_kernels_mode_on_the_local_device(tmp_path):
-  """--target_config=local compiles for the device present (the CPU here) and records its count."""
+  """--target_config=local compiles for the device present (the CPU here) and records its count,
+  of the bare step or of the loop's program (gather, step with block norms, metric sums)."""
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
-  proc = subprocess.run(
-      [sys.executable, "scripts/benchmark.py", "--what=kernels", "--target_config=local", "--depths=8",
-       "--width=4", "--batches=8", "--bn_impls=fused,flax", f"--out_dir={tmp_path}"],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  common = [sys.executable, "scripts/benchmark.py", "--what=kernels", "--target_config=local",
+            "--depths=8", "--width=4", "--batches=8", f"--out_dir={tmp_path}"]
+  for extra in (["--bn_impls=fused,flax"], ["--loop_program", "--log_block_norms"]):
+    proc = subprocess.run(common + extra, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
   records = [json.loads(l) for l in open(tmp_path / "kernels_cpu.jsonl")]
-  assert [r["bn_impl"] for r in records] == ["fused", "flax"]
+  assert [(r["bn_impl"], r["loop_program"]) for r in records] == [
+      ("fused", False), ("flax", False), ("fused", True)]
   for r in records:
     assert r["what"] == "kernels" and r["device"] == "cpu" and r["kernels"] > 0
     assert r["kernels"] == sum(r["kernels_by_kind"].values())
+  assert records[2]["kernels"] > records[0]["kernels"]  # the loop's program does more than the step
   report = open(tmp_path / "kernels_cpu.md").read()
-  assert "# Kernels per train step: cpu" in report and "| cifar_resnet | 8 | 8 | bfloat16 | scan flax-bn |" in report
+  assert "# Kernels per train step: cpu" in report and "compiled for the device itself" in report
+  assert "| step | cifar_resnet | 8 | 8 | bfloat16 | scan flax-bn |" in report
+  assert "| loop | cifar_resnet | 8 | 8 | bfloat16 | scan | yes |" in report
 
 
 def test_kernels_mode_needs_the_cuda_plugin_or_counts(tmp_path):
