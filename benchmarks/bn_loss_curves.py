@@ -3,10 +3,12 @@ bn_impl='fused' and 'flax', its training loss logged at every step, in float32 a
 
 Bit-identical curves are not to be had: the two sum the batch statistics in different orders, and
 training at lr 0.1 amplifies float32 rounding differences step by step. So the record shows how the
-difference grows from the first step, beside a control that changes nothing but the summation order:
-the flax run again on 8 (virtual CPU) devices, where the batch statistics are sums of per-device sums.
+difference grows from the first step, beside a control that changes nothing but the summation
+order: the flax run again on 8 (virtual CPU) devices, where the batch statistics are sums of
+per-device sums.
 
-  python benchmarks/bn_loss_curves.py --depth=20 --steps=60 --out=results/benchmarks/bn_loss_curves.md
+  python benchmarks/bn_loss_curves.py --depth=20 --steps=60 \
+      --out=results/benchmarks/bn_loss_curves.md
 """
 
 import json
@@ -19,9 +21,9 @@ from absl import app, flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 flags.DEFINE_integer("depth", 20, "CIFAR ResNet depth (6n+2).")
-flags.DEFINE_integer("steps", 60, "Training steps of each run (the recipe's schedule for this many).")
+flags.DEFINE_integer("steps", 60, "Training steps of each run (the recipe's schedule for them).")
 flags.DEFINE_string("out", "", "Markdown file to write ('' prints only).")
-flags.DEFINE_string("single", "", "Internal: 'bn_impl,dtype' of one run; prints its losses as JSON.")
+flags.DEFINE_string("single", "", "Internal: 'bn_impl,dtype' of one run; prints its losses (JSON).")
 FLAGS = flags.FLAGS
 
 SHOW = (1, 2, 3, 5, 10, 20, 30, 40, 50, 60, 80, 100, 150, 200)
@@ -58,16 +60,18 @@ def main(argv):
     return
   import jax
   lines = ["# Fused vs flax BatchNorm: the same run's training loss, step by step", "",
-           f"Made by `benchmarks/bn_loss_curves.py` (jax {jax.__version__}, CPU): ResNet-{FLAGS.depth} "
-           f"on the embedded digits with the quickstart recipe for {FLAGS.steps} steps (batch 128, "
-           f"lr 0.1), seed 0, the loss of each step. |Δ| is the relative difference to the flax run on "
-           f"one device; the control is that same flax run on 8 devices, which changes only the order "
-           f"in which the batch statistics are summed.", ""]
+           f"Made by `benchmarks/bn_loss_curves.py` (jax {jax.__version__}, CPU): "
+           f"ResNet-{FLAGS.depth} on the embedded digits with the quickstart recipe for "
+           f"{FLAGS.steps} steps (batch 128, lr 0.1), seed 0, the loss of each step. |Δ| is the "
+           f"relative difference to the flax run on one device; the control is that same flax run "
+           f"on 8 devices, which changes only the order in which the batch statistics are summed.",
+           ""]
   for dtype in ("float32", "bfloat16"):
     ref, fused, control = run("flax", dtype, 1), run("fused", dtype, 1), run("flax", dtype, 8)
     rel = lambda a, i: abs(a[i] - ref[i]) / abs(ref[i])
     lines += [f"## {dtype}", "",
-              "| step | loss, flax | loss, fused | \\|Δ\\| fused | loss, flax on 8 devices | \\|Δ\\| control |",
+              "| step | loss, flax | loss, fused | \\|Δ\\| fused | loss, flax on 8 devices "
+              "| \\|Δ\\| control |",
               "|---|---|---|---|---|---|"]
     lines += [f"| {s} | {ref[s - 1]:.6f} | {fused[s - 1]:.6f} | {rel(fused, s - 1):.1e} | "
               f"{control[s - 1]:.6f} | {rel(control, s - 1):.1e} |" for s in SHOW if s <= len(ref)]

@@ -338,7 +338,7 @@ def test_fused_and_flax_batch_norm_train_the_same_network(family, depth, extra):
   out = {}
   for impl in ("fused", "flax"):
     cfg = {"family": family, "depth": depth, "num_classes": 10, "bn_impl": impl, **extra}
-    if family.startswith("cifar_res") or family == "cifar_preact":
+    if family in ("cifar_resnet", "cifar_preact"):
       cfg["width"] = 4
     model = models.build_model(cfg)
     v = model.init(jax.random.key(1), x, train=False)
@@ -353,5 +353,6 @@ def test_fused_and_flax_batch_norm_train_the_same_network(family, depth, extra):
   (v, (logits, stats), grads), (v_ref, (logits_ref, stats_ref), grads_ref) = out["fused"], out["flax"]
   assert jax.tree_util.tree_structure(v) == jax.tree_util.tree_structure(v_ref)
   np.testing.assert_allclose(logits, logits_ref, rtol=1e-4, atol=1e-5)
-  for a, b in zip(jax.tree_util.tree_leaves((stats, grads)), jax.tree_util.tree_leaves((stats_ref, grads_ref))):
+  leaves = jax.tree_util.tree_leaves
+  for a, b in zip(leaves((stats, grads)), leaves((stats_ref, grads_ref))):
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
