@@ -348,7 +348,7 @@ def test_fused_and_flax_batch_norm_train_the_same_network(family, depth, extra):
                                 mutable=["batch_stats"], rngs={"drop": jax.random.key(2)})
       return jnp.mean(steps.cross_entropy(logits, labels)), (logits, upd["batch_stats"])
 
-    (_, aux), grads = jax.value_and_grad(loss, has_aux=True)(v["params"])
+    (_, aux), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(v["params"])
     out[impl] = v, aux, grads
   (v, (logits, stats), grads), (v_ref, (logits_ref, stats_ref), grads_ref) = out["fused"], out["flax"]
   assert jax.tree_util.tree_structure(v) == jax.tree_util.tree_structure(v_ref)
