@@ -7,6 +7,7 @@ backward below is written for).
 from __future__ import annotations
 
 import functools
+import typing
 from typing import Any, Literal
 
 import flax.linen as nn
@@ -115,6 +116,12 @@ class Conv(nn.Module):
 BNImpl = Literal["fused", "flax"]
 
 
+def check_bn_impl(impl: str) -> None:
+  """Refuses a BatchNorm implementation other than 'fused' or 'flax' (see `batch_norm`)."""
+  if impl not in typing.get_args(BNImpl):
+    raise ValueError(f"bn_impl must be 'fused' or 'flax', got {impl!r}")
+
+
 def batch_norm(train: bool, dtype: Dtype, groups: int = 1, impl: BNImpl = "fused") -> functools.partial:
   """BatchNorm as the papers use it (momentum 0.9 in flax terms = 0.1 in torch terms, eps 1e-5).
 
@@ -131,8 +138,7 @@ def batch_norm(train: bool, dtype: Dtype, groups: int = 1, impl: BNImpl = "fused
   if groups > 1:
     return functools.partial(GhostBatchNorm, use_running_average=not train, groups=groups,
                              momentum=0.9, epsilon=1e-5, dtype=dtype)
-  if impl not in ("fused", "flax"):
-    raise ValueError(f"bn_impl must be 'fused' or 'flax', got {impl!r}")
+  check_bn_impl(impl)
   cls = BatchNorm if impl == "fused" else FlaxBatchNorm
   return functools.partial(cls, use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype)
 

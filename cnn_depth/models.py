@@ -394,8 +394,7 @@ def build_model(config: Mapping[str, Any]) -> nn.Module:
     raise ValueError(f"unknown model config fields {sorted(unknown)}; known: {sorted(known)}")
   if "dtype" in cfg:
     cfg["dtype"] = jnp.dtype(cfg["dtype"])
-  if cfg.get("bn_impl", "fused") not in ("fused", "flax"):
-    raise ValueError(f"bn_impl must be 'fused' or 'flax', got {cfg['bn_impl']!r}")
+  layers.check_bn_impl(cfg.get("bn_impl", "fused"))  # here too: BN checks it only when it runs
   if family in classic.FAMILIES:
     kw = classic.config_options(family, cfg)
   else:
