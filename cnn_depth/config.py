@@ -18,12 +18,16 @@ def base() -> ml_collections.ConfigDict:
   c.dataset.data_dir = ""  # a cifar-10-batches-py folder (or its parent) or a TFDS data_dir
   c.dataset.validation_size = 0  # > 0: hold out this many training images as the test set (45k/5k)
 
+  # models.build_model reads these. A family is refused a field it does not read that is set to
+  # anything but the value given here (or, where it has one, the "family's own choice" value).
   c.model = ml_collections.ConfigDict()
   c.model.family = "cifar_resnet"  # cifar_resnet | cifar_plain | cifar_preact | imagenet_resnet | ...
   c.model.depth = 20
-  c.model.width = 16
+  c.model.width = 16  # ResNets, VGGs (0: the family's default)
   c.model.shortcut = "A"
-  c.model.block = ""  # cifar_preact only: 'basic' or 'bottleneck' ('' = the family's default)
+  # CIFAR ResNets, plain nets, pre-activation ResNets: 'basic' (6n+2) or 'bottleneck' (9n+2);
+  # '' = the family's default (basic; bottleneck for cifar_preact).
+  c.model.block = ""
   c.model.dtype = "float32"
   c.model.stages = "scan"
   c.model.unroll = 0  # scan unroll factor; 0: full up to ResNet-110 and 4 beyond on GPU/TPU, 1 on CPU
@@ -34,7 +38,7 @@ def base() -> ml_collections.ConfigDict:
   c.model.conv_impl = "auto"
   c.model.bn_groups = 1  # > 1: BN statistics per group of batch/bn_groups examples ("ghost", per device)
   c.model.bn_impl = "fused"  # 'fused': BN with a hand-written backward (fewer GPU kernels) | 'flax'
-  # The classic families only (classic.py); these values mean "the family's default".
+  # The classic families only (cnn_depth/models/): these values mean "the family's default".
   c.model.growth_rate = 0  # DenseNets: k (0: the paper's k for the depth)
   c.model.dropout = -1.0  # AlexNet, VGG, NiN, GoogLeNet, DenseNet: a rate (< 0: the family's default)
   c.model.aux_heads = False  # GoogLeNet: the two auxiliary classifiers (training only)

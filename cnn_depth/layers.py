@@ -1,4 +1,4 @@
-"""Building blocks shared by every model: convolutions, shortcuts and the per-block residual gate.
+"""Building blocks shared by every model: convolutions, BatchNorm, shortcuts, pooling.
 
 Layout is NHWC everywhere (XLA's preferred layout on TPU and GPU, and the one the custom CPU
 backward below is written for).
@@ -7,6 +7,7 @@ backward below is written for).
 from __future__ import annotations
 
 import functools
+import math
 import typing
 from typing import Any, Literal
 
@@ -96,6 +97,10 @@ class Conv(nn.Module):
   conv_impl: ConvImpl = "auto"
   padding: int | None = None  # zero rows/columns on every side; None: k // 2
   use_bias: bool = False
+
+  def multiply_adds(self, in_shape, out_shape) -> int:
+    """Forward multiply-adds per example (He et al.'s "FLOPs"; `models.multiply_adds` sums them)."""
+    return math.prod(out_shape[1:]) * self.kernel_size**2 * in_shape[-1]
 
   @nn.compact
   def __call__(self, x):
@@ -328,39 +333,15 @@ class ProjectionShortcut(nn.Module):
     return self.norm(name="bn")(x) if self.with_norm else x
 
 
-# Where the gradient may flow through a block (the `grad_route` codes): Veit et al. 2016 §5 measure the
-# gradient of the paths that go through the residual branch of a chosen set of blocks and through the
-# skip of all others.
-ROUTE_BOTH, ROUTE_BRANCH, ROUTE_SKIP = 0, 1, 2
+def adaptive_avg_pool(x, size: int):
+  """torch.nn.AdaptiveAvgPool2d((size, size)): output cell i averages rows floor(iH/s)..ceil((i+1)H/s).
 
-
-@jax.custom_jvp
-def route_gradient(value, allow):
-  """`value` unchanged in the forward pass; its gradient multiplied by `allow` (0 or 1) in the backward.
-
-  A custom JVP rather than `allow * v + (1 - allow) * stop_gradient(v)`, so that vmapping over many
-  routes (the path analysis) shares one forward pass instead of repeating it per route.
+  The identity when the map already is size x size; smaller maps are repeated (as in torch).
   """
-  del allow
-  return value
-
-
-@route_gradient.defjvp
-def _route_gradient_jvp(primals, tangents):
-  value, allow = primals
-  dvalue, _ = tangents
-  return value, jnp.asarray(allow, dvalue.dtype) * dvalue
-
-
-def expand_gate(gate, ndim: int):
-  """A per-block gate is a scalar (one draw per mini-batch) or a (batch,) vector (one draw per sample)."""
-  gate = jnp.asarray(gate)
-  return gate.reshape(gate.shape + (1,) * (ndim - gate.ndim))
-
-
-def combine(skip, branch, gate, route=None):
-  """skip + gate * branch, with the gradient optionally routed (see ROUTE_*)."""
-  if route is not None:
-    branch = route_gradient(branch, route != ROUTE_SKIP)
-    skip = route_gradient(skip, route != ROUTE_BRANCH)
-  return skip + expand_gate(gate, branch.ndim).astype(branch.dtype) * branch
+  _, h, w, _ = x.shape
+  if (h, w) == (size, size):
+    return x
+  rows = [x[:, (i * h) // size: -(-(i + 1) * h // size)].mean(1, keepdims=True) for i in range(size)]
+  x = jnp.concatenate(rows, 1)
+  cols = [x[:, :, (j * w) // size: -(-(j + 1) * w // size)].mean(2, keepdims=True) for j in range(size)]
+  return jnp.concatenate(cols, 2)

@@ -11,11 +11,12 @@ from __future__ import annotations
 import functools
 from typing import Sequence
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
-from cnn_depth import models
+from cnn_depth.models import gating, registry
 from cnn_depth.state import TrainState
 
 
@@ -61,7 +62,7 @@ def global_norm(tree) -> jax.Array:
   return jnp.sqrt(jnp.sum(jnp.square(jnp.concatenate(leaves))))
 
 
-def block_grad_norms(tree, model: models.ResNet) -> jax.Array:
+def block_grad_norms(tree, model: nn.Module) -> jax.Array:
   """L2 norm of each block's slice of `tree` (gradients or parameters), in block order.
 
   One reduction per block layout and stage (a block's leaves, or a scanned stage's stacked leaves,
@@ -79,7 +80,32 @@ def block_grad_norms(tree, model: models.ResNet) -> jax.Array:
   return jnp.concatenate(norms) if norms else jnp.zeros((0,), jnp.float32)  # LeNet-5, AlexNet, NiN
 
 
-def train_step(state: TrainState, batch: dict, *, model: models.ResNet,
+def training_loss(params, batch_stats, x, labels, rng, *, model: nn.Module):
+  """(mean cross-entropy + the auxiliary heads' weighted losses, (logits, per-example losses, new BN
+  statistics)) of a training-mode forward pass; `rng` feeds stochastic depth and dropout.
+
+  Auxiliary classifiers (GoogLeNet's) add to the objective only; the metrics stay those of the main
+  classifier.
+  """
+  logits, updates = model.apply(
+      {"params": params, "batch_stats": batch_stats}, x, train=True,
+      mutable=["batch_stats", registry.AUX_COLLECTION], rngs={gating.DROP_RNG: rng})
+  losses = cross_entropy(logits, labels)
+  aux = jax.tree_util.tree_leaves(updates.get(registry.AUX_COLLECTION, {}),
+                                  is_leaf=lambda t: isinstance(t, dict) and "logits" in t)
+  aux_loss = sum(a["weight"] * jnp.mean(cross_entropy(a["logits"], labels)) for a in aux)
+  return jnp.mean(losses) + aux_loss, (logits, losses, updates["batch_stats"])
+
+
+def _keep_if_finite(finite, new: TrainState, old: TrainState) -> TrainState:
+  """`new`'s parameters, BN statistics and optimiser state where `finite`, else `old`'s."""
+  keep = lambda a, b: jax.tree_util.tree_map(lambda x, y: jnp.where(finite, x, y), a, b)
+  return new.replace(params=keep(new.params, old.params),
+                     batch_stats=keep(new.batch_stats, old.batch_stats),
+                     opt_state=keep(new.opt_state, old.opt_state))
+
+
+def train_step(state: TrainState, batch: dict, *, model: nn.Module,
                tx: optax.GradientTransformation, mean, std, augment: bool = True,
                crop_padding: int = 4, flip: bool = True, log_block_norms: bool = False,
                skip_nonfinite: bool = False) -> tuple[TrainState, dict]:
@@ -92,32 +118,19 @@ def train_step(state: TrainState, batch: dict, *, model: models.ResNet,
   and left out of the loss and error sums). The optimiser's own step count does not advance on a
   skipped step, so its schedule then lags the logged lr by the number of skipped steps.
   """
-  rng = jax.random.fold_in(state.rng, state.step)
-  aug_rng, drop_rng = jax.random.split(rng)
+  aug_rng, drop_rng = jax.random.split(jax.random.fold_in(state.rng, state.step))
   x = normalize(batch["image"], mean, std, model.dtype)
   if augment:
     x = random_crop_flip(aug_rng, x, crop_padding, flip)
   labels = batch["label"]
-
-  def loss_fn(params):
-    logits, updates = model.apply(
-        {"params": params, "batch_stats": state.batch_stats}, x, train=True,
-        mutable=["batch_stats", "aux_logits"], rngs={"drop": drop_rng})
-    losses = cross_entropy(logits, labels)
-    # Auxiliary classifiers (GoogLeNet's, classic.py) add their weighted losses to the objective only;
-    # the metrics stay those of the main classifier.
-    aux = jax.tree_util.tree_leaves(updates.get("aux_logits", {}),
-                                    is_leaf=lambda t: isinstance(t, dict) and "logits" in t)
-    aux_loss = sum(a["weight"] * jnp.mean(cross_entropy(a["logits"], labels)) for a in aux)
-    return jnp.mean(losses) + aux_loss, (logits, losses, updates["batch_stats"])
-
-  grads, (logits, losses, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
+  loss = functools.partial(training_loss, batch_stats=state.batch_stats, x=x, labels=labels,
+                           rng=drop_rng, model=model)
+  grads, (logits, losses, batch_stats) = jax.grad(loss, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                             opt_state=opt_state)
-  grad_norm = global_norm(grads)
-  param_norm = global_norm(params)
+  grad_norm, param_norm = global_norm(grads), global_norm(params)
   # One scalar says whether anything went non-finite: loss, gradients, new parameters or BN
   # statistics (a float32 norm also overflows for finite values beyond ~1e19: diverged all the same).
   finite = (jnp.isfinite(jnp.sum(losses)) & jnp.isfinite(grad_norm) & jnp.isfinite(param_norm)
@@ -125,36 +138,33 @@ def train_step(state: TrainState, batch: dict, *, model: models.ResNet,
   correct = jnp.argmax(logits, -1) == labels
   count = jnp.asarray(labels.shape[0], jnp.int32)
   if skip_nonfinite:
-    keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, old)
-    new_state = new_state.replace(params=keep(params, state.params),
-                                  batch_stats=keep(batch_stats, state.batch_stats),
-                                  opt_state=keep(opt_state, state.opt_state))
+    new_state = _keep_if_finite(finite, new_state, state)
     param_norm = jnp.where(finite, param_norm, global_norm(state.params))
     # A skipped step contributes nothing to the training metrics.
     losses, correct, count = jnp.where(finite, losses, 0.0), correct & finite, count * finite
-  metrics = {
-      "loss_sum": jnp.sum(losses),
-      "correct": jnp.sum(correct),
-      "count": count,
-      "grad_norm": grad_norm,
-      "param_norm": param_norm,
-      "nonfinite": (~finite).astype(jnp.int32),
-  }
+  metrics = {"loss_sum": jnp.sum(losses), "correct": jnp.sum(correct), "count": count,
+             "grad_norm": grad_norm, "param_norm": param_norm,
+             "nonfinite": (~finite).astype(jnp.int32)}
   if log_block_norms:
     metrics["block_grad_norms"] = block_grad_norms(grads, model)
     metrics["block_param_norms"] = block_grad_norms(new_state.params, model)
   return new_state, metrics
 
 
-def eval_step(state: TrainState, batch: dict, *, model: models.ResNet, mean, std,
-              gates=None) -> dict:
+def eval_step(state: TrainState, batch: dict, *, model: nn.Module, mean, std, gates=None) -> dict:
+  """`eval_sums` of the state's variables."""
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  return eval_sums(variables, batch, model=model, mean=mean, std=std, gates=gates)
+
+
+def eval_sums(variables, batch: dict, *, model: nn.Module, mean, std, gates=None) -> dict:
   """Sums of loss and correct predictions on a batch, with BN in inference mode.
 
-  `batch` may carry a 'mask' (1 for real examples, 0 for padding that completes the last batch).
+  `batch` may carry a 'mask' (1 for real examples, 0 for padding that completes the last batch);
+  `gates` (one per block) delete or scale blocks, as in the lesion study.
   """
   x = normalize(batch["image"], mean, std, model.dtype)
-  logits = model.apply({"params": state.params, "batch_stats": state.batch_stats}, x, train=False,
-                       gates=gates)
+  logits = model.apply(variables, x, train=False, gates=gates)
   mask = batch.get("mask", jnp.ones(batch["label"].shape, jnp.float32)).astype(jnp.float32)
   return {
       "loss_sum": jnp.sum(cross_entropy(logits, batch["label"]) * mask),

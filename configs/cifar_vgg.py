@@ -1,7 +1,7 @@
 """CIFAR-10 VGG-11/13/16/19: the plain-net side of a depth comparison with configs/cifar_resnet.py.
 
 Simonyan & Zisserman's stacks (configurations A/B/D/E) on 32x32 images, then a global average (1x1
-after five pools) and one dense layer (classic.py, family cifar_vgg_bn / cifar_vgg). Trained with He
+after five pools) and one dense layer (cnn_depth/models/vgg.py, family cifar_vgg_bn / cifar_vgg). Trained with He
 et al.'s CIFAR recipe (batch 128, lr 0.1 /10 at 32k and 48k iterations, 64k in all, weight decay 1e-4,
 pad/crop + flip), so the net is the only difference from a cifar_resnet run.
 

@@ -3,7 +3,7 @@
 The plain side of the quickstart's depth comparison (configs/quickstart.py trains the ResNets with the
 same recipe: batch 128, lr 0.1 /10 at 50% and 75% of the steps, 1-pixel pad/crop, no flips). The CIFAR
 VGG stacks run on 8x8 images by pooling only after the last three of their five stages
-(8 -> 4 -> 2 -> 1; classic.VGG), so stages 0-1 see the full 8x8 map. Width 16 gives 16-32-64-128-128
+(8 -> 4 -> 2 -> 1; models/vgg.py), so stages 0-1 see the full 8x8 map. Width 16 gives 16-32-64-128-128
 maps.
 
   python scripts/train.py --config=configs/vgg_digits.py:depth=19 --workdir=runs/vgg19_digits

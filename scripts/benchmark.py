@@ -293,12 +293,12 @@ def run_kernels(cfg: dict) -> dict:
   state = jax.tree_util.tree_map(lambda a: spec(a.shape, a.dtype), shapes)
   batch = {"image": spec((cfg["batch"], 32, 32, 3), jax.numpy.uint8),
            "label": spec((cfg["batch"],), jax.numpy.int32)}
-  if cfg.get("loop_program"):  # train.DeviceData's step on a CIFAR-10-sized set
-    from cnn_depth import train
+  if cfg.get("loop_program"):  # feeds.DeviceData's step on a CIFAR-10-sized set
+    from cnn_depth import feeds
     step_fn = functools.partial(steps.train_step, model=model, tx=tx, mean=MEAN, std=STD,
                                 log_block_norms=cfg["log_block_norms"])
-    step = train.compile_gather_step(step_fn, cfg["batch"], 50_000 // cfg["batch"])
-    sums = jax.tree_util.tree_map(lambda a: spec(a.shape, a.dtype), jax.eval_shape(train.zero_sums))
+    step = feeds.compile_gather_step(step_fn, cfg["batch"], 50_000 // cfg["batch"])
+    sums = jax.tree_util.tree_map(lambda a: spec(a.shape, a.dtype), jax.eval_shape(feeds.zero_sums))
     args = (state, sums, spec((50_000, 32, 32, 3), jax.numpy.uint8), spec((50_000,), jax.numpy.int32),
             spec((50_000,), jax.numpy.int32))
   else:
@@ -421,6 +421,9 @@ def kernel_row(r: dict) -> str:
 
 def main(argv):
   del argv
+  from cnn_depth import console
+
+  console.quiet_unless_verbose()
   if FLAGS.single:
     cfg = json.loads(FLAGS.single)
     run = {"loop": run_loop, "kernels": run_kernels}.get(cfg.get("what"), run_one)

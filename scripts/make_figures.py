@@ -20,59 +20,55 @@ _CAPTION = flags.DEFINE_string("caption", None, "A line under each figure (data,
 _YMAX = flags.DEFINE_float("ymax", None, "Upper limit of the error axis in % (default: automatic).")
 flags.mark_flag_as_required("runs_dir")
 
-PANEL_TITLES = {"cifar_plain": "plain nets", "cifar_resnet": "ResNets", "imagenet_plain": "plain nets",
-                "imagenet_resnet": "ResNets", "cifar_preact": "pre-activation ResNets",
-                "cifar_vgg": "VGG nets", "cifar_vgg_bn": "VGG nets (BN)"}
-SHORT_NAMES = {"cifar_plain": "plain", "cifar_resnet": "ResNet", "imagenet_plain": "plain",
-               "imagenet_resnet": "ResNet", "cifar_preact": "PreAct-ResNet", "cifar_vgg": "VGG",
-               "cifar_vgg_bn": "VGG-BN", "vgg": "VGG", "vgg_bn": "VGG-BN",
-               "cifar_densenet": "DenseNet", "cifar_densenet_bc": "DenseNet-BC"}
 
-# Input shape per dataset, to count parameters (the first convolution depends on the channels).
-IMAGE_SHAPES = {"digits": (8, 8, 1), "cifar10": (32, 32, 3), "cifar100": (32, 32, 3),
-                "imagenet2012": (224, 224, 3), "synthetic": (32, 32, 3)}
-NUM_CLASSES = {"digits": 10, "cifar10": 10, "cifar100": 100, "imagenet2012": 1000, "synthetic": 10}
+def count_params(run) -> int:
+  """The parameters of a run's net, on its dataset's input."""
+  from cnn_depth import data, models
+
+  spec = data.get(run.config["dataset"]["name"])
+  model = models.build_model(run.config["model"], num_classes=spec.num_classes)
+  return models.count_params(models.init_shapes(model, spec.image_shape)["params"])
 
 
-def find_runs(root):
-  from cnn_depth.analysis import results
-  runs = {}
-  for dirpath, _, files in sorted(os.walk(root)):
-    if "config.json" in files:
-      runs[os.path.relpath(dirpath, root)] = results.load_run(dirpath)
-  return runs
-
-
-def count_params(run):
+def run_labels(runs) -> dict[str, str]:
+  """'ResNet-56' per run (the registry's name), with the run's folder where a net has several seeds."""
   from cnn_depth import models
-  name = run.config["dataset"]["name"]
-  model = models.build_model({**run.config["model"], "num_classes": NUM_CLASSES[name]})
-  return models.count_params(models.init_shapes(model, IMAGE_SHAPES[name])["params"])
+
+  labels = {}
+  for name, r in runs.items():
+    label = models.registry.get(r.family).net_label(r.depth, r.config["model"])
+    twins = sum(o.family == r.family and o.depth == r.depth for o in runs.values())
+    labels[name] = label if twins == 1 else f"{label} ({name})"
+  return labels
+
+
+def panels(runs, labels) -> list:
+  """One panel per family, shallow to deep, and He et al. Fig. 6 (right) where a family has both
+  110 and 1202 layers."""
+  from cnn_depth import models
+
+  by_depth = sorted(runs.items(), key=lambda kv: (kv[1].depth, kv[0]))
+  out, pairs = [], []
+  for family in sorted({r.family for r in runs.values()}):
+    title = models.registry.get(family).title
+    out.append((title, {labels[name]: r for name, r in by_depth if r.family == family}))
+    pair = {labels[name]: r for name, r in by_depth if r.family == family and r.depth in (110, 1202)}
+    if {r.depth for r in pair.values()} == {110, 1202}:
+      pairs.append((f"{title}: 110 vs 1202 layers", pair))
+  return out + pairs
 
 
 def main(argv):
   del argv
-  from cnn_depth.analysis import plotting, results
+  from cnn_depth.analysis import plotting, results, runs as runs_lib
 
   out = _OUT.value or os.path.join(_RUNS.value, "figures")
-  runs = find_runs(_RUNS.value)
+  runs = runs_lib.find_runs(_RUNS.value)
   if not runs:
     raise app.UsageError(f"no training workdirs (folders with config.json) under {_RUNS.value}")
-  families = sorted({r.family for r in runs.values()})
-  labels = {}
-  for name, r in runs.items():  # "ResNet-56", with the run's folder where a depth has several seeds
-    label = f"{SHORT_NAMES.get(r.family, r.family)}-{r.depth}"
-    twins = sum(o.family == r.family and o.depth == r.depth for o in runs.values())
-    labels[name] = label if twins == 1 else f"{label} ({name})"
-  by_depth = sorted(runs.items(), key=lambda kv: (kv[1].depth, kv[0]))
-  panels = [(PANEL_TITLES.get(family, family),
-             {labels[name]: r for name, r in by_depth if r.family == family}) for family in families]
-  for family in families:  # He et al. Fig. 6 (right): ResNet-110 vs ResNet-1202
-    pair = {labels[name]: r for name, r in by_depth if r.family == family and r.depth in (110, 1202)}
-    if {r.depth for r in pair.values()} == {110, 1202}:
-      panels.append((f"{PANEL_TITLES.get(family, family)}: 110 vs 1202 layers", pair))
+  labels = run_labels(runs)
   ylim = (0, _YMAX.value) if _YMAX.value else None
-  print(plotting.error_curves(panels, os.path.join(out, "error_curves.png"), ylim=ylim,
+  print(plotting.error_curves(panels(runs, labels), os.path.join(out, "error_curves.png"), ylim=ylim,
                               caption=_CAPTION.value))
   params = {(r.family, r.depth): count_params(r) for r in runs.values()}
   rows = results.error_table(runs, params)

@@ -10,9 +10,10 @@ Counts come from `cnn_depth.models` (`init_shapes`, `count_params`, `multiply_ad
 statistics are not parameters); `macs` is forward multiply-adds per image of the convolutions and the
 dense head, which is what He et al. call "FLOPs".
 
-The classic families (cnn_depth/classic.py) are counted the same way: LeNet-5 on 32x32x1 (10 classes),
-NiN-9, the CIFAR VGGs and DenseNets on CIFAR-10, the rest on ImageNet. The GoogLeNet rows without 1x1
-reductions and with the auxiliary heads show what those options cost.
+Every net is counted on the input its family was designed for (`Family.input_shape` and
+`num_classes` in the registry): LeNet-5 on 32x32x1 (10 classes), the CIFAR families on CIFAR-10,
+the ImageNet ones and NiN-12 on ImageNet. The GoogLeNet rows without 1x1 reductions and with the
+auxiliary heads show what those options cost.
 """
 
 from __future__ import annotations
@@ -22,17 +23,15 @@ from typing import Any, Sequence
 
 from absl import app, flags
 
-from cnn_depth import classic, models
+from cnn_depth import models
 
 _JSON = flags.DEFINE_bool("json", False, "Print the rows as a JSON list instead of a Markdown table.")
 _FAMILIES = flags.DEFINE_list(
     "families", None, f"Comma-separated families to list (default: all of {', '.join(models.FAMILIES)}).")
 
 CIFAR_DEPTHS = (20, 32, 44, 56, 110, 1202)
-CIFAR_SHAPE = (32, 32, 3)
-IMAGENET_SHAPE = (224, 224, 3)
-MNIST_SHAPE = (32, 32, 1)  # LeNet-5's input: MNIST's 28x28 centred in 32x32
 VGG_DEPTHS = (11, 13, 16, 19)
+IMAGENET = ((224, 224, 3), 1000)  # NiN-12's input, where its family's (NiN-9's) is CIFAR-10
 
 # (family, depth, extra config fields) for every row, in table order.
 SPECS: tuple[tuple[str, int, dict], ...] = (
@@ -109,56 +108,12 @@ PAPER_MACS = {
     ("googlenet", 22): (1.5e9, "i"),
 }
 
-IMAGENET_FAMILIES = ("imagenet_resnet", "imagenet_plain", "alexnet", "vgg", "vgg_bn", "googlenet",
-                     "imagenet_densenet")
-
-
 def input_of(family: str, depth: int) -> tuple[tuple[int, int, int], int]:
-  """(image shape, classes) of a row: ImageNet, CIFAR-10, or LeNet-5's 32x32 digits."""
-  if family in IMAGENET_FAMILIES or (family, depth) == ("nin", 12):
-    return IMAGENET_SHAPE, 1000
-  if family == "lenet5":
-    return MNIST_SHAPE, 10
-  return CIFAR_SHAPE, 10
-
-
-def model_name(family: str, depth: int, block: str | None = None, options: dict | None = None) -> str:
-  options = options or {}
-  match family:
-    case "cifar_resnet":
-      return f"ResNet-{depth}"
-    case "cifar_plain":
-      return f"plain-{depth}"
-    case "cifar_preact":
-      return f"PreAct ResNet-{depth}" + (" (basic)" if block == "basic" else "")
-    case "imagenet_resnet":
-      return f"ResNet-{depth} (ImageNet)"
-    case "imagenet_plain":
-      return f"plain-{depth} (ImageNet)"
-    case "lenet5":
-      return "LeNet-5"
-    case "alexnet":
-      return "AlexNet"
-    case "vgg":
-      return f"VGG-{depth}"
-    case "vgg_bn":
-      return f"VGG-{depth} BN"
-    case "cifar_vgg":
-      return f"VGG-{depth} (CIFAR)"
-    case "cifar_vgg_bn":
-      return f"VGG-{depth} BN (CIFAR)"
-    case "nin":
-      return "NiN (CIFAR)" if depth == 9 else "NiN (ImageNet)"
-    case "googlenet":
-      return "GoogLeNet" + (" without 1x1 reductions" if options.get("reduce") is False else "") + \
-          (" + auxiliary heads" if options.get("aux_heads") else "")
-    case "cifar_densenet":
-      return f"DenseNet (L={depth}, k=12)"
-    case "cifar_densenet_bc":
-      return f"DenseNet-BC (L={depth}, k={classic.CIFAR_BC_GROWTH.get(depth, 12)})"
-    case "imagenet_densenet":
-      return f"DenseNet-{depth}"
-  raise ValueError(f"unknown model family {family!r}")
+  """(image shape, classes) of a row: the input the family was designed for."""
+  if (family, depth) == ("nin", 12):
+    return IMAGENET
+  entry = models.registry.get(family)
+  return entry.input_shape, entry.num_classes
 
 
 def table_rows(families: Sequence[str] | None = None) -> list[dict[str, Any]]:
@@ -178,14 +133,14 @@ def table_rows(families: Sequence[str] | None = None) -> list[dict[str, Any]]:
     none = (None, None)
     paper_params, params_note = PAPER_PARAMS.get((family, depth), none) if published else none
     paper_macs, macs_note = PAPER_MACS.get((family, depth), none) if published else none
-    resnet = isinstance(model, models.ResNet)
+    resnet = isinstance(model, models.ResNet)  # the rows' block and shortcut columns
     rows.append({
         "family": family,
         "depth": depth,
         "block": model.block if resnet else None,
         "shortcut": model.shortcut if resnet else None,
         "options": {k: v for k, v in extra.items() if k in VARIANT_OPTIONS},
-        "name": model_name(family, depth, extra.get("block"), extra),
+        "name": models.registry.get(family).net_label(depth, extra),
         "num_classes": num_classes,
         "input_shape": list(shape),
         "params": params,

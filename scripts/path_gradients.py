@@ -28,27 +28,22 @@ flags.mark_flag_as_required("workdir")
 
 def main(argv):
   del argv
-  from cnn_depth import checkpoint
-  from cnn_depth.analysis import lesion, paths, plotting
+  from cnn_depth import checkpoint, console
+  from cnn_depth.analysis import studies
 
+  console.quiet_unless_verbose()
+
+  out = _OUT.value or os.path.join(_WORKDIR.value, "analysis")
   try:
-    model, variables, config, ds = lesion.load_trained(_WORKDIR.value)
-    ks = list(range(model.num_blocks + 1))
-    batch = slice(0, _BATCH.value)
-    mean, std = paths.path_gradient_norms(model, variables, ds.train_images[batch],
-                                          ds.train_labels[batch], ds.mean, ds.std, ks,
-                                          samples=_SAMPLES.value, seed=_SEED.value)
+    result = studies.path_gradient_study(_WORKDIR.value, out, samples=_SAMPLES.value,
+                                         batch=_BATCH.value, share=_SHARE.value, seed=_SEED.value,
+                                         caption=_CAPTION.value)
   except (ValueError, OSError, checkpoint.CheckpointError) as e:  # no workdir, no checkpoint, plain net
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
-  counts = paths.path_counts(model.num_blocks)
-  lo, hi = paths.effective_paths(counts, mean, share=_SHARE.value)
-  out = _OUT.value or os.path.join(_WORKDIR.value, "analysis")
-  paths.write_csv(os.path.join(out, "path_gradients.csv"), ks, counts, mean, std)
-  plotting.path_gradients(ks, counts, mean, std, (lo, hi), os.path.join(out, "path_gradients.png"),
-                          caption=_CAPTION.value, samples=_SAMPLES.value)
-  print(f"{config['model']['family']}-{config['model']['depth']} ({model.num_blocks} blocks): "
-        f"{100 * _SHARE.value:.0f}% of the gradient in paths of length {lo}-{hi}; results in {out}")
+  lo, hi = result["effective"]
+  print(f"{result['label']} ({result['num_blocks']} blocks): {100 * _SHARE.value:.0f}% of the "
+        f"gradient in paths of length {lo}-{hi}; results in {out}")
 
 
 if __name__ == "__main__":

@@ -19,16 +19,15 @@ flags.mark_flags_as_required(["runs", "out_dir"])
 
 def main(argv):
   del argv
-  from cnn_depth.analysis import plotting, results
+  from cnn_depth.analysis import plotting, runs as runs_lib
 
   labels = _LABELS.value or [os.path.basename(os.path.normpath(r)) for r in _RUNS.value]
   if len(labels) != len(_RUNS.value):
     raise app.UsageError("--labels needs one label per --runs entry")
-  runs = {label: results.load_run(path) for label, path in zip(labels, _RUNS.value)}
-  first = next(iter(runs.values()))
-  num_train = {"digits": 1500, "cifar10": 50000, "cifar100": 50000}[first.config["dataset"]["name"]]
-  num_train -= first.config["dataset"].get("validation_size", 0)
-  steps_per_epoch = num_train // first.config["batch_size"]
+  runs = {label: runs_lib.load_run(path) for label, path in zip(labels, _RUNS.value)}
+  steps_per_epoch = next(iter(runs.values())).steps_per_epoch
+  if steps_per_epoch is None:
+    raise app.UsageError(f"{_RUNS.value[0]} has logged no step yet")
   print(plotting.stochastic_depth_curves(runs, os.path.join(_OUT.value, "curves.png"), steps_per_epoch,
                                          caption=_CAPTION.value or None))
   plotting.write_curves_csv(runs, os.path.join(_OUT.value, "curves.csv"), steps_per_epoch)

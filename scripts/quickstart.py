@@ -29,43 +29,27 @@ _RESULTS = flags.DEFINE_string("results_dir", "", "Also copy the figure and summ
 _SAMPLES = flags.DEFINE_integer("path_samples", 20, "Sampled block sets per path length.")
 
 
-def analyse(workdir: str, shallow: int, deep: int, caption: str) -> dict:
+def analyse(workdir: str, deep: int, caption: str) -> dict:
   """Veit et al. on the deep nets: single-block lesions (ResNet and plain) and path gradients (ResNet).
 
   Writes lesion_single.csv, path_gradients.csv and their figures under <workdir>/analysis.
   """
   import numpy as np
 
-  from cnn_depth import models
-  from cnn_depth.analysis import lesion, paths, plotting
+  from cnn_depth.analysis import studies
 
   out = os.path.join(workdir, "analysis")
-  os.makedirs(out, exist_ok=True)
-  lesions = {}
-  for family, label in (("resnet", f"ResNet-{deep}"), ("plain", f"plain-{deep}")):
-    model, variables, _, ds = lesion.load_trained(os.path.join(workdir, f"{family}{deep}"))
-    error = lesion.make_error_fn(model, variables, ds.test_images, ds.test_labels, ds.mean, ds.std)
-    intact, errors = lesion.single_block_lesion(error, model.num_blocks)
-    down = models.downsampling_blocks(model)
-    lesions[label] = (intact, errors, down)
-    if family == "resnet":
-      ks = list(range(model.num_blocks + 1))
-      batch = slice(0, 128)
-      mean, std = paths.path_gradient_norms(
-          model, variables, ds.train_images[batch], ds.train_labels[batch], ds.mean, ds.std, ks,
-          samples=_SAMPLES.value, seed=0)
-      counts = paths.path_counts(model.num_blocks)
-      effective = paths.effective_paths(counts, mean, share=0.9)
-      paths.write_csv(os.path.join(out, "path_gradients.csv"), ks, counts, mean, std)
-      plotting.path_gradients(ks, counts, mean, std, effective,
-                              os.path.join(out, "path_gradients.png"), caption=caption,
-                              samples=_SAMPLES.value)
-  lesion.write_single_csv(os.path.join(out, "lesion_single.csv"), lesions)
-  plotting.lesion_single(lesions, os.path.join(out, "lesion_single.png"), caption=caption)
-  return {"lesion_single": {label: {"intact": float(i), "max_single_block": float(np.max(e)),
-                                    "mean_single_block": float(np.mean(e))}
-                            for label, (i, e, _) in lesions.items()},
-          "effective_paths_90": list(effective)}
+  lesions = studies.lesion_study(
+      [os.path.join(workdir, f"resnet{deep}"), os.path.join(workdir, f"plain{deep}")], out,
+      [f"ResNet-{deep}", f"plain-{deep}"], multi=False, reorder=False, caption=caption)
+  grads = studies.path_gradient_study(os.path.join(workdir, f"resnet{deep}"), out,
+                                      samples=_SAMPLES.value, batch=128, share=0.9, caption=caption)
+  return {"lesion_single": {label: {"intact": float(r["intact"]),
+                                    "max_single_block": float(np.max(r["errors"])),
+                                    "mean_single_block": float(np.mean(r["errors"]))}
+                            for label, r in lesions.items()},
+          "effective_paths_90": list(grads["effective"])}
+
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -83,15 +67,11 @@ def degradation_shown(summary: dict, shallow: int, deep: int) -> bool:
   return err("plain", deep) > err("plain", shallow) and err("resnet", deep) <= err("plain", deep)
 
 
-def main(argv):
-  del argv
+def train_runs(shallow: int, deep: int) -> dict:
+  """Trains plain and ResNet at both depths into --workdir (finished runs are reused); their Runs."""
   from cnn_depth import train
-  from cnn_depth.analysis import plotting, results
+  from cnn_depth.analysis import runs as runs_lib
 
-  if _FRESH.value and os.path.isdir(_WORKDIR.value):
-    shutil.rmtree(_WORKDIR.value)
-  shallow, deep = (int(d) for d in _DEPTHS.value)
-  t0 = time.time()
   runs = {}
   for family in ("plain", "resnet"):
     for depth in (shallow, deep):
@@ -101,13 +81,14 @@ def main(argv):
                            f"steps={_STEPS.value}")
       workdir = os.path.join(_WORKDIR.value, name)
       train.train_and_evaluate(config, workdir)
-      runs[name] = results.load_run(workdir)
+      runs[name] = runs_lib.load_run(workdir)
+  return runs
 
-  summary = results.summary(runs)
-  shown = degradation_shown(summary, shallow, deep)
-  caption = (f"Embedded digits (1,500 train / 297 test, 8x8), batch 128, {_STEPS.value} steps, seed "
-             f"{_SEED.value}; train error = training-mode mini-batch error (1-px crop augmentation), "
-             f"test error bold. {datetime.date.today().isoformat()}, {platform.node()}")
+
+def draw(runs: dict, shallow: int, deep: int, caption: str) -> str:
+  """The error curves (He et al. Fig. 6) and the gradient-flow heat map; the curves' PNG path."""
+  from cnn_depth.analysis import plotting
+
   fig = plotting.error_curves(
       [("plain nets", {f"plain-{d}": runs[f"plain{d}"] for d in (shallow, deep)}),
        ("ResNets", {f"ResNet-{d}": runs[f"resnet{d}"] for d in (shallow, deep)})],
@@ -115,19 +96,44 @@ def main(argv):
   plotting.gradient_flow({f"plain-{deep}": runs[f"plain{deep}"], f"ResNet-{deep}": runs[f"resnet{deep}"]},
                          os.path.join(_WORKDIR.value, "analysis", "gradient_flow.png"),
                          caption="per-block gradient norms logged every 25 steps")
-  t_analysis = time.time()
-  analysis = analyse(_WORKDIR.value, shallow, deep, caption.split(";")[0])
-  print(f"analysis (lesions + path gradients) {time.time() - t_analysis:.0f} s: {analysis}")
+  return fig
+
+
+def write_summaries(summary: dict, details: dict) -> None:
+  """summary.json (final errors per run) and summary_details.json (everything measured)."""
   out = {name: {k: v for k, v in s.items() if k in ("family", "depth", "final_train_error",
                                                      "final_test_error", "steps")}
          for name, s in summary.items()}
   with open(os.path.join(_WORKDIR.value, "summary.json"), "w") as f:
     json.dump(out, f, indent=2)
   with open(os.path.join(_WORKDIR.value, "summary_details.json"), "w") as f:
-    json.dump({"runs": summary, "degradation_shown": shown, "analysis": analysis,
-               "seconds": time.time() - t0,
-               "command": " ".join(sys.argv), "date": datetime.date.today().isoformat(),
+    json.dump({"runs": summary, **details, "command": " ".join(sys.argv),
+               "date": datetime.date.today().isoformat(),
                "machine": f"{platform.node()} ({os.cpu_count()} cores)"}, f, indent=2)
+
+
+def main(argv):
+  del argv
+  from cnn_depth import console
+  from cnn_depth.analysis import results
+
+  console.quiet_unless_verbose()
+  if _FRESH.value and os.path.isdir(_WORKDIR.value):
+    shutil.rmtree(_WORKDIR.value)
+  shallow, deep = (int(d) for d in _DEPTHS.value)
+  t0 = time.time()
+  runs = train_runs(shallow, deep)
+  summary = results.summary(runs)
+  shown = degradation_shown(summary, shallow, deep)
+  caption = (f"Embedded digits (1,500 train / 297 test, 8x8), batch 128, {_STEPS.value} steps, seed "
+             f"{_SEED.value}; train error = training-mode mini-batch error (1-px crop augmentation), "
+             f"test error bold. {datetime.date.today().isoformat()}, {platform.node()}")
+  fig = draw(runs, shallow, deep, caption)
+  t_analysis = time.time()
+  analysis = analyse(_WORKDIR.value, deep, caption.split(";")[0])
+  print(f"analysis (lesions + path gradients) {time.time() - t_analysis:.0f} s: {analysis}")
+  write_summaries(summary, {"degradation_shown": shown, "analysis": analysis,
+                            "seconds": time.time() - t0})
 
   print("\nrun        family        depth  train err  test err")
   for name, s in summary.items():

@@ -8,7 +8,7 @@
 #
 # The single-path contrasts are the ResNet's plain twin (same net without shortcuts) and a VGG (Veit et
 # al. use a 15-layer VGG): deleting a VGG layer replaces it by the identity where its input and output
-# shapes agree (classic.py).
+# shapes agree (cnn_depth/models/vgg.py).
 #
 # Options: --runs=DIR (workdirs, default runs/veit2016), --out=DIR (CSVs + figures, default
 # results/veit2016), --steps=N and --depth=N (quick mode's training steps and depth, default 800 and 32), --samples=N (sampled block sets

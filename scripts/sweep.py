@@ -40,7 +40,7 @@ import sys
 
 from absl import app, flags
 
-from cnn_depth import logs
+from cnn_depth import workdir as workdir_lib
 
 _CONFIG = flags.DEFINE_string("config", None, "A configs/*.py file, optionally with ':args'.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Root directory; each run goes to a sub-directory.")
@@ -163,7 +163,7 @@ def plan(config: str, root: str, depths, seeds, residuals, extra, train_flags):
 
 def _status(workdir: str) -> dict:
   try:
-    return logs.read_status(workdir) or {}
+    return workdir_lib.read_status(workdir) or {}
   except (OSError, ValueError):  # unreadable or half-written by hand: treat as not done
     return {}
 

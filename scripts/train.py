@@ -68,6 +68,9 @@ def _flag_error(e: Exception, argv) -> str:
 
 def main(argv):
   del argv
+  from cnn_depth import console
+
+  console.quiet_unless_verbose()
   try:
     config = _CONFIG.value
     config.to_dict()  # a config file that failed to load raises here, on first use
@@ -128,12 +131,12 @@ def _fail(code: int, message: str, watchdog) -> None:
 def _record_lost(workdir: str, message: str) -> None:
   """Status 'failed' with the reason, when another process was lost (process 0 writes the logs)."""
   import jax
-  from cnn_depth import logs
+  from cnn_depth import workdir as workdir_lib
   if jax.process_index() != 0:
     return
-  status = logs.read_status(workdir) or {}
+  status = workdir_lib.read_status(workdir) or {}
   if status.get("status") in (None, "running"):
-    logs.write_status(workdir, "failed", reason=message)
+    workdir_lib.write_status(workdir, "failed", reason=message)
 
 
 if __name__ == "__main__":

@@ -70,12 +70,12 @@ def test_scripts_refuse_a_workdir_without_checkpoint(tmp_path, script, kind):
   """Exit 2 and one line "error: ...", writing nothing: an empty folder, or the config and metrics of a
   run killed before its first checkpoint."""
   if kind == "no checkpoint":
-    from cnn_depth import logs
+    from cnn_depth import workdir as workdir_lib
     spec = importlib.util.spec_from_file_location("q", os.path.join(ROOT, "configs", "quickstart.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    logs.write_config(str(tmp_path), module.get_config("depth=14,residual=True,steps=6"))
-    with logs.MetricsWriter(str(tmp_path)) as writer:
+    workdir_lib.write_config(str(tmp_path), module.get_config("depth=14,residual=True,steps=6"))
+    with workdir_lib.MetricsWriter(str(tmp_path)) as writer:
       writer.write(1, train_loss=2.3)
   before = sorted(os.listdir(tmp_path))
   proc = run(f"scripts/{script}", f"--workdir={tmp_path}")

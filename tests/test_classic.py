@@ -1,4 +1,4 @@
-"""The classic families (cnn_depth/classic.py): LeNet-5, AlexNet, VGG, NiN, GoogLeNet, DenseNet.
+"""The classic families (cnn_depth/models/lenet.py ... densenet.py): LeNet-5, AlexNet, VGG, NiN, GoogLeNet, DenseNet.
 
 Counts come from `jax.eval_shape` (nothing is initialised), so even VGG-19's 144M parameters cost
 well under a second; training runs on tiny variants through the project's own train step.
@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from jax import lax
 
-from cnn_depth import classic, layers, models, optim, state as state_lib, steps
+from cnn_depth import layers, models, optim, state as state_lib, steps
+from cnn_depth.models import alexnet, densenet, googlenet, lenet, nin, vgg
 from cnn_depth.analysis import lesion
 from test_models import without_block  # the variables of the same net with one block fewer
 
@@ -60,7 +61,7 @@ def test_lenet5_has_the_papers_60000_parameters():
   assert per_layer == {"c1": 156, "s2": 12, "c3": 1_516, "s4": 32, "c5": 48_120, "f6": 10_164,
                        "head": 850}
   assert sum(per_layer.values()) - per_layer["head"] == 60_000
-  full = models.init_shapes(classic.LeNet5(connection_table=False), (32, 32, 1))["params"]
+  full = models.init_shapes(lenet.LeNet5(connection_table=False), (32, 32, 1))["params"]
   assert models.count_params(full["c3"]) == 5 * 5 * 6 * 16 + 16
 
 
@@ -81,7 +82,7 @@ def test_cifar_densenet_bc_100_rounds_to_the_papers_figure():
 
 def test_densenet_layer_l_sees_k0_plus_k_times_l_minus_1_maps():
   k, theta = 12, 0.5
-  model = classic.cifar_densenet(100, bc=True)
+  model = densenet.cifar_densenet(100, bc=True)
   params = models.init_shapes(model, CIFAR)["params"]
   assert model.stage_sizes == (16, 16, 16) and model.growth_rate == k
   k0 = 2 * k  # BC: the stem has 2k maps
@@ -96,7 +97,7 @@ def test_densenet_layer_l_sees_k0_plus_k_times_l_minus_1_maps():
       assert params[f"transition{s + 1}_conv"]["kernel"].shape == (1, 1, m, int(theta * m))
       k0 = int(theta * m)
   assert params["head"]["kernel"].shape == (k0 + 16 * k, 10)
-  plain = models.init_shapes(classic.cifar_densenet(40), CIFAR)["params"]
+  plain = models.init_shapes(densenet.cifar_densenet(40), CIFAR)["params"]
   assert plain["stage2_block11"]["conv1"]["kernel"].shape == (3, 3, 16 + 2 * 12 * 12 + 11 * 12, 12)
 
 
@@ -141,7 +142,7 @@ def test_googlenet_multiply_adds_show_the_reductions():
   class Only3a(nn.Module):
     @nn.compact
     def __call__(self, x, *, train):
-      return classic.Inception(classic.INCEPTION_STAGES[0][0])(x)
+      return googlenet.Inception(googlenet.INCEPTION_STAGES[0][0])(x)
 
   assert models.multiply_adds(Only3a(), (28, 28, 192)) == 28 * 28 * 163_328
 
@@ -150,7 +151,7 @@ def test_lenet5_multiply_adds_count_only_the_connection_tables_kernels():
   macs = models.multiply_adds(build("lenet5", 5), (32, 32, 1))
   c3 = 10 * 10 * 25 * 60
   assert macs == 28 * 28 * 6 * 25 + c3 + 120 * 400 + 120 * 84 + 84 * 10
-  dense = models.multiply_adds(classic.LeNet5(connection_table=False), (32, 32, 1))
+  dense = models.multiply_adds(lenet.LeNet5(connection_table=False), (32, 32, 1))
   assert dense - macs == 10 * 10 * 25 * (96 - 60)
 
 
@@ -160,13 +161,13 @@ def test_lenet5_multiply_adds_count_only_the_connection_tables_kernels():
 # convolutions compile for half a minute on a 2-core CPU; its counts are checked above.
 TINY_INCEPTION = {"inception_stages": (((8, 8, 8, 8, 8, 8),),) * 3, "aux_after": ((1, 0), (2, 0))}
 TINY = {
-    "lenet5": (lambda: classic.lenet5(), (28, 28, 1)),  # MNIST-sized: padded to 32x32
-    "alexnet": (lambda: classic.alexnet(num_classes=10, widths=(4, 8, 8, 8, 8), hidden=16), (63, 63, 3)),
-    "vgg": (lambda: classic.vgg(11, width=4, hidden=16, num_classes=10), (32, 32, 3)),
-    "cifar_vgg_bn": (lambda: classic.cifar_vgg(11, bn=True, width=4), (16, 16, 3)),
-    "nin": (lambda: classic.nin(9), (32, 32, 3)),
-    "googlenet": (lambda: classic.googlenet(num_classes=10, aux_heads=True, **TINY_INCEPTION), (32, 32, 3)),
-    "cifar_densenet_bc": (lambda: classic.cifar_densenet(16, bc=True, growth_rate=4), (16, 16, 3)),
+    "lenet5": (lambda: lenet.lenet5(), (28, 28, 1)),  # MNIST-sized: padded to 32x32
+    "alexnet": (lambda: alexnet.alexnet(num_classes=10, widths=(4, 8, 8, 8, 8), hidden=16), (63, 63, 3)),
+    "vgg": (lambda: vgg.vgg(11, width=4, hidden=16, num_classes=10), (32, 32, 3)),
+    "cifar_vgg_bn": (lambda: vgg.cifar_vgg(11, bn=True, width=4), (16, 16, 3)),
+    "nin": (lambda: nin.nin(9), (32, 32, 3)),
+    "googlenet": (lambda: googlenet.googlenet(num_classes=10, aux_heads=True, **TINY_INCEPTION), (32, 32, 3)),
+    "cifar_densenet_bc": (lambda: densenet.cifar_densenet(16, bc=True, growth_rate=4), (16, 16, 3)),
 }
 
 
@@ -250,12 +251,12 @@ def test_googlenet_aux_heads_run_only_in_training():
 
 def test_vgg_pools_only_as_often_as_the_image_allows():
   """8x8 digits: pools after the last three of five stages only (8 -> 4 -> 2 -> 1)."""
-  model = classic.cifar_vgg(11, bn=True, width=4)
+  model = vgg.cifar_vgg(11, bn=True, width=4)
   calls = []
 
   def spy(next_fun, args, kwargs, context):
     out = next_fun(*args, **kwargs)
-    if isinstance(context.module, classic.VGGLayer):
+    if isinstance(context.module, vgg.VGGLayer):
       calls.append((context.module.name, args[0].shape[1]))
     return out
 
@@ -285,7 +286,7 @@ def test_new_conv_options_keep_the_cpu_backward_exact():
 
 @pytest.fixture(scope="module")
 def tiny_vgg():
-  model = classic.cifar_vgg(13, bn=True, width=4)  # stages of 2 layers: (stage s, block 1) keeps shape
+  model = vgg.cifar_vgg(13, bn=True, width=4)  # stages of 2 layers: (stage s, block 1) keeps shape
   x = jax.random.normal(jax.random.key(1), (8, 16, 16, 3))
   variables = init(model, x)
   # Give BN non-trivial statistics, as after training.
@@ -326,7 +327,7 @@ def test_deleting_a_widening_vgg_layer_zero_pads_its_input(tiny_vgg):
   gates = lesion.deletion_gates(model.num_blocks, [2])  # stage1_block0: 4 -> 8 maps
 
   def replace(next_fun, args, kwargs, context):
-    if isinstance(context.module, classic.VGGLayer) and context.module.name == "stage1_block0":
+    if isinstance(context.module, vgg.VGGLayer) and context.module.name == "stage1_block0":
       return jnp.pad(args[0], ((0, 0), (0, 0), (0, 0), (2, 2)))  # option A: centred zero maps
     return next_fun(*args, **kwargs)
 
@@ -358,7 +359,7 @@ def test_lesion_error_fn_on_vgg_matches_the_smaller_net(tiny_vgg):
 
 
 def test_densenet_gate_zero_deletes_the_layers_new_maps():
-  model = classic.cifar_densenet(16, bc=True, growth_rate=4)
+  model = densenet.cifar_densenet(16, bc=True, growth_rate=4)
   x = jax.random.normal(jax.random.key(1), (2, 16, 16, 3))
   v = init(model, x)
   assert model.num_blocks == 6 and not models.downsampling_blocks(model).any()
@@ -373,7 +374,7 @@ def test_densenet_gate_zero_deletes_the_layers_new_maps():
 
 
 def test_googlenet_blocks_are_the_inception_modules():
-  model = classic.googlenet()
+  model = googlenet.googlenet()
   assert model.stage_sizes == (2, 5, 2) and model.num_blocks == 9
   # 3a 192->256, 3b ->480, 4a ->512, 4b 512, 4c 512, 4d ->528, 4e ->832, 5a 832, 5b ->1024
   np.testing.assert_array_equal(models.downsampling_blocks(model), [1, 1, 1, 0, 0, 1, 1, 0, 1])
@@ -393,10 +394,12 @@ def test_googlenet_blocks_are_the_inception_modules():
     ({"family": "googlenet", "depth": 21}, r"GoogLeNet depth must be one of \[22\]"),
     ({"family": "vgg", "depth": 16, "growth_rate": 12},
      r"growth_rate=12 does not apply to family 'vgg'; it applies to cifar_densenet"),
-    ({"family": "cifar_densenet", "depth": 40, "width": 16}, r"width=16 does not apply .* reset it \(to 0\)"),
-    ({"family": "cifar_vgg", "depth": 11, "survival_last": 0.5}, r"survival_last=0.5 .*\(a ResNet option\)"),
+    ({"family": "cifar_densenet", "depth": 40, "width": 32}, r"width=32 does not apply .* reset it \(to 16\)"),
+    ({"family": "cifar_vgg", "depth": 11, "survival_last": 0.5},
+     r"survival_last=0.5 does not apply to family 'cifar_vgg'; it applies to cifar_resnet"),
     ({"family": "alexnet", "depth": 8, "bn_groups": 8}, r"bn_groups=8 does not apply to family 'alexnet'"),
-    ({"family": "cifar_resnet", "depth": 20, "aux_heads": True}, r"'aux_heads' applies only to .*googlenet"),
+    ({"family": "cifar_resnet", "depth": 20, "aux_heads": True},
+     r"aux_heads=True does not apply to family 'cifar_resnet'; it applies to googlenet"),
     ({"family": "vggg", "depth": 16}, r"unknown model family 'vggg'"),
 ])
 def test_invalid_configs_are_refused_with_one_sentence(cfg, match):
@@ -410,17 +413,19 @@ def test_a_config_built_on_the_base_fields_builds_a_classic_net():
   cfg = {**config_lib.base().model.to_dict(), "family": "cifar_densenet_bc", "depth": 100, "width": 0,
          "num_classes": 10}
   model = models.build_model(cfg)
-  assert isinstance(model, classic.DenseNet) and model.growth_rate == 12
-  vgg = models.build_model({**cfg, "family": "cifar_vgg_bn", "depth": 19, "width": 16, "dropout": 0.3})
-  assert (vgg.width, vgg.bn, vgg.dropout, vgg.stage_sizes) == (16, True, 0.3, (2, 2, 4, 4, 4))
+  assert isinstance(model, densenet.DenseNet) and model.growth_rate == 12
+  net = models.build_model({**cfg, "family": "cifar_vgg_bn", "depth": 19, "width": 16, "dropout": 0.3})
+  assert (net.width, net.bn, net.dropout, net.stage_sizes) == (16, True, 0.3, (2, 2, 4, 4, 4))
+  # config.base()'s own width (16) asks nothing of a family that does not read it.
+  assert models.build_model({**cfg, "width": 16}).growth_rate == 12
 
 
 def test_inputs_the_nets_cannot_take_are_refused():
   with pytest.raises(ValueError, match="at most 32x32"):
-    models.init_shapes(classic.lenet5(), (64, 64, 1))
+    models.init_shapes(lenet.lenet5(), (64, 64, 1))
   with pytest.raises(ValueError, match="at least 63x63"):
-    models.init_shapes(classic.alexnet(), (32, 32, 3))
+    models.init_shapes(alexnet.alexnet(), (32, 32, 3))
   with pytest.raises(ValueError, match="no blocks to gate"):
-    classic.lenet5().init(jax.random.key(0), jnp.zeros((1, 32, 32, 1)), train=False, gates=np.ones(3))
+    lenet.lenet5().init(jax.random.key(0), jnp.zeros((1, 32, 32, 1)), train=False, gates=np.ones(3))
   with pytest.raises(ValueError, match="compression theta"):
-    models.init_shapes(classic.cifar_densenet(40, compression=1.5), CIFAR)
+    models.init_shapes(densenet.cifar_densenet(40, compression=1.5), CIFAR)

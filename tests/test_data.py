@@ -1,4 +1,4 @@
-"""Tests for cnn_depth/data.py on tiny data written in the real on-disk formats (no network, no TF)."""
+"""Tests for cnn_depth/data/ on tiny data in the real on-disk formats (no network, no TF)."""
 
 import io
 import json

@@ -5,6 +5,7 @@ import pytest
 from jax import lax
 
 from cnn_depth import layers
+from cnn_depth.models import gating
 
 
 @pytest.mark.parametrize("k,s,h", [(3, 1, 8), (3, 2, 8), (3, 2, 7), (1, 2, 8), (1, 1, 5), (7, 2, 15)])
@@ -50,9 +51,9 @@ def test_option_a_shortcut_subsamples_and_zero_pads():
 
 def test_route_gradient_keeps_values_and_masks_gradient():
   x = jnp.array([1.0, -2.0, 3.0])
-  np.testing.assert_array_equal(layers.route_gradient(x, 0.0), x)
-  assert float(jax.grad(lambda v: jnp.sum(layers.route_gradient(v, 0.0) * 3))(x).sum()) == 0.0
-  np.testing.assert_array_equal(jax.grad(lambda v: jnp.sum(layers.route_gradient(v, 1.0) * 3))(x),
+  np.testing.assert_array_equal(gating.route_gradient(x, 0.0), x)
+  assert float(jax.grad(lambda v: jnp.sum(gating.route_gradient(v, 0.0) * 3))(x).sum()) == 0.0
+  np.testing.assert_array_equal(jax.grad(lambda v: jnp.sum(gating.route_gradient(v, 1.0) * 3))(x),
                                 jnp.full(3, 3.0))
 
 

@@ -20,8 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnn_depth import logs, models, steps
-from cnn_depth.analysis import lesion
+from cnn_depth import models, steps
+from cnn_depth import workdir as workdir_lib
+from cnn_depth.analysis import lesion, runs
 
 REPO = Path(__file__).resolve().parents[1]
 MEAN, STD = (120.0, 115.0, 110.0), (60.0, 62.0, 64.0)
@@ -221,7 +222,7 @@ def trained(tmp_path_factory):
 
 def test_load_trained_and_lesion(trained):
   workdir, final = trained
-  model, variables, config, ds = lesion.load_trained(workdir)
+  model, variables, config, ds = runs.load_trained(workdir)
   assert config["model"]["depth"] == 8 and model.num_blocks == 3
   assert ds.name == "digits" and ds.test_images.shape[1:] == (8, 8, 1)
   err = lesion.make_error_fn(model, variables, ds.test_images, ds.test_labels, ds.mean, ds.std)
@@ -234,13 +235,13 @@ def test_load_trained_and_lesion(trained):
 
 def test_load_trained_without_checkpoint(tmp_path, trained):
   workdir, _ = trained
-  with open(os.path.join(workdir, logs.CONFIG_FILE)) as f:
+  with open(os.path.join(workdir, workdir_lib.CONFIG_FILE)) as f:
     config = json.load(f)
   fresh = tmp_path / "fresh"
   fresh.mkdir()
-  logs.write_config(str(fresh), config)
+  workdir_lib.write_config(str(fresh), config)
   with pytest.raises(ValueError, match=r"no checkpoint in .*fresh/checkpoints: train it first"):
-    lesion.load_trained(fresh)
+    runs.load_trained(fresh)
   (fresh / "checkpoints").mkdir()  # an empty checkpoint folder (a run killed before its first save)
   with pytest.raises(ValueError, match="train it first"):
-    lesion.load_trained(fresh)
+    runs.load_trained(fresh)

@@ -79,6 +79,28 @@ def test_invalid_depths_name_the_valid_form_and_neighbours():
     models.survival_probabilities(10, 1.5)
 
 
+def test_cifar_resnet_takes_bottleneck_blocks_at_depth_9n_plus_2():
+  """The 'original' (post-activation) ResNet-164 of He et al. 2016b: ~1.7M parameters."""
+  m = models.build_model({"family": "cifar_resnet", "depth": 164, "block": "bottleneck"})
+  assert (m.block, m.preact, m.stage_sizes, m.stage_widths) == ("bottleneck", False, (18,) * 3,
+                                                                (64, 128, 256))
+  assert abs(n_params(m) - 1.7e6) / 1.7e6 < 0.03
+  plain = models.build_model({"family": "cifar_plain", "depth": 11, "block": "bottleneck", "width": 4})
+  assert not plain.residual and plain.stage_sizes == (1, 1, 1)
+  logits = plain.apply(init(plain, jnp.zeros((2, 8, 8, 3))), jnp.zeros((2, 8, 8, 3)), train=False)
+  assert logits.shape == (2, 10)
+
+
+def test_a_block_the_family_cannot_build_is_refused_not_ignored():
+  """Once `block` was read for cifar_preact only: block=bottleneck trained a basic-block ResNet-8."""
+  with pytest.raises(ValueError, match=r"bottleneck blocks: it must be 9n\+2.*nearest valid depths: 11"):
+    models.build_model({"family": "cifar_resnet", "depth": 8, "block": "bottleneck"})
+  with pytest.raises(ValueError, match="block='bottleneck' does not apply to family 'imagenet_resnet'"):
+    models.build_model({"family": "imagenet_resnet", "depth": 18, "block": "bottleneck"})
+  with pytest.raises(ValueError, match="block must be 'basic' or 'bottleneck'"):
+    models.build_model({"family": "cifar_resnet", "depth": 20, "block": "wide"})
+
+
 def test_build_model_matches_presets():
   m = models.build_model({"family": "cifar_preact", "depth": 110, "block": "basic", "width": 4})
   assert (m.block, m.preact, m.stage_sizes) == ("basic", True, (18, 18, 18))
@@ -321,7 +343,7 @@ def test_block_addressing():
 def test_unroll_zero_is_the_measured_choice_per_backend(monkeypatch):
   assert models.resolve_unroll(3, 17) == 3
   assert models.resolve_unroll(0, 17) == 1  # the tests run on CPU: no unrolling
-  monkeypatch.setattr(models.jax, "default_backend", lambda: "gpu")
+  monkeypatch.setattr(models.resnet.jax, "default_backend", lambda: "gpu")
   assert [models.resolve_unroll(0, n) for n in (2, 8, 17, 199)] == [2, 8, 17, 4]
   with pytest.raises(ValueError, match="unroll must be"):
     models.resolve_unroll(-1, 8)

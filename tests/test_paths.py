@@ -1,7 +1,7 @@
 """Path counting and routed path gradients (cnn_depth/analysis/paths.py; Veit et al. 2016 §5).
 
 Exactness is checked on a net whose blocks are linear maps x -> x + W_i x, combined with the same
-`layers.combine` the models use: the gradient through the paths of a set S of blocks is then a closed
+`gating.merge` the models use: the gradient through the paths of a set S of blocks is then a closed
 form, c^T prod_{i in S} W_i (in block order). The real CIFAR ResNet is checked for what routing must
 and must not change.
 """
@@ -18,7 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnn_depth import layers, models, steps
+from cnn_depth import models, steps
+from cnn_depth.models import gating
 from cnn_depth.analysis import paths
 from test_lesion import random_variables  # numpy-drawn variables: flax init compiles ~10 s
 
@@ -49,7 +50,7 @@ class LinearResNet(nn.Module):
     for i in range(self.n):
       w = self.param(f"w{i}", nn.initializers.normal(0.6), (self.dim, self.dim))
       gate = 1.0 if gates is None else gates[i]
-      h = layers.combine(h, h @ w.T, gate, None if grad_route is None else grad_route[i])
+      h = gating.merge(h, h @ w.T, gate, None if grad_route is None else grad_route[i])
     return h
 
 
@@ -123,7 +124,7 @@ def test_path_gradient_norms_match_closed_form_and_trace_once(linear):
   assert [int(np.sum(row_k == k)) for k in ks] == [1, 3, 3, 3, 1]  # C(4, k) <= 3: every set
   norms = []
   for route in routes:
-    blocks = np.flatnonzero(route == layers.ROUTE_BRANCH)
+    blocks = np.flatnonzero(route == gating.ROUTE_BRANCH)
     norms.append(np.mean(np.linalg.norm(delta @ path_matrix(ws, blocks), axis=1)))
   norms = np.asarray(norms)
   np.testing.assert_allclose(mean, [norms[row_k == k].mean() for k in ks], rtol=1e-5)
@@ -134,8 +135,8 @@ def test_path_gradient_norms_match_closed_form_and_trace_once(linear):
 def test_sampled_routes_have_k_branches():
   routes, row_k = paths.sample_routes(10, [0, 3, 10], 5, seed=0)
   assert routes.shape == (7, 10) and routes.dtype == np.int32
-  np.testing.assert_array_equal(np.sum(routes == layers.ROUTE_BRANCH, 1), row_k)
-  assert set(np.unique(routes)) <= {layers.ROUTE_BRANCH, layers.ROUTE_SKIP}
+  np.testing.assert_array_equal(np.sum(routes == gating.ROUTE_BRANCH, 1), row_k)
+  assert set(np.unique(routes)) <= {gating.ROUTE_BRANCH, gating.ROUTE_SKIP}
 
 
 @pytest.fixture(scope="module")
@@ -150,8 +151,8 @@ def test_resnet_routes_change_gradients_not_values(resnet):
   model, v, images, labels = resnet
   x = steps.normalize(jnp.asarray(images), (120.0,) * 3, (60.0,) * 3)
   n = model.num_blocks
-  skip = np.full(n, layers.ROUTE_SKIP, np.int32)
-  both = np.full(n, layers.ROUTE_BOTH, np.int32)
+  skip = np.full(n, gating.ROUTE_SKIP, np.int32)
+  both = np.full(n, gating.ROUTE_BOTH, np.int32)
   forward = jax.jit(lambda route: model.apply(v, x, train=False, grad_route=route))
   np.testing.assert_array_equal(forward(skip), forward(both))
   routed = jax.jit(lambda route: paths.routed_input_gradient(model, v, x, labels, route))

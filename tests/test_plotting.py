@@ -4,19 +4,19 @@ import os
 
 import numpy as np
 
-from cnn_depth import logs
-from cnn_depth.analysis import paths, plotting, results
+from cnn_depth import workdir as workdir_lib
+from cnn_depth.analysis import paths, plotting, results, runs
 
 
 def fake_run(workdir, family, depth, final_train):
   workdir.mkdir(parents=True)
-  logs.write_config(str(workdir), {"model": {"family": family, "depth": depth}})
-  with logs.MetricsWriter(str(workdir)) as w:
+  workdir_lib.write_config(str(workdir), {"model": {"family": family, "depth": depth}})
+  with workdir_lib.MetricsWriter(str(workdir)) as w:
     for step in range(10, 110, 10):
       w.write(step, train_error=final_train + 1.0 / step, test_error=final_train + 0.05,
               block_grad_norms=[1.0 / step] * 3)
-  logs.write_status(str(workdir), "done", step=100)
-  return results.load_run(str(workdir))
+  workdir_lib.write_status(str(workdir), "done", step=100)
+  return runs.load_run(str(workdir))
 
 
 def nonempty(png):

@@ -244,8 +244,11 @@ def test_end_to_end_workdir(reference):
   assert_one_line_per_step(records)
   num_blocks = (DEPTH - 2) // 2  # plain 6n+2 net: 3 stages of n two-conv blocks
   for r in records:
-    for key in ("epoch", "lr", "train_loss", "train_error", "images_per_sec", "grad_norm"):
+    for key in ("epoch", "lr", "train_loss", "train_error", "grad_norm"):
       assert isinstance(r[key], float) and math.isfinite(r[key]), (r["step"], key, r.get(key))
+    # A rate is recorded where one was measured: not for the first (compiling) step alone.
+    assert ("images_per_sec" in r) == (r["step"] > 1), r
+    assert r.get("images_per_sec", 1.0) > 0
     assert len(r["block_grad_norms"]) == num_blocks
     assert all(math.isfinite(g) and g > 0 for g in r["block_grad_norms"])
     assert r["epoch"] == pytest.approx(r["step"] / (1500 // 32))
@@ -461,13 +464,13 @@ def test_divergence_through_the_command_line_exits_3_within_the_log_interval(ski
 # scripts/train.py with the metrics writer failing like a full disk from step 6 on.
 DISK_FULL_AT_6 = """
 import errno, runpy, sys
-from cnn_depth import logs
-write = logs.MetricsWriter.write
+from cnn_depth import workdir as workdir_lib
+write = workdir_lib.MetricsWriter.write
 def full(self, step, **scalars):
   if step >= 6:
     raise OSError(errno.ENOSPC, "No space left on device", "metrics.jsonl")
   return write(self, step, **scalars)
-logs.MetricsWriter.write = full
+workdir_lib.MetricsWriter.write = full
 sys.argv = sys.argv[1:]  # python -c CODE scripts/train.py --flags...
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
@@ -584,6 +587,10 @@ BAD_INPUTS = {
     "depth not 6n+2, no workdir": ({"model.depth": 21}, "6n+2", "none"),
     "depth not 9n+2": ({"model.family": "cifar_preact", "model.block": "bottleneck", "model.depth": 21},
                        "9n+2", "run"),
+    "bottleneck blocks at a basic-block depth": ({"model.block": "bottleneck"}, "9n+2", "none"),
+    "a field the family does not read": ({"model.family": "imagenet_resnet", "model.depth": 18,
+                                          "model.block": "bottleneck"},
+                                         "block='bottleneck' does not apply to family", "none"),
     "unknown model family": ({"model.family": "vgg99"}, "unknown model family 'vgg99'", "run"),
     "unknown dataset": ({"dataset.name": "mnist"}, "unknown dataset 'mnist'", "run"),
     "unknown optimiser": ({"optimizer": "adam"}, "unknown optimizer 'adam'", "run"),

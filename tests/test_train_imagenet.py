@@ -6,7 +6,8 @@ import os
 import jax
 import pytest
 
-from cnn_depth import logs, train
+from cnn_depth import train
+from cnn_depth import workdir as workdir_lib
 from test_data import write_fake_imagenet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,8 +32,8 @@ def test_imagenet_config_trains_two_steps_on_fake_data(tmp_path):
   config.log_every_steps = config.eval_every_steps = config.checkpoint_every_steps = 2
   final = train.train_and_evaluate(config, str(tmp_path / "run"))
   assert final["steps"] == 2 and 0.0 <= final["test_error"] <= 1.0
-  assert logs.read_status(str(tmp_path / "run"))["status"] == "done"
-  [record] = [r for r in logs.read_metrics(str(tmp_path / "run")) if "test_error" in r]
+  assert workdir_lib.read_status(str(tmp_path / "run"))["status"] == "done"
+  [record] = [r for r in workdir_lib.read_metrics(str(tmp_path / "run")) if "test_error" in r]
   assert record["step"] == 2 and len(record["block_grad_norms"]) == 8
 
 

@@ -9,9 +9,10 @@ relatively shallow networks", §4).
 * `reorder_lesion` (§4.3, Fig. 5b): swap random pairs of blocks of compatible shapes; the error grows
   smoothly as the order moves away from the trained one (measured by Kendall's tau).
 
-Everything goes through one compiled program per study: the per-block `gates` (models.py) and the
-variables are traced arguments, so every lesion pattern and every permutation reuses the same
-compilation. `ErrorFunction.traces` and `ErrorFunction.jitted._cache_size()` say how often it compiled.
+Everything goes through one compiled program per study: the per-block `gates` (models/gating.py)
+and the variables are traced arguments, so every lesion pattern and every permutation reuses the
+same compilation. `ErrorFunction.traces` and `ErrorFunction.jitted._cache_size()` say how often it
+compiled.
 
 Blocks are numbered in the stage-major order of `models.block_names`.
 """
@@ -19,57 +20,16 @@ Blocks are numbered in the stage-major order of `models.block_names`.
 from __future__ import annotations
 
 import csv
+import functools
 import itertools
 import math
 import os
 from typing import Any, Mapping, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from cnn_depth import checkpoint as ckpt_lib
-from cnn_depth import models, steps
-from cnn_depth.analysis import results
-
-# ----------------------------------------------------------------------------------------------------
-# Loading a trained run.
-
-
-def _has_checkpoint(directory: str) -> bool:
-  """True if `directory` holds a finished orbax step (a folder named by its step number)."""
-  if not os.path.isdir(directory):
-    return False
-  return any(name.isdigit() and os.path.isdir(os.path.join(directory, name))
-             for name in os.listdir(directory))
-
-
-def load_trained(workdir: str | os.PathLike):
-  """(model, variables, config, dataset) of a training workdir, ready for the lesion and path studies.
-
-  The config is the run's `config.json` (a dict); the dataset is re-read with the run's dataset fields
-  and seed, so `dataset.test_*` is the split the run was evaluated on (its validation split where
-  one was held out); the variables ({'params', 'batch_stats'}) are from the latest checkpoint.
-  """
-  from cnn_depth import data  # data libraries are imported only where data is read
-
-  workdir = os.fspath(workdir)
-  config = results.load_run(workdir).config
-  ckpt_dir = os.path.join(workdir, "checkpoints")
-  if not _has_checkpoint(ckpt_dir):
-    raise ValueError(f"no checkpoint in {ckpt_dir}: train it first")
-  dcfg = config["dataset"]
-  if dcfg["name"] == "imagenet2012":
-    raise ValueError("load_trained reads in-memory datasets (digits, cifar10, cifar100); for an "
-                     "ImageNet run, load the checkpoint with checkpoint.load_for_analysis and stream "
-                     "the validation set with data.imagenet_loader")
-  ds = data.load_dataset(dcfg["name"], dcfg.get("data_dir") or None,
-                         validation_size=dcfg.get("validation_size", 0), seed=config["seed"])
-  model = models.build_model({**config["model"], "num_classes": ds.num_classes})
-  restored = ckpt_lib.load_for_analysis(ckpt_dir)
-  variables = {"params": restored["params"], "batch_stats": restored["batch_stats"] or {}}
-  return model, variables, config, ds
-
+from cnn_depth import evaluation, models, steps
 
 # ----------------------------------------------------------------------------------------------------
 # The test error as a function of the gates (and, for reordering, of the variables).
@@ -78,50 +38,35 @@ def load_trained(workdir: str | os.PathLike):
 class ErrorFunction:
   """`error(gates, variables=None) -> float`: the test error of the whole set, BN in inference mode.
 
-  The set is padded to whole batches of `batch_size` (the padding masked out) and kept on the
-  device; one compiled program runs every batch (`lax.map`). `gates` (num_blocks,) and `variables`
-  are arguments of that program, so any lesion pattern and any variables of the same shapes (e.g. a
+  The set is padded to whole batches of `batch_size` (the padding masked out) and kept on the device;
+  one compiled program runs every batch (evaluation.py). `gates` (num_blocks,) and `variables` are
+  arguments of that program, so any lesion pattern and any variables of the same shapes (e.g. a
   permutation of the blocks) reuse the compilation. `traces` counts how often it was traced.
   """
 
   def __init__(self, model, variables: Mapping[str, Any], images: np.ndarray, labels: np.ndarray,
                mean: Sequence[float], std: Sequence[float], batch_size: int = 500):
-    images, labels = np.asarray(images), np.asarray(labels)
-    n = len(labels)
-    if n == 0 or len(images) != n:
-      raise ValueError(f"need as many images as labels (and at least one): {len(images)} vs {n}")
-    bs = min(int(batch_size), n)
-    nb = -(-n // bs)
-    pad = nb * bs - n
-    mask = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
-    images = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
-    labels = np.concatenate([labels.astype(np.int32), np.zeros(pad, np.int32)])
-    self.model, self.num_examples = model, n
-    self.num_blocks = int(model.num_blocks)
+    self.model, self.num_blocks = model, int(model.num_blocks)
     self.variables = dict(variables)
-    self._mean, self._std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
-    self._data = (jnp.asarray(images.reshape((nb, bs) + images.shape[1:])),
-                  jnp.asarray(labels.reshape(nb, bs)), jnp.asarray(mask.reshape(nb, bs)))
+    self._split = evaluation.pad_split(images, labels, min(int(batch_size), len(labels)))
+    self.num_examples = self._split.num_examples
+    self._sums = functools.partial(steps.eval_sums, model=model, mean=tuple(map(float, mean)),
+                                   std=tuple(map(float, std)))
     self.traces = 0
     self.jitted = jax.jit(self._error)
 
-  def _error(self, variables, gates, images, labels, mask):
+  def _error(self, variables, gates, split):
     self.traces += 1  # Python side effect: runs once per trace, not per call
-
-    def correct(batch):
-      img, lab, m = batch
-      x = steps.normalize(img, self._mean, self._std, self.model.dtype)
-      logits = self.model.apply(variables, x, train=False, gates=gates)
-      return jnp.sum((jnp.argmax(logits, -1) == lab) * m)
-
-    return 1.0 - jnp.sum(jax.lax.map(correct, (images, labels, mask))) / self.num_examples
+    sums = evaluation.sum_over_split(
+        lambda batch: self._sums(variables, batch, gates=gates), split)
+    return 1.0 - sums["correct"] / split.num_examples
 
   def __call__(self, gates=None, variables: Mapping[str, Any] | None = None) -> float:
     gates = np.ones(self.num_blocks, np.float32) if gates is None else np.asarray(gates, np.float32)
     if gates.shape != (self.num_blocks,):
       raise ValueError(f"gates must have shape ({self.num_blocks},) (one per block), got {gates.shape}")
     v = self.variables if variables is None else dict(variables)
-    return float(self.jitted(v, gates, *self._data))
+    return float(self.jitted(v, gates, self._split))
 
 
 def make_error_fn(model, variables, images, labels, mean, std, batch_size: int = 500) -> ErrorFunction:
@@ -256,7 +201,7 @@ def reorder_lesion(model, variables, images, labels, mean, std, max_swaps: int, 
   statistics together) are permuted in the unrolled layout and fed to one compiled error function of
   the unrolled model: the permuted variables have the same shapes, so nothing recompiles.
   """
-  flat_model = model.clone(stages="unroll")
+  flat_model = models.layout.unrolled(model)
   flat = models.convert_variables(variables, "unroll")
   names = models.block_names(model)
   groups = swappable_groups(model, variables)

@@ -11,7 +11,7 @@ blocks and through the skip connection of all others, and record the gradient ma
 of paths it gives the total gradient per path length (`total_gradient`), and most of it comes from a
 narrow band of short paths: 5-17 of the 54 blocks of their ResNet-110 (`effective_paths`).
 
-How the routing works: each block's `grad_route` (models.py; layers.combine) puts a
+How the routing works: each block's `grad_route` (models/gating.py, `merge`) puts a
 `lax.stop_gradient` on the skip tensor (ROUTE_BRANCH) or on the branch tensor (ROUTE_SKIP) just
 before the addition; values are unchanged, only the backward pass is restricted. In a
 post-activation ResNet the ReLU after the addition belongs to both paths: its mask (from the full
@@ -33,7 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnn_depth import layers, steps
+from cnn_depth import steps
+from cnn_depth.models import gating
 from cnn_depth.analysis.lesion import block_sets
 
 # ----------------------------------------------------------------------------------------------------
@@ -59,8 +60,8 @@ def path_length_distribution(n: int) -> np.ndarray:
 
 def route_for(num_blocks: int, blocks: Sequence[int]) -> np.ndarray:
   """grad_route (num_blocks,) int32: ROUTE_BRANCH for `blocks`, ROUTE_SKIP for all others."""
-  route = np.full(num_blocks, layers.ROUTE_SKIP, np.int32)
-  route[np.asarray(list(blocks), dtype=np.int64)] = layers.ROUTE_BRANCH
+  route = np.full(num_blocks, gating.ROUTE_SKIP, np.int32)
+  route[np.asarray(list(blocks), dtype=np.int64)] = gating.ROUTE_BRANCH
   return route
 
 
@@ -163,7 +164,7 @@ class PathGradientFunction:
       chunk = routes[start:start + self.chunk_size]
       n = len(chunk)
       if n < self.chunk_size:
-        fill = np.full((self.chunk_size - n, self.num_blocks), layers.ROUTE_BOTH, np.int32)
+        fill = np.full((self.chunk_size - n, self.num_blocks), gating.ROUTE_BOTH, np.int32)
         chunk = np.concatenate([chunk, fill])
       out.append(np.asarray(self.jitted(self.variables, self._x, self._labels, chunk))[:n])
     return np.concatenate(out) if out else np.zeros(0, np.float32)

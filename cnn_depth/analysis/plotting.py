@@ -13,7 +13,7 @@ import matplotlib.lines  # noqa: E402
 import matplotlib.patches  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
-from cnn_depth.analysis.results import Run  # noqa: E402
+from cnn_depth.analysis.runs import Run  # noqa: E402
 
 _COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
 

@@ -1,48 +1,13 @@
-"""Reading finished (or running) workdirs: config.json, metrics.jsonl, status.json. No jax."""
+"""Tables of finished runs: the quickstart summary and He et al.'s error-vs-depth table. No jax."""
 
 from __future__ import annotations
 
-import dataclasses
+import csv
 import os
 
 import numpy as np
 
-from cnn_depth import logs
-
-
-@dataclasses.dataclass
-class Run:
-  workdir: str
-  config: dict
-  metrics: list[dict]
-  status: dict | None
-
-  @property
-  def family(self) -> str:
-    return self.config["model"]["family"]
-
-  @property
-  def depth(self) -> int:
-    return int(self.config["model"]["depth"])
-
-  def curve(self, key: str) -> tuple[np.ndarray, np.ndarray]:
-    """(steps, values) of every metrics record that has `key`."""
-    rows = [(r["step"], r[key]) for r in self.metrics if key in r]
-    if not rows:
-      return np.zeros(0), np.zeros(0)
-    steps, values = zip(*rows)
-    return np.asarray(steps), np.asarray(values, dtype=np.float64)
-
-  def last(self, key: str) -> float | None:
-    steps, values = self.curve(key)
-    return float(values[-1]) if len(values) else None
-
-
-def load_run(workdir: str) -> Run:
-  config = logs.read_config(workdir)
-  if config is None:
-    raise FileNotFoundError(f"{workdir} holds no config.json: is it a training workdir?")
-  return Run(os.path.abspath(workdir), config, logs.read_metrics(workdir), logs.read_status(workdir))
+from cnn_depth.analysis.runs import Run
 
 
 def summary(runs: dict[str, Run]) -> dict[str, dict]:
@@ -90,8 +55,6 @@ def error_table(runs: dict[str, Run], params: dict[tuple[str, int], int] | None 
 def write_error_table(rows: list[dict], csv_path: str, md_path: str) -> None:
   """CSV (family, depth, params, train_error, test_error, seeds, ...) and a Markdown table of errors
   in %, "mean ± std (best)" where there are several seeds, as He et al. report ResNet-110."""
-  import csv
-
   os.makedirs(os.path.dirname(os.path.abspath(csv_path)), exist_ok=True)
   fields = ["family", "depth", "params", "train_error", "test_error", "seeds", "train_error_std",
             "test_error_std", "train_error_best", "test_error_best"]

@@ -8,12 +8,12 @@ import sys
 import numpy as np
 import pytest
 
-from cnn_depth import logs
-from cnn_depth.logs import WorkdirError
+from cnn_depth import workdir as workdir_lib
+from cnn_depth.workdir import WorkdirError
 
 
 def test_logs_does_not_import_jax():
-  code = "import sys, cnn_depth.logs; print('jax' in sys.modules, 'numpy' in sys.modules)"
+  code = "import sys, cnn_depth.workdir; print('jax' in sys.modules, 'numpy' in sys.modules)"
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                        cwd=root)
@@ -21,101 +21,101 @@ def test_logs_does_not_import_jax():
 
 
 def test_config_round_trip(tmp_path):
-  assert logs.read_config(tmp_path) is None
+  assert workdir_lib.read_config(tmp_path) is None
   config = {"model": {"depth": 20, "family": "cifar_resnet", "widths": (16, 32, 64)},
             "lr": np.float32(0.5), "dataset": {"name": "digits"}}
-  logs.write_config(tmp_path, config)
+  workdir_lib.write_config(tmp_path, config)
   text = (tmp_path / "config.json").read_text()
   assert text.index('"dataset"') < text.index('"lr"') < text.index('"model"')  # sorted keys
   assert '\n  "dataset": {' in text  # indent 2
-  assert logs.read_config(tmp_path) == {"model": {"depth": 20, "family": "cifar_resnet",
+  assert workdir_lib.read_config(tmp_path) == {"model": {"depth": 20, "family": "cifar_resnet",
                                                   "widths": [16, 32, 64]},
                                         "lr": 0.5, "dataset": {"name": "digits"}}
 
 
 def test_metrics_append_read_and_truncated_last_line(tmp_path):
-  assert logs.read_metrics(tmp_path) == []
-  with logs.MetricsWriter(tmp_path) as w:
+  assert workdir_lib.read_metrics(tmp_path) == []
+  with workdir_lib.MetricsWriter(tmp_path) as w:
     w.write(1, loss=np.float32(2.5), accuracy=0.25, per_class=np.array([1, 2]), name="train")
     w.write(np.int64(2), loss=float("nan"))
     # flushed at once: readable while the writer is open
-    assert [r["step"] for r in logs.read_metrics(tmp_path)] == [1, 2]
+    assert [r["step"] for r in workdir_lib.read_metrics(tmp_path)] == [1, 2]
   lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
   assert lines[0].startswith('{"step": 1,')
-  records = logs.read_metrics(tmp_path)
+  records = workdir_lib.read_metrics(tmp_path)
   assert records[0] == {"step": 1, "loss": 2.5, "accuracy": 0.25, "per_class": [1.0, 2.0],
                         "name": "train"}
   assert isinstance(records[0]["per_class"][0], float) and np.isnan(records[1]["loss"])
 
   with open(tmp_path / "metrics.jsonl", "a") as f:  # a process killed mid-write
     f.write('{"step": 3, "lo')
-  assert [r["step"] for r in logs.read_metrics(tmp_path)] == [1, 2]
-  with logs.MetricsWriter(tmp_path) as w:  # appending after a torn line keeps lines whole
+  assert [r["step"] for r in workdir_lib.read_metrics(tmp_path)] == [1, 2]
+  with workdir_lib.MetricsWriter(tmp_path) as w:  # appending after a torn line keeps lines whole
     w.write(3, loss=1.0)
-  assert [r["step"] for r in logs.read_metrics(tmp_path)] == [1, 2, 3]
+  assert [r["step"] for r in workdir_lib.read_metrics(tmp_path)] == [1, 2, 3]
 
   with open(tmp_path / "metrics.jsonl", "a") as f:
     f.write("garbage\n" + json.dumps({"step": 4}) + "\n")
   with pytest.raises(ValueError, match="metrics.jsonl:4"):
-    logs.read_metrics(tmp_path)
+    workdir_lib.read_metrics(tmp_path)
 
 
 def test_truncate_metrics_for_resume(tmp_path):
-  with logs.MetricsWriter(tmp_path) as w:
+  with workdir_lib.MetricsWriter(tmp_path) as w:
     for step in range(0, 50, 10):
       w.write(step, loss=1.0 / (step + 1))
   with open(tmp_path / "metrics.jsonl", "a") as f:
     f.write('{"step": 5')
-  assert logs.truncate_metrics(tmp_path, 20) == 2
-  assert [r["step"] for r in logs.read_metrics(tmp_path)] == [0, 10, 20]
+  assert workdir_lib.truncate_metrics(tmp_path, 20) == 2
+  assert [r["step"] for r in workdir_lib.read_metrics(tmp_path)] == [0, 10, 20]
   assert (tmp_path / "metrics.jsonl").read_text().endswith("}\n")
-  with logs.MetricsWriter(tmp_path, truncate_after=10) as w:  # the resumed run: no duplicates
+  with workdir_lib.MetricsWriter(tmp_path, truncate_after=10) as w:  # the resumed run: no duplicates
     w.write(20, loss=0.5)
     w.write(30, loss=0.4)
-  assert [r["step"] for r in logs.read_metrics(tmp_path)] == [0, 10, 20, 30]
-  assert logs.truncate_metrics(tmp_path / "nothing_here", 0) == 0
+  assert [r["step"] for r in workdir_lib.read_metrics(tmp_path)] == [0, 10, 20, 30]
+  assert workdir_lib.truncate_metrics(tmp_path / "nothing_here", 0) == 0
 
 
 def test_status_validated_and_atomic(tmp_path):
-  assert logs.read_status(tmp_path) is None
-  for status in logs.STATUSES:
-    logs.write_status(tmp_path, status, step=np.int32(12), reason="test")
-    got = logs.read_status(tmp_path)
+  assert workdir_lib.read_status(tmp_path) is None
+  for status in workdir_lib.STATUSES:
+    workdir_lib.write_status(tmp_path, status, step=np.int32(12), reason="test")
+    got = workdir_lib.read_status(tmp_path)
     assert got["status"] == status and got["step"] == 12.0 and got["reason"] == "test"
     assert "time" in got and got["unix_time"] > 0
   with pytest.raises(ValueError, match="status must be one of"):
-    logs.write_status(tmp_path, "crashed")
+    workdir_lib.write_status(tmp_path, "crashed")
   with pytest.raises(ValueError, match="set by write_status"):
-    logs.write_status(tmp_path, "done", time=3)
-  assert logs.read_status(tmp_path)["status"] == "preempted"  # a refused write changes nothing
+    workdir_lib.write_status(tmp_path, "done", time=3)
+  assert workdir_lib.read_status(tmp_path)["status"] == "preempted"  # a refused write changes nothing
   assert os.listdir(tmp_path) == ["status.json"]  # no temporary files left behind
 
 
 def test_status_write_replaces_the_file(tmp_path, monkeypatch):
   """Readers never see a half-written status.json: it is written aside, then renamed over."""
-  logs.write_status(tmp_path, "running", step=1)
+  workdir_lib.write_status(tmp_path, "running", step=1)
   replaced = []
   real_replace = os.replace
   def spy(src, dst):
     assert json.load(open(src))["status"] == "done"  # complete before it becomes visible
-    assert logs.read_status(tmp_path)["status"] == "running"
+    assert workdir_lib.read_status(tmp_path)["status"] == "running"
     replaced.append(dst)
     real_replace(src, dst)
-  monkeypatch.setattr(logs.os, "replace", spy)
-  logs.write_status(tmp_path, "done", step=2)
+  monkeypatch.setattr(workdir_lib.os, "replace", spy)
+  workdir_lib.write_status(tmp_path, "done", step=2)
   assert replaced == [os.path.join(tmp_path, "status.json")]
-  assert logs.read_status(tmp_path)["status"] == "done"
+  assert workdir_lib.read_status(tmp_path)["status"] == "done"
 
 
 def test_check_workdir_creates_and_rejects_files(tmp_path):
-  created = logs.check_workdir(tmp_path / "a" / "b")
+  created = workdir_lib.check_workdir(tmp_path / "a" / "b")
   assert os.path.isdir(created) and os.listdir(created) == []
   afile = tmp_path / "file"
   afile.write_text("x")
   with pytest.raises(WorkdirError, match="is a file"):
-    logs.check_workdir(afile)
+    workdir_lib.check_workdir(afile)
   with pytest.raises(WorkdirError, match="cannot create"):
-    logs.check_workdir(afile / "sub")
+    workdir_lib.check_workdir(afile / "sub")
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
@@ -126,7 +126,7 @@ def test_check_workdir_read_only_by_permissions(tmp_path):
   ro.chmod(stat.S_IRUSR | stat.S_IXUSR)
   try:
     with pytest.raises(WorkdirError, match="not writable"):
-      logs.check_workdir(ro)
+      workdir_lib.check_workdir(ro)
   finally:
     ro.chmod(stat.S_IRWXU)
 
@@ -144,7 +144,7 @@ def _unwritable_dir():
 @pytest.mark.skipif(_unwritable_dir() is None, reason="no directory here that root cannot write")
 def test_check_workdir_read_only_filesystem():
   with pytest.raises(WorkdirError, match="not writable"):
-    logs.check_workdir("/sys")
+    workdir_lib.check_workdir("/sys")
 
 
 @pytest.mark.parametrize("error", [PermissionError(errno.EACCES, "Permission denied"),
@@ -157,7 +157,7 @@ def test_check_workdir_write_probe_failure(tmp_path, monkeypatch, error):
     raise error
   monkeypatch.setattr("builtins.open", refuse)
   with pytest.raises(WorkdirError, match=f"--workdir {tmp_path} is not writable \\({error.strerror}\\)"):
-    logs.check_workdir(tmp_path)
+    workdir_lib.check_workdir(tmp_path)
 
 
 def test_check_resume_compatible_names_the_field():
@@ -166,13 +166,13 @@ def test_check_resume_compatible_names_the_field():
   same = {"model": {"depth": 20, "width": 16, "family": "cifar_resnet", "widths": (16, 32)},
           "dataset": {"name": "cifar10"}, "lr": 0.1}
   fields = ["model.depth", "model.width", "model.family", "model.widths", "dataset.name"]
-  logs.check_resume_compatible(saved, same, fields)
+  workdir_lib.check_resume_compatible(saved, same, fields)
   deeper = {**same, "model": {**same["model"], "depth": 56}}
   with pytest.raises(WorkdirError, match=r"model\.depth=20.*model\.depth=56.*new --workdir"):
-    logs.check_resume_compatible(saved, deeper, fields)
+    workdir_lib.check_resume_compatible(saved, deeper, fields)
   other_data = {**same, "dataset": {}}
   with pytest.raises(WorkdirError, match=r"dataset\.name='cifar10'.*'<missing>'"):
-    logs.check_resume_compatible(saved, other_data, fields)
+    workdir_lib.check_resume_compatible(saved, other_data, fields)
 
 
 def test_check_resume_compatible_fills_fields_added_later():
@@ -180,8 +180,8 @@ def test_check_resume_compatible_fills_fields_added_later():
   saved = {"model": {"depth": 20}}
   current = {"model": {"depth": 20, "growth_rate": 0}}
   fields, added = ["model.depth", "model.growth_rate"], {"model.growth_rate": 0}
-  logs.check_resume_compatible(saved, current, fields, added)
+  workdir_lib.check_resume_compatible(saved, current, fields, added)
   with pytest.raises(WorkdirError, match=r"model\.growth_rate='<missing>'"):
-    logs.check_resume_compatible(saved, current, fields)
+    workdir_lib.check_resume_compatible(saved, current, fields)
   with pytest.raises(WorkdirError, match=r"model\.growth_rate=0.*model\.growth_rate=24"):
-    logs.check_resume_compatible(saved, {"model": {"depth": 20, "growth_rate": 24}}, fields, added)
+    workdir_lib.check_resume_compatible(saved, {"model": {"depth": 20, "growth_rate": 24}}, fields, added)

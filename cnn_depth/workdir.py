@@ -267,3 +267,11 @@ def check_resume_compatible(saved: Mapping[str, Any], current: Mapping[str, Any]
       raise WorkdirError(
           f"the workdir holds a run with {field}={old!r}, but this run has {field}={new!r}; "
           f"resuming would mix two different runs. Use a new --workdir (or delete the old one).")
+
+
+def check_resumable(workdir: str, current: Mapping[str, Any], fields: Sequence[str],
+                    defaults: Mapping[str, Any] | None = None) -> None:
+  """`check_resume_compatible` against the workdir's saved config, if it has one."""
+  saved = read_config(workdir)
+  if saved is not None:
+    check_resume_compatible(saved, current, fields, defaults)

@@ -1,0 +1,16 @@
+"""What a command prints: its own lines, warnings and errors; the libraries' INFO logs on request.
+
+A 60-step run logs ~60 INFO lines from orbax and absl around its 5 progress lines, so the scripts
+start with `quiet_unless_verbose()`: `--verbosity=0` (or 1) brings the INFO logs back.
+"""
+
+from __future__ import annotations
+
+
+def quiet_unless_verbose() -> None:
+  """absl logging at WARNING unless --verbosity was given on the command line (call after flags are
+  parsed, e.g. first thing in an absl main)."""
+  from absl import flags, logging
+
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)

@@ -1,0 +1,350 @@
+"""Plain nets and ResNets of the depth studies: one `ResNet` class, the named families as presets.
+
+* CIFAR ResNet (He et al. 2016, §4.2): 3x3 conv(16) -> 3 stages of n blocks with 16/32/64 channels on
+  32/16/8 maps -> global average pool -> dense. Basic blocks give depth 6n+2 (20 ... 1202),
+  bottleneck blocks 9n+2 with 4x the channels out of each block (the "original" ResNet-164 of He et
+  al. 2016b). Shortcut option A (parameter-free) or B (projection at dimension changes).
+* Plain twins: the same nets with `residual=False` (no shortcut addition).
+* Pre-activation ResNets (He et al. 2016b, "Identity mappings"): BN-ReLU-conv ordering; CIFAR basic
+  (6n+2) and bottleneck (9n+2: 164, 1001) variants.
+* ImageNet ResNets 18/34 (basic) and 50/101/152 (bottleneck), and their plain twins; 7x7/2 stem +
+  3x3/2 max pool; option B shortcuts by default.
+
+Blocks take their gate and gradient route as gating.py describes (residual: skip + gate * branch;
+plain: gate 0 passes the option-A shortcut instead).
+
+Parameter paths
+---------------
+With `stages='unroll'` every block is `stage{s}_block{b}`. With `stages='scan'` (the default) the first
+block of each stage (the one that may change shape) is `stage{s}_block0` and the identical blocks
+1..n-1 are stacked along a leading axis under `stage{s}_blocks`; `unstack_stages` / `stack_stages`
+convert between the two layouts and `block_variables` addresses any (stage, block).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cnn_depth import layers
+from cnn_depth.layers import Conv
+from cnn_depth.models import gating, registry
+
+Dtype = Any
+
+
+# ----------------------------------------------------------------------------------------------------
+# Blocks. Each is called as block(x, gate, route) with a scalar (or per-sample) gate and an optional
+# route code (gating.py).
+
+
+class _Block(nn.Module):
+  features: int  # the block's output channels
+  strides: int = 1
+  residual: bool = True
+  shortcut: str = "A"
+  norm: Callable[..., nn.Module] = layers.BatchNorm  # given by ResNet: layers.batch_norm(...)
+  dtype: Dtype = jnp.float32
+  conv_impl: str = "auto"
+  zero_init_last: bool = False
+
+  def conv(self, features, kernel_size, strides=1, name=None):
+    return Conv(features, kernel_size, strides, self.dtype, self.conv_impl, name=name)
+
+  def last_norm(self, name, relu=False):
+    init = nn.initializers.zeros if self.zero_init_last else nn.initializers.ones
+    return self.norm(name=name, scale_init=init, relu=relu)
+
+  def changes_shape(self, x):
+    return self.strides != 1 or x.shape[-1] != self.features
+
+  def skip(self, x, projection_input=None):
+    """The shortcut: identity, option A at a shape change, or option B's projection (residual nets)."""
+    if not self.changes_shape(x):
+      return x
+    if self.residual and self.shortcut == "B":
+      src = x if projection_input is None else projection_input
+      return layers.ProjectionShortcut(
+          self.features, self.strides, self.norm, self.dtype, self.conv_impl, name="proj")(src)
+    return layers.shortcut_a(x, self.features, self.strides)
+
+  def merge(self, skip, branch, gate, route, post_relu: bool):
+    if self.residual:
+      out = gating.merge(skip, branch, gate, route)
+      return nn.relu(out) if post_relu else out
+    # Plain block: gate 0 deletes it (passes the parameter-free shortcut instead).
+    return gating.plain_merge(skip, nn.relu(branch) if post_relu else branch, gate, route)
+
+
+class BasicBlock(_Block):
+  """Post-activation basic block (He et al. 2016, Fig. 2): conv-BN-ReLU-conv-BN, + shortcut, ReLU."""
+
+  @nn.compact
+  def __call__(self, x, gate=1.0, route=None):
+    y = self.conv(self.features, 3, self.strides, "conv1")(x)
+    y = self.norm(name="bn1", relu=True)(y)
+    y = self.conv(self.features, 3, 1, "conv2")(y)
+    y = self.last_norm("bn2")(y)
+    return self.merge(self.skip(x), y, gate, route, post_relu=True)
+
+
+class BottleneckBlock(_Block):
+  """Post-activation bottleneck (He et al. 2016, Fig. 5): 1x1 (w) - 3x3 (w) - 1x1 (4w).
+
+  As in the paper (and Caffe release), the stride sits on the first 1x1 convolution; torchvision's
+  "v1.5" moves it to the 3x3 (same parameters, 4.1G instead of 3.8G multiply-adds for ResNet-50).
+  """
+
+  @nn.compact
+  def __call__(self, x, gate=1.0, route=None):
+    width = self.features // 4
+    y = self.norm(name="bn1", relu=True)(self.conv(width, 1, self.strides, "conv1")(x))
+    y = self.norm(name="bn2", relu=True)(self.conv(width, 3, 1, "conv2")(y))
+    y = self.last_norm("bn3")(self.conv(self.features, 1, 1, "conv3")(y))
+    return self.merge(self.skip(x), y, gate, route, post_relu=True)
+
+
+class PreActBasicBlock(_Block):
+  """Pre-activation basic block (He et al. 2016b, Fig. 4e): BN-ReLU-conv-BN-ReLU-conv, + shortcut.
+
+  A projection shortcut reads the pre-activated input, as in the authors' code.
+  """
+
+  @nn.compact
+  def __call__(self, x, gate=1.0, route=None):
+    pre = self.norm(name="bn1", relu=True)(x)
+    y = self.conv(self.features, 3, self.strides, "conv1")(pre)
+    y = self.last_norm("bn2", relu=True)(y)
+    y = self.conv(self.features, 3, 1, "conv2")(y)
+    return self.merge(self.skip(x, pre), y, gate, route, post_relu=False)
+
+
+class PreActBottleneckBlock(_Block):
+  """Pre-activation bottleneck (He et al. 2016b): BN-ReLU-1x1, BN-ReLU-3x3 (stride), BN-ReLU-1x1 (4w)."""
+
+  @nn.compact
+  def __call__(self, x, gate=1.0, route=None):
+    width = self.features // 4
+    pre = self.norm(name="bn1", relu=True)(x)
+    y = self.conv(width, 1, 1, "conv1")(pre)
+    y = self.conv(width, 3, self.strides, "conv2")(self.norm(name="bn2", relu=True)(y))
+    y = self.conv(self.features, 1, 1, "conv3")(self.last_norm("bn3", relu=True)(y))
+    return self.merge(self.skip(x, pre), y, gate, route, post_relu=False)
+
+
+BLOCKS = {
+    ("basic", False): BasicBlock,
+    ("bottleneck", False): BottleneckBlock,
+    ("basic", True): PreActBasicBlock,
+    ("bottleneck", True): PreActBottleneckBlock,
+}
+
+
+# ----------------------------------------------------------------------------------------------------
+# The network.
+
+
+class ResNet(nn.Module):
+  """A ResNet or its plain twin; see the module docstring for the families, gates and parameter paths.
+
+  Call as `model.apply(variables, images, train=..., gates=None, grad_route=None, rngs=...)`. With
+  `survival_last < 1` and `train=True`, pass `rngs={gating.DROP_RNG: key}` for the stochastic-depth
+  draws.
+  """
+
+  stage_sizes: Sequence[int]
+  stage_widths: Sequence[int]  # output channels of each stage's blocks
+  block: str = "basic"  # 'basic' | 'bottleneck'
+  preact: bool = False
+  residual: bool = True
+  shortcut: str = "A"  # 'A' (zero-pad) | 'B' (projection at dimension changes)
+  stem: str = "cifar"  # 'cifar' (3x3 conv) | 'imagenet' (7x7/2 conv + 3x3/2 max pool)
+  stem_width: int = 16
+  num_classes: int = 10
+  dtype: Dtype = jnp.float32
+  stages: str = "scan"  # 'scan' | 'unroll'
+  unroll: int = 1  # scan unroll factor; 0 = `resolve_unroll`'s measured choice for the backend
+  remat: bool = False  # rematerialise each block in the backward pass (memory for compute)
+  survival_last: float = 1.0  # p_L of stochastic depth; 1 disables it
+  drop_mode: str = "batch"  # 'batch' (Huang et al.) | 'sample' (drop path)
+  zero_init_last: bool = False
+  conv_impl: str = "auto"
+  bn_groups: int = 1  # > 1: per-group ("ghost", per-device) BN statistics; see layers.batch_norm
+  bn_impl: str = "fused"  # 'fused' (layers.BatchNorm, hand-written backward) | 'flax' (flax's)
+
+  @property
+  def num_blocks(self) -> int:
+    return int(sum(self.stage_sizes))
+
+  def shape_changing_blocks(self) -> np.ndarray:
+    """True for a stage's first block where it changes the map size or the channel count."""
+    widths_in = [self.stem_width] + list(self.stage_widths[:-1])
+    return np.asarray([b == 0 and (s > 0 or widths_in[0] != self.stage_widths[0])
+                       for s, n in enumerate(self.stage_sizes) for b in range(n)])
+
+  def block_gates(self, train: bool, batch_size: int):
+    """The stochastic-depth gates (all ones when it is off)."""
+    survival = jnp.asarray(gating.survival_probabilities(self.num_blocks, self.survival_last))
+    if self.survival_last >= 1.0:
+      return jnp.ones((self.num_blocks,), jnp.float32)
+    if not train:
+      return survival
+    per_sample = batch_size if self.drop_mode == "sample" else None
+    return gating.stochastic_depth_gates(self.make_rng(gating.DROP_RNG), survival, per_sample)
+
+  def stem_layers(self, x, norm):
+    conv = functools.partial(Conv, dtype=self.dtype, conv_impl=self.conv_impl)
+    if self.stem == "cifar":
+      x = conv(self.stem_width, 3, 1, name="conv_init")(x)
+      # A pre-activation net's first block applies BN-ReLU itself.
+      return x if self.preact else norm(name="bn_init", relu=True)(x)
+    if self.stem == "imagenet":
+      x = norm(name="bn_init", relu=True)(conv(self.stem_width, 7, 2, name="conv_init")(x))
+      return nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+    raise ValueError(f"stem must be 'cifar' or 'imagenet', got {self.stem!r}")
+
+  @nn.compact
+  def __call__(self, x, *, train: bool, gates=None, grad_route=None):
+    if self.shortcut not in ("A", "B"):
+      raise ValueError(f"shortcut must be 'A' or 'B', got {self.shortcut!r}")
+    if self.stages not in ("scan", "unroll"):
+      raise ValueError(f"stages must be 'scan' or 'unroll', got {self.stages!r}")
+    norm = layers.batch_norm(train, self.dtype, self.bn_groups, self.bn_impl)
+    x = self.stem_layers(x.astype(self.dtype), norm)
+
+    g, route = gating.block_controls(gates, grad_route, self.num_blocks, "ResNet")
+    survival = self.block_gates(train, x.shape[0])
+    g = survival if g is None else survival * g
+
+    block_cls = BLOCKS[(self.block, self.preact)]
+    if self.remat:
+      block_cls = nn.remat(block_cls, prevent_cse=self.stages == "unroll")
+    make_block = functools.partial(
+        block_cls, residual=self.residual, shortcut=self.shortcut, norm=norm, dtype=self.dtype,
+        conv_impl=self.conv_impl, zero_init_last=self.zero_init_last)
+
+    start = 0
+    for s, (n, width) in enumerate(zip(self.stage_sizes, self.stage_widths)):
+      stride = 1 if s == 0 else 2
+      ctrl = lambda i: (g[i],) + (() if route is None else (route[i],))
+      x = make_block(width, stride, name=f"stage{s}_block0")(x, *ctrl(start))
+      if self.stages == "unroll" or n == 1:
+        for b in range(1, n):
+          x = make_block(width, 1, name=f"stage{s}_block{b}")(x, *ctrl(start + b))
+      else:
+        rest = slice(start + 1, start + n)
+        xs = (g[rest],) + (() if route is None else (route[rest],))
+        scan = nn.scan(
+            lambda mdl, carry, xs: (mdl(carry, *xs), None),
+            variable_axes={"params": 0, "batch_stats": 0},
+            split_rngs={"params": True},
+            length=n - 1,
+            unroll=resolve_unroll(self.unroll, n - 1))
+        x, _ = scan(make_block(width, 1, name=f"stage{s}_blocks"), x, xs)
+      start += n
+
+    if self.preact:
+      x = norm(name="bn_final", relu=True)(x)
+    x = jnp.mean(x, axis=(1, 2))
+    x = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)
+    return x.astype(jnp.float32)
+
+
+def resolve_unroll(unroll: int, length: int) -> int:
+  """The scan unroll factor for a scan of `length` blocks; `unroll=0` picks it by backend.
+
+  Measured (benchmarks/NOTES.md, one H100, bf16, batch 128): a fully unrolled scan is fastest up to
+  ResNet-110 (56: 26.0k vs 21.7k img/s at unroll 4; compile 12-20 s), and unroll 4 for ResNet-1202
+  (compile ~12 s). On CPU unrolling only costs compile time (ResNet-110 unrolled: 7.5 s/step vs 3.9 s
+  scanned), so 'auto' keeps 1 there.
+  """
+  if unroll < 0:
+    raise ValueError(f"unroll must be >= 1, or 0 for the backend's default; got {unroll}")
+  if unroll:
+    return unroll
+  if jax.default_backend() == "cpu":
+    return 1
+  return length if length <= 17 else 4  # 17: a ResNet-110 stage (18 blocks, the first outside the scan)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Families and depths.
+
+IMAGENET_STAGES = {  # depth -> block, blocks per stage (He et al. 2016, Table 1)
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
+}
+
+
+def blocks_per_stage(depth: int, layers_per_block: int, stages: int = 3) -> int:
+  """n for a CIFAR net of depth (stages * layers_per_block) n + 2, or a ValueError naming valid depths."""
+  step = stages * layers_per_block
+  n, r = divmod(depth - 2, step)
+  if r == 0 and n >= 1:
+    return n
+  near = [d for d in (n * step + 2 if n >= 1 else None, max(n + 1, 1) * step + 2) if d]
+  kind = {2: "basic", 3: "bottleneck"}[layers_per_block]
+  examples = "20, 32, 44, 56, 110, 1202" if step == 6 else "29, 56, 164, 1001"
+  raise ValueError(
+      f"depth {depth} is not a valid depth for a CIFAR net of {kind} blocks: it must be {step}n+2 with "
+      f"n >= 1 (e.g. {examples}); nearest valid depths: {' and '.join(map(str, near))}")
+
+
+def cifar_resnet(depth: int, *, residual: bool = True, block: str = "basic", width: int = 16,
+                 **kw) -> ResNet:
+  """He et al. CIFAR net: basic blocks, depth 6n+2, 16/32/64 channels x width/16; or bottleneck
+  blocks, depth 9n+2, 4x those channels out of each block (ResNet-164 of He et al. 2016b)."""
+  if block not in ("basic", "bottleneck"):
+    raise ValueError(f"a CIFAR ResNet's block must be 'basic' or 'bottleneck', got {block!r}")
+  expansion = 4 if block == "bottleneck" else 1
+  n = blocks_per_stage(depth, 3 if block == "bottleneck" else 2)
+  widths = tuple(expansion * width * m for m in (1, 2, 4))
+  return ResNet((n,) * 3, widths, block, residual=residual, stem="cifar", stem_width=width, **kw)
+
+
+def cifar_preact(depth: int, *, block: str = "bottleneck", width: int = 16, **kw) -> ResNet:
+  """He et al. 2016b CIFAR pre-activation ResNet: bottleneck 9n+2 (164, 1001) or basic 6n+2 (110)."""
+  kw.setdefault("shortcut", "B")
+  return cifar_resnet(depth, block=block, width=width, preact=True, **kw)
+
+
+def imagenet_resnet(depth: int, *, residual: bool = True, width: int = 64, **kw) -> ResNet:
+  """He et al. ImageNet ResNet-18/34/50/101/152 (option B by default) or its plain twin."""
+  registry.only(depth, IMAGENET_STAGES, "ImageNet ResNet")
+  block, sizes = IMAGENET_STAGES[depth]
+  expansion = 4 if block == "bottleneck" else 1
+  kw.setdefault("shortcut", "B")
+  kw.setdefault("num_classes", 1000)
+  return ResNet(sizes, tuple(expansion * width * m for m in (1, 2, 4, 8)), block, residual=residual,
+                stem="imagenet", stem_width=width, **kw)
+
+
+# The config.model fields the ResNet families read (the ImageNet ones take their block from the depth).
+FIELDS = ("width", "shortcut", "block", "survival_last", "drop_mode", "stages", "unroll", "remat",
+          "zero_init_last", "bn_groups", "bn_impl")
+IMAGENET_FIELDS = tuple(f for f in FIELDS if f != "block")
+IMAGENET_INPUT = {"input_shape": (224, 224, 3), "num_classes": 1000}
+
+registry.register(registry.Family(
+    "cifar_resnet", cifar_resnet, FIELDS, "ResNet-{depth}", "ResNets"))
+registry.register(registry.Family(
+    "cifar_plain", functools.partial(cifar_resnet, residual=False), FIELDS, "plain-{depth}",
+    "plain nets"))
+registry.register(registry.Family(
+    "cifar_preact", cifar_preact, FIELDS,
+    lambda depth, o: f"PreAct ResNet-{depth}" + (" (basic)" if o.get("block") == "basic" else ""),
+    "pre-activation ResNets"))
+registry.register(registry.Family(
+    "imagenet_resnet", imagenet_resnet, IMAGENET_FIELDS, "ResNet-{depth} (ImageNet)", "ResNets",
+    **IMAGENET_INPUT))
+registry.register(registry.Family(
+    "imagenet_plain", functools.partial(imagenet_resnet, residual=False), IMAGENET_FIELDS,
+    "plain-{depth} (ImageNet)", "plain nets", **IMAGENET_INPUT))
