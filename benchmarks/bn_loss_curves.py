@@ -35,6 +35,7 @@ def losses(bn_impl: str, dtype: str) -> list[float]:
   import quickstart  # configs/ is not a package
 
   from cnn_depth import train
+
   c = quickstart.get_config(f"depth={FLAGS.depth},steps={FLAGS.steps}")
   c.model.dtype, c.model.bn_impl = dtype, bn_impl
   c.log_every_steps, c.eval_every_steps = 1, FLAGS.steps
@@ -47,9 +48,19 @@ def losses(bn_impl: str, dtype: str) -> list[float]:
 
 def run(bn_impl: str, dtype: str, devices: int) -> list[float]:
   env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-  proc = subprocess.run([sys.executable, __file__, f"--single={bn_impl},{dtype}",
-                         f"--depth={FLAGS.depth}", f"--steps={FLAGS.steps}"],
-                        env=env, capture_output=True, text=True, check=True)
+  proc = subprocess.run(
+    [
+      sys.executable,
+      __file__,
+      f"--single={bn_impl},{dtype}",
+      f"--depth={FLAGS.depth}",
+      f"--steps={FLAGS.steps}",
+    ],
+    env=env,
+    capture_output=True,
+    text=True,
+    check=True,
+  )
   return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -59,22 +70,33 @@ def main(argv):
     print(json.dumps(losses(*FLAGS.single.split(","))))
     return
   import jax
-  lines = ["# Fused vs flax BatchNorm: the same run's training loss, step by step", "",
-           f"Made by `benchmarks/bn_loss_curves.py` (jax {jax.__version__}, CPU): "
-           f"ResNet-{FLAGS.depth} on the embedded digits with the quickstart recipe for "
-           f"{FLAGS.steps} steps (batch 128, lr 0.1), seed 0, the loss of each step. |Δ| is the "
-           f"relative difference to the flax run on one device; the control is that same flax run "
-           f"on 8 devices, which changes only the order in which the batch statistics are summed.",
-           ""]
+
+  lines = [
+    "# Fused vs flax BatchNorm: the same run's training loss, step by step",
+    "",
+    f"Made by `benchmarks/bn_loss_curves.py` (jax {jax.__version__}, CPU): "
+    f"ResNet-{FLAGS.depth} on the embedded digits with the quickstart recipe for "
+    f"{FLAGS.steps} steps (batch 128, lr 0.1), seed 0, the loss of each step. |Δ| is the "
+    f"relative difference to the flax run on one device; the control is that same flax run "
+    f"on 8 devices, which changes only the order in which the batch statistics are summed.",
+    "",
+  ]
   for dtype in ("float32", "bfloat16"):
     ref, fused, control = run("flax", dtype, 1), run("fused", dtype, 1), run("flax", dtype, 8)
     rel = lambda a, i: abs(a[i] - ref[i]) / abs(ref[i])
-    lines += [f"## {dtype}", "",
-              "| step | loss, flax | loss, fused | \\|Δ\\| fused | loss, flax on 8 devices "
-              "| \\|Δ\\| control |",
-              "|---|---|---|---|---|---|"]
-    lines += [f"| {s} | {ref[s - 1]:.6f} | {fused[s - 1]:.6f} | {rel(fused, s - 1):.1e} | "
-              f"{control[s - 1]:.6f} | {rel(control, s - 1):.1e} |" for s in SHOW if s <= len(ref)]
+    lines += [
+      f"## {dtype}",
+      "",
+      "| step | loss, flax | loss, fused | \\|Δ\\| fused | loss, flax on 8 devices "
+      "| \\|Δ\\| control |",
+      "|---|---|---|---|---|---|",
+    ]
+    lines += [
+      f"| {s} | {ref[s - 1]:.6f} | {fused[s - 1]:.6f} | {rel(fused, s - 1):.1e} | "
+      f"{control[s - 1]:.6f} | {rel(control, s - 1):.1e} |"
+      for s in SHOW
+      if s <= len(ref)
+    ]
     lines.append("")
   text = "\n".join(lines)
   print(text)

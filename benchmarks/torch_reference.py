@@ -56,7 +56,7 @@ class BasicBlock(nn.Module):
   def shortcut(self, x):
     # Option A: subsample by the stride, zero-pad channels evenly on both sides (parameter-free).
     if self.stride > 1:
-      x = x[:, :, ::self.stride, ::self.stride]
+      x = x[:, :, :: self.stride, :: self.stride]
     if self.extra:
       lo = self.extra // 2
       x = F.pad(x, (0, 0, 0, 0, lo, self.extra - lo))
@@ -109,11 +109,21 @@ def bench_one(depth, mode, args, device):
   """Returns a record dict for one (depth, mode)."""
   dtype_name = "bfloat16" if args.dtype == "bf16" else "float32"
   rec = dict(
-      device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-      what="step", framework=f"torch-{mode}", family="cifar_resnet", depth=depth, batch=args.batch,
-      dtype=dtype_name, images_per_sec=None, compile_s=None, peak_mem_gb=None,
-      torch_version=torch.__version__, date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
-      channels_last=args.channels_last, skipped=None)
+    device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+    what="step",
+    framework=f"torch-{mode}",
+    family="cifar_resnet",
+    depth=depth,
+    batch=args.batch,
+    dtype=dtype_name,
+    images_per_sec=None,
+    compile_s=None,
+    peak_mem_gb=None,
+    torch_version=torch.__version__,
+    date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+    channels_last=args.channels_last,
+    skipped=None,
+  )
   if mode == "compile" and depth > args.compile_max_depth:
     rec["skipped"] = f"depth {depth} > --compile_max_depth {args.compile_max_depth}"
     return rec
@@ -172,8 +182,10 @@ def bench_one(depth, mode, args, device):
 def fmt_row(r):
   f = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
   rate = f"skipped: {r['skipped']}" if r["skipped"] else f(r["images_per_sec"], ",.0f")
-  return (f"| {r['framework']} | {r['depth']} | {r['batch']} | {r['dtype']} | {rate} | "
-          f"{f(r['compile_s'], '.1f')} | {f(r['peak_mem_gb'], '.2f')} |")
+  return (
+    f"| {r['framework']} | {r['depth']} | {r['batch']} | {r['dtype']} | {rate} | "
+    f"{f(r['compile_s'], '.1f')} | {f(r['peak_mem_gb'], '.2f')} |"
+  )
 
 
 def main():
@@ -186,12 +198,16 @@ def main():
   p.add_argument("--iters", type=int, default=100)
   p.add_argument("--repeats", type=int, default=5)
   p.add_argument("--out", default=None, help="optional JSON path for the list of records")
-  p.add_argument("--device", choices=("cuda", "cpu"),
-                 default="cuda" if torch.cuda.is_available() else "cpu")
+  p.add_argument(
+    "--device", choices=("cuda", "cpu"), default="cuda" if torch.cuda.is_available() else "cpu"
+  )
   p.add_argument("--compile_max_depth", type=int, default=110)
   p.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=True)
-  p.add_argument("--check_params", action="store_true",
-                 help="only build every depth in EXPECTED_PARAMS on CPU and check parameter counts")
+  p.add_argument(
+    "--check_params",
+    action="store_true",
+    help="only build every depth in EXPECTED_PARAMS on CPU and check parameter counts",
+  )
   args = p.parse_args()
 
   if args.check_params:

@@ -78,7 +78,10 @@ def _drop_closed_loop_reports() -> None:
     return
 
   def hook(unraisable):
-    if isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed":
+    if (
+      isinstance(unraisable.exc_value, RuntimeError)
+      and str(unraisable.exc_value) == "Event loop is closed"
+    ):
       return
     previous(unraisable)
 
@@ -86,27 +89,43 @@ def _drop_closed_loop_reports() -> None:
   sys.unraisablehook = hook
 
 
-def _restore_error(directory: str, step: int, steps: Sequence[int], e: BaseException,
-                   what: str) -> CheckpointError:
+def _restore_error(
+  directory: str, step: int, steps: Sequence[int], e: BaseException, what: str
+) -> CheckpointError:
   step_dir = os.path.join(directory, str(step))
   earlier = [s for s in steps if s < step]
-  fallback = (f"delete {step_dir} to fall back to step {max(earlier)}" if earlier else
-              f"delete {step_dir} (there is no earlier checkpoint) to start from scratch")
+  fallback = (
+    f"delete {step_dir} to fall back to step {max(earlier)}"
+    if earlier
+    else f"delete {step_dir} (there is no earlier checkpoint) to start from scratch"
+  )
   return CheckpointError(
-      f"could not {what} checkpoint step {step} in {directory} ({_first_line(e)}). If the checkpoint "
-      f"is corrupt (a full disk, lost or truncated files), {fallback}; if the model, optimiser or "
-      f"number of devices changed since it was written, use a new --workdir.")
+    f"could not {what} checkpoint step {step} in {directory} ({_first_line(e)}). If the checkpoint "
+    f"is corrupt (a full disk, lost or truncated files), {fallback}; if the model, optimiser or "
+    f"number of devices changed since it was written, use a new --workdir."
+  )
 
 
-def _manager(directory: str, *, keep: int | None = None, save_interval_steps: int = 1,
-             read_only: bool = False, async_save: bool = True) -> ocp.CheckpointManager:
+def _manager(
+  directory: str,
+  *,
+  keep: int | None = None,
+  save_interval_steps: int = 1,
+  read_only: bool = False,
+  async_save: bool = True,
+) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(
-      max_to_keep=keep, save_interval_steps=save_interval_steps, create=not read_only,
-      read_only=read_only, cleanup_tmp_directories=not read_only,
-      enable_async_checkpointing=async_save)
+    max_to_keep=keep,
+    save_interval_steps=save_interval_steps,
+    create=not read_only,
+    read_only=read_only,
+    cleanup_tmp_directories=not read_only,
+    enable_async_checkpointing=async_save,
+  )
   # Registering the handler lets a manager that has not saved anything restore without a template.
-  return ocp.CheckpointManager(directory, options=options,
-                               item_handlers=ocp.StandardCheckpointHandler())
+  return ocp.CheckpointManager(
+    directory, options=options, item_handlers=ocp.StandardCheckpointHandler()
+  )
 
 
 class Checkpointer:
@@ -124,19 +143,27 @@ class Checkpointer:
   Multi-host: every process calls `save`/`restore` with the same arguments (orbax coordinates).
   """
 
-  def __init__(self, directory: str | os.PathLike, keep: int | None = 3, save_interval_steps: int = 1,
-               *, async_save: bool = True):
+  def __init__(
+    self,
+    directory: str | os.PathLike,
+    keep: int | None = 3,
+    save_interval_steps: int = 1,
+    *,
+    async_save: bool = True,
+  ):
     if keep is not None and keep < 1:
       raise ValueError(f"keep must be >= 1 (or None for all checkpoints), got {keep}")
     self.directory = os.path.abspath(os.fspath(directory))
     if os.path.exists(self.directory) and not os.path.isdir(self.directory):
       raise CheckpointError(f"checkpoint directory {self.directory} is a file; choose another path")
     try:
-      self._manager = _manager(self.directory, keep=keep, save_interval_steps=save_interval_steps,
-                               async_save=async_save)
+      self._manager = _manager(
+        self.directory, keep=keep, save_interval_steps=save_interval_steps, async_save=async_save
+      )
     except Exception as e:
       raise CheckpointError(
-          f"cannot use {self.directory} as a checkpoint directory ({_first_line(e)})") from e
+        f"cannot use {self.directory} as a checkpoint directory ({_first_line(e)})"
+      ) from e
 
   def save(self, step: int, state: Any, *, force: bool = False) -> bool:
     """Starts saving `state` as `step` if this step is due (or `force`); True if a save started.
@@ -153,7 +180,8 @@ class Checkpointer:
       return False
     except Exception as e:
       raise CheckpointError(
-          f"could not save checkpoint step {step} in {self.directory} ({_first_line(e)})") from e
+        f"could not save checkpoint step {step} in {self.directory} ({_first_line(e)})"
+      ) from e
 
   def wait(self) -> None:
     """Blocks until the background save (if any) has finished writing."""
@@ -161,7 +189,8 @@ class Checkpointer:
       self._manager.wait_until_finished()
     except Exception as e:
       raise CheckpointError(
-          f"a checkpoint save in {self.directory} failed ({_first_line(e)})") from e
+        f"a checkpoint save in {self.directory} failed ({_first_line(e)})"
+      ) from e
 
   def close(self) -> None:
     """Waits for pending saves and releases orbax's threads."""
@@ -212,8 +241,9 @@ def _pick_step(steps: Sequence[int], step: int | None, directory) -> int:
   return step
 
 
-def load_for_analysis(directory: str | os.PathLike, step: int | None = None, *,
-                      device: jax.Device | None = None) -> dict:
+def load_for_analysis(
+  directory: str | os.PathLike, step: int | None = None, *, device: jax.Device | None = None
+) -> dict:
   """A checkpoint as raw nested dicts, readable without the model, the config or the devices it
   was trained on.
 
@@ -237,8 +267,9 @@ def load_for_analysis(directory: str | os.PathLike, step: int | None = None, *,
         raise ValueError("the step has no readable 'default' item")
       # Without a target orbax would use the sharding saved with each array, which fails on
       # another device count; a target from the metadata places everything on one device.
-      target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
-                            dict(metadata.tree))
+      target = jax.tree.map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding), dict(metadata.tree)
+      )
       return manager.restore(step, args=ocp.args.StandardRestore(target))
     except Exception as e:
       raise _restore_error(directory, step, steps, e, "read") from e

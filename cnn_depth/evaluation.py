@@ -38,16 +38,20 @@ def pad_split(images, labels, batch_size: int, place: Callable = jnp.asarray) ->
   replication over the mesh)."""
   labels = np.asarray(labels)
   if len(labels) == 0 or len(images) != len(labels):
-    raise ValueError(f"need as many images as labels (and at least one): {len(images)} vs "
-                     f"{len(labels)}")
-  padded = data.pad_to_batches({"image": np.asarray(images), "label": labels.astype(np.int32)},
-                               batch_size)
-  return PaddedSplit(place(padded["image"]), place(padded["label"]), place(padded["mask"]),
-                     batch_size, len(labels))
+    raise ValueError(
+      f"need as many images as labels (and at least one): {len(images)} vs {len(labels)}"
+    )
+  padded = data.pad_to_batches(
+    {"image": np.asarray(images), "label": labels.astype(np.int32)}, batch_size
+  )
+  return PaddedSplit(
+    place(padded["image"]), place(padded["label"]), place(padded["mask"]), batch_size, len(labels)
+  )
 
 
-def sum_over_split(batch_sums: Callable[[dict], dict], split: PaddedSplit,
-                   batch_sharding=None) -> dict:
+def sum_over_split(
+  batch_sums: Callable[[dict], dict], split: PaddedSplit, batch_sharding=None
+) -> dict:
   """The sums `batch_sums(batch)` returns, added over every batch of `split` in one `fori_loop`.
 
   Traced: call it inside `jax.jit`. A batch is {'image', 'label', 'mask'}; `batch_sharding` splits it
@@ -55,13 +59,18 @@ def sum_over_split(batch_sums: Callable[[dict], dict], split: PaddedSplit,
   """
 
   def batch(i):
-    take = functools.partial(jax.lax.dynamic_slice_in_dim, start_index=i * split.batch_size,
-                             slice_size=split.batch_size)
+    take = functools.partial(
+      jax.lax.dynamic_slice_in_dim, start_index=i * split.batch_size, slice_size=split.batch_size
+    )
     b = {"image": take(split.images), "label": take(split.labels), "mask": take(split.mask)}
     return b if batch_sharding is None else jax.lax.with_sharding_constraint(b, batch_sharding)
 
-  zero = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype),
-                                jax.eval_shape(batch_sums, batch(0)))
-  return jax.lax.fori_loop(0, split.num_batches,
-                           lambda i, acc: jax.tree_util.tree_map(jnp.add, acc, batch_sums(batch(i))),
-                           zero)
+  zero = jax.tree_util.tree_map(
+    lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(batch_sums, batch(0))
+  )
+  return jax.lax.fori_loop(
+    0,
+    split.num_batches,
+    lambda i, acc: jax.tree_util.tree_map(jnp.add, acc, batch_sums(batch(i))),
+    zero,
+  )

@@ -42,8 +42,9 @@ def _accumulating(step_fn):
   return fn
 
 
-def _gather_train_step(state, sums, images, labels, perm, *, batch_size, steps_per_epoch,
-                       batch_sharding, step_fn):
+def _gather_train_step(
+  state, sums, images, labels, perm, *, batch_size, steps_per_epoch, batch_sharding, step_fn
+):
   """Take this step's batch from the device-resident training set, then run the train step."""
   i = state.step % steps_per_epoch
   idx = jax.lax.dynamic_slice(perm, (i * batch_size,), (batch_size,))
@@ -53,39 +54,64 @@ def _gather_train_step(state, sums, images, labels, perm, *, batch_size, steps_p
   return _accumulating(step_fn)(state, sums, batch)
 
 
-def compile_gather_step(step_fn, batch_size: int, steps_per_epoch: int, repl=None,
-                        batch_sharding=None):
+def compile_gather_step(
+  step_fn, batch_size: int, steps_per_epoch: int, repl=None, batch_sharding=None
+):
   """What the loop runs each step on a device-resident dataset, compiled: (state, sums, images,
   labels, permutation) -> (state, metrics, sums). The sums are donated, the state is not (see
   steps.compile_train_step)."""
   return jax.jit(
-      functools.partial(_gather_train_step, batch_size=batch_size, steps_per_epoch=steps_per_epoch,
-                        batch_sharding=batch_sharding, step_fn=step_fn),
-      out_shardings=(repl, None, repl), donate_argnums=(1,))
+    functools.partial(
+      _gather_train_step,
+      batch_size=batch_size,
+      steps_per_epoch=steps_per_epoch,
+      batch_sharding=batch_sharding,
+      step_fn=step_fn,
+    ),
+    out_shardings=(repl, None, repl),
+    donate_argnums=(1,),
+  )
 
 
 class DeviceData:
   """An in-memory dataset held on the device(s): batches are gathered and augmented in the step."""
 
-  def __init__(self, dataset, mesh, step_fn, eval_fn, *, batch_size: int, steps_per_epoch: int,
-               seed: int, eval_train_set: bool):
+  def __init__(
+    self,
+    dataset,
+    mesh,
+    step_fn,
+    eval_fn,
+    *,
+    batch_size: int,
+    steps_per_epoch: int,
+    seed: int,
+    eval_train_set: bool,
+  ):
     self.steps_per_epoch = steps_per_epoch
     repl, batch_sharding = sharding.replicated(mesh), sharding.batch_sharded(mesh)
     self.new_sums = jax.jit(zero_sums, out_shardings=repl)
     self._step = compile_gather_step(step_fn, batch_size, steps_per_epoch, repl, batch_sharding)
-    self._evaluate = jax.jit(lambda state, split: evaluation.sum_over_split(
-        functools.partial(eval_fn, state), split, batch_sharding))
+    self._evaluate = jax.jit(
+      lambda state, split: evaluation.sum_over_split(
+        functools.partial(eval_fn, state), split, batch_sharding
+      )
+    )
     data_key = jax.random.key(seed + 1)
-    self._permutation = jax.jit(lambda epoch: jax.random.permutation(
-        jax.random.fold_in(data_key, epoch), dataset.num_train), out_shardings=repl)
+    self._permutation = jax.jit(
+      lambda epoch: jax.random.permutation(jax.random.fold_in(data_key, epoch), dataset.num_train),
+      out_shardings=repl,
+    )
     self._images = sharding.replicate(dataset.train_images, mesh)
     self._labels = sharding.replicate(dataset.train_labels.astype(np.int32), mesh)
     place = functools.partial(sharding.replicate, mesh=mesh)
-    self._sets = {"test": evaluation.pad_split(dataset.test_images, dataset.test_labels, batch_size,
-                                               place)}
+    self._sets = {
+      "test": evaluation.pad_split(dataset.test_images, dataset.test_labels, batch_size, place)
+    }
     if eval_train_set:
-      self._sets["train"] = evaluation.pad_split(dataset.train_images, dataset.train_labels,
-                                                 batch_size, place)
+      self._sets["train"] = evaluation.pad_split(
+        dataset.train_images, dataset.train_labels, batch_size, place
+      )
     self._epoch, self._perm = None, None
 
   def start(self, step: int):
@@ -112,12 +138,19 @@ class StreamData:
     self.mesh, self.seed = mesh, seed
     repl, batch_sharding = sharding.replicated(mesh), sharding.batch_sharded(mesh)
     self.new_sums = jax.jit(zero_sums, out_shardings=repl)
-    self._step = jax.jit(_accumulating(step_fn), in_shardings=(repl, repl, batch_sharding),
-                         out_shardings=(repl, None, repl), donate_argnums=(1,))  # the sums only
+    self._step = jax.jit(
+      _accumulating(step_fn),
+      in_shardings=(repl, repl, batch_sharding),
+      out_shardings=(repl, None, repl),
+      donate_argnums=(1,),
+    )  # the sums only
     self._eval = jax.jit(eval_fn, in_shardings=(repl, batch_sharding))
-    self._batches = functools.partial(dataset.batches, global_batch_size=batch_size,
-                                      shard_index=jax.process_index(),
-                                      shard_count=jax.process_count())
+    self._batches = functools.partial(
+      dataset.batches,
+      global_batch_size=batch_size,
+      shard_index=jax.process_index(),
+      shard_count=jax.process_count(),
+    )
     self._test_split = dataset.test_split
     self._it = None
 
@@ -138,10 +171,27 @@ class StreamData:
     return total
 
 
-def make_feed(dataset, mesh, step_fn, eval_fn, *, batch_size: int, steps_per_epoch: int, seed: int,
-              eval_train_set: bool):
+def make_feed(
+  dataset,
+  mesh,
+  step_fn,
+  eval_fn,
+  *,
+  batch_size: int,
+  steps_per_epoch: int,
+  seed: int,
+  eval_train_set: bool,
+):
   """The feed for `dataset`: `StreamData` for a streamed one, else `DeviceData`."""
   if dataset.streamed:
     return StreamData(dataset, mesh, step_fn, eval_fn, batch_size=batch_size, seed=seed)
-  return DeviceData(dataset, mesh, step_fn, eval_fn, batch_size=batch_size,
-                    steps_per_epoch=steps_per_epoch, seed=seed, eval_train_set=eval_train_set)
+  return DeviceData(
+    dataset,
+    mesh,
+    step_fn,
+    eval_fn,
+    batch_size=batch_size,
+    steps_per_epoch=steps_per_epoch,
+    seed=seed,
+    eval_train_set=eval_train_set,
+  )

@@ -59,7 +59,9 @@ def _conv_cpu_vjp_bwd(strides, padding, res, g):
   # d/dx: convolve the stride-dilated output gradient with the spatially flipped kernel, in/out swapped.
   flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
   dx_pad = [(k - 1 - lo, k - 1 - hi + r) for (lo, hi), k, r in zip(padding, (kh, kw), rem)]
-  dx = lax.conv_general_dilated(g, flipped, (1, 1), dx_pad, lhs_dilation=strides, dimension_numbers=_DN)
+  dx = lax.conv_general_dilated(
+    g, flipped, (1, 1), dx_pad, lhs_dilation=strides, dimension_numbers=_DN
+  )
 
   # d/dkernel: a convolution whose "batch" is the input channels and whose "features" are the examples.
   xt = lax.optimization_barrier(x.transpose(3, 1, 2, 0))  # (C_in, H, W, N)
@@ -114,7 +116,9 @@ class Conv(nn.Module):
     else:
       y = _conv(x, kernel, (s, s), padding)
     if self.use_bias:
-      y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32).astype(self.dtype)
+      y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32).astype(
+        self.dtype
+      )
     return y
 
 
@@ -127,7 +131,9 @@ def check_bn_impl(impl: str) -> None:
     raise ValueError(f"bn_impl must be 'fused' or 'flax', got {impl!r}")
 
 
-def batch_norm(train: bool, dtype: Dtype, groups: int = 1, impl: BNImpl = "fused") -> functools.partial:
+def batch_norm(
+  train: bool, dtype: Dtype, groups: int = 1, impl: BNImpl = "fused"
+) -> functools.partial:
   """BatchNorm as the papers use it (momentum 0.9 in flax terms = 0.1 in torch terms, eps 1e-5).
 
   Statistics and parameters stay float32 whatever `dtype` computes in. Under `jax.jit` with a sharded
@@ -141,11 +147,19 @@ def batch_norm(train: bool, dtype: Dtype, groups: int = 1, impl: BNImpl = "fused
   a ReLU, which the fused one computes inside its forward and backward passes.
   """
   if groups > 1:
-    return functools.partial(GhostBatchNorm, use_running_average=not train, groups=groups,
-                             momentum=0.9, epsilon=1e-5, dtype=dtype)
+    return functools.partial(
+      GhostBatchNorm,
+      use_running_average=not train,
+      groups=groups,
+      momentum=0.9,
+      epsilon=1e-5,
+      dtype=dtype,
+    )
   check_bn_impl(impl)
   cls = BatchNorm if impl == "fused" else FlaxBatchNorm
-  return functools.partial(cls, use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype)
+  return functools.partial(
+    cls, use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype
+  )
 
 
 class FlaxBatchNorm(nn.BatchNorm):
@@ -341,7 +355,11 @@ def adaptive_avg_pool(x, size: int):
   _, h, w, _ = x.shape
   if (h, w) == (size, size):
     return x
-  rows = [x[:, (i * h) // size: -(-(i + 1) * h // size)].mean(1, keepdims=True) for i in range(size)]
+  rows = [
+    x[:, (i * h) // size : -(-(i + 1) * h // size)].mean(1, keepdims=True) for i in range(size)
+  ]
   x = jnp.concatenate(rows, 1)
-  cols = [x[:, :, (j * w) // size: -(-(j + 1) * w // size)].mean(2, keepdims=True) for j in range(size)]
+  cols = [
+    x[:, :, (j * w) // size : -(-(j + 1) * w // size)].mean(2, keepdims=True) for j in range(size)
+  ]
   return jnp.concatenate(cols, 2)

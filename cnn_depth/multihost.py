@@ -35,15 +35,18 @@ EXIT_PEER_LOST = 5
 _PREFIX = "cnn_depth/watchdog"
 
 
-def initialize(coordinator_address: str, num_processes: int, process_id: int,
-               peer_timeout: float) -> None:
+def initialize(
+  coordinator_address: str, num_processes: int, process_id: int, peer_timeout: float
+) -> None:
   """`jax.distributed.initialize` with JAX's heartbeat timeout above `peer_timeout`."""
-  jax.distributed.initialize(coordinator_address, num_processes, process_id,
-                             heartbeat_timeout_seconds=int(peer_timeout) + 60)
+  jax.distributed.initialize(
+    coordinator_address, num_processes, process_id, heartbeat_timeout_seconds=int(peer_timeout) + 60
+  )
 
 
 def _client():
   from jax._src import distributed  # the key-value client orbax and multihost_utils use as well
+
   client = distributed.global_state.client
   if client is None:
     raise RuntimeError("jax.distributed is not initialised")
@@ -71,10 +74,17 @@ class PeerWatchdog:
   Every process must run one (each keeps the others' counters moving).
   """
 
-  def __init__(self, timeout: float, on_lost: Callable[[str], None] | None = None,
-               interval: float = 1.0, exit_code: int = EXIT_PEER_LOST):
+  def __init__(
+    self,
+    timeout: float,
+    on_lost: Callable[[str], None] | None = None,
+    interval: float = 1.0,
+    exit_code: int = EXIT_PEER_LOST,
+  ):
     if timeout <= interval:
-      raise ValueError(f"the peer timeout ({timeout} s) must exceed the check interval ({interval} s)")
+      raise ValueError(
+        f"the peer timeout ({timeout} s) must exceed the check interval ({interval} s)"
+      )
     self.timeout, self.interval, self.exit_code = timeout, interval, exit_code
     self.on_lost = on_lost
     self.me, self.count = jax.process_index(), jax.process_count()
@@ -113,8 +123,10 @@ class PeerWatchdog:
       return
     message = f"{message}, so process {self.me} stops too"
     if relaunch:
-      message += (f"; relaunch all {self.count} processes with the same command to resume from the last "
-                  "checkpoint")
+      message += (
+        f"; relaunch all {self.count} processes with the same command to resume from the last "
+        "checkpoint"
+      )
     try:
       if self.on_lost is not None:
         self.on_lost(message)
@@ -148,6 +160,8 @@ class PeerWatchdog:
         if value != last[p][0]:
           last[p] = (value, now)
         elif now - last[p][1] > self.timeout:
-          self._lost(f"process {p} of {self.count} stopped responding (no sign of life for "
-                     f"{now - last[p][1]:.0f} s: killed, crashed or frozen)")
+          self._lost(
+            f"process {p} of {self.count} stopped responding (no sign of life for "
+            f"{now - last[p][1]:.0f} s: killed, crashed or frozen)"
+          )
           return

@@ -20,28 +20,41 @@ def to_steps(value: float | int, unit: str, steps_per_epoch: int) -> int:
   raise ValueError(f"duration unit must be 'steps' or 'epochs', got {unit!r}")
 
 
-def step_decay_schedule(base_lr: float, boundaries: Sequence[int], decay: float = 0.1,
-                        warmup_steps: int = 0, warmup_lr: float = 0.0) -> optax.Schedule:
+def step_decay_schedule(
+  base_lr: float,
+  boundaries: Sequence[int],
+  decay: float = 0.1,
+  warmup_steps: int = 0,
+  warmup_lr: float = 0.0,
+) -> optax.Schedule:
   """Piecewise-constant lr: `warmup_lr` for `warmup_steps` (He et al. §4.2: 0.01 for ResNet-110/1202
   until training error is below 80%, about 400 iterations), then `base_lr`, multiplied by `decay` at
   each boundary (in steps; He et al. CIFAR: 32k and 48k)."""
   scales = {int(b): decay for b in boundaries}
   if warmup_steps:
     if any(b <= warmup_steps for b in scales):
-      raise ValueError(f"lr boundaries {sorted(scales)} must come after the warm-up ({warmup_steps} steps)")
-    main = optax.piecewise_constant_schedule(base_lr, {b - warmup_steps: d for b, d in scales.items()})
+      raise ValueError(
+        f"lr boundaries {sorted(scales)} must come after the warm-up ({warmup_steps} steps)"
+      )
+    main = optax.piecewise_constant_schedule(
+      base_lr, {b - warmup_steps: d for b, d in scales.items()}
+    )
     return optax.join_schedules([optax.constant_schedule(warmup_lr), main], [warmup_steps])
   return optax.piecewise_constant_schedule(base_lr, scales)
 
 
-def sgd(learning_rate: optax.Schedule | float, momentum: float = 0.9, nesterov: bool = False,
-        weight_decay: float = 1e-4) -> optax.GradientTransformation:
+def sgd(
+  learning_rate: optax.Schedule | float,
+  momentum: float = 0.9,
+  nesterov: bool = False,
+  weight_decay: float = 1e-4,
+) -> optax.GradientTransformation:
   """SGD with momentum and coupled L2 weight decay, as in the papers' Torch/Caffe code.
 
   The decay is added to the gradient before momentum (torch.optim.SGD's `weight_decay`), on every
   parameter, BN scale and bias included, as the original implementations did.
   """
   return optax.chain(
-      optax.add_decayed_weights(weight_decay),
-      optax.sgd(learning_rate, momentum=momentum, nesterov=nesterov),
+    optax.add_decayed_weights(weight_decay),
+    optax.sgd(learning_rate, momentum=momentum, nesterov=nesterov),
   )

@@ -44,18 +44,24 @@ class _Clock:
     self.since = time.perf_counter()
 
   def eta(self) -> str:
-    seconds = (time.perf_counter() - self.start) / max(self.step - self.first, 1) * (
-        self.total - self.step)
+    seconds = (
+      (time.perf_counter() - self.start) / max(self.step - self.first, 1) * (self.total - self.step)
+    )
     seconds = int(max(seconds, 0))
-    return (f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600
-            else f"{seconds // 60}m{seconds % 60:02d}s")
+    return (
+      f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+      if seconds >= 3600
+      else f"{seconds // 60}m{seconds % 60:02d}s"
+    )
 
   def timed(self) -> dict:
     """timed_steps and timed_seconds: the steps after the first one, evaluation and logs included."""
     if self.step <= self.first + 1:
       return {}
-    return {"timed_steps": self.step - self.first - 1,
-            "timed_seconds": time.perf_counter() - self.timed_since}
+    return {
+      "timed_steps": self.step - self.first - 1,
+      "timed_seconds": time.perf_counter() - self.timed_since,
+    }
 
 
 class RunLog:
@@ -81,13 +87,18 @@ class RunLog:
   def train_record(self, step: int, sums: dict, last, lr: float) -> dict:
     """The training metrics of a logging step: errors since the last log, rate, norms."""
     diagnostics = jax.device_get({k: v for k, v in last.items() if k not in SUMMED})
-    record: dict[str, Any] = {"epoch": step / self.steps_per_epoch, "lr": lr,
-                              "train_loss": sums["loss"], "train_error": sums["error"]}
+    record: dict[str, Any] = {
+      "epoch": step / self.steps_per_epoch,
+      "lr": lr,
+      "train_loss": sums["loss"],
+      "train_error": sums["error"],
+    }
     rate = self.clock.rate()
     if rate is not None:
       record["images_per_sec"] = rate
-    record.update(grad_norm=float(diagnostics["grad_norm"]),
-                  param_norm=float(diagnostics["param_norm"]))
+    record.update(
+      grad_norm=float(diagnostics["grad_norm"]), param_norm=float(diagnostics["param_norm"])
+    )
     if self.config.on_nonfinite == "skip":
       record["skipped_steps"] = sums["nonfinite"]
     if self.config.log_block_norms:
@@ -109,17 +120,24 @@ class RunLog:
     self._writer.write(step, **record)
     pct = lambda k: f"{100 * self.final[k]:.2f}%" if k in self.final else "-"
     rate = f"{record['images_per_sec']:,.0f} img/s | " if "images_per_sec" in record else ""
-    print(f"step {step}/{self.total} | loss {self.final.get('train_loss', float('nan')):.4f} | "
-          f"train err {pct('train_error')} | test err {pct('test_error')} | lr {lr:.4g} | "
-          f"{rate}ETA {self.clock.eta()}", flush=True)
+    print(
+      f"step {step}/{self.total} | loss {self.final.get('train_loss', float('nan')):.4f} | "
+      f"train err {pct('train_error')} | test err {pct('test_error')} | lr {lr:.4g} | "
+      f"{rate}ETA {self.clock.eta()}",
+      flush=True,
+    )
 
   def diverged(self, step: int, sums: dict, last_checkpoint) -> str:
     """Status 'diverged'; returns the error message."""
-    reason = (f"non-finite loss, gradients, parameters or BN statistics by step {step} "
-              f"(mean training loss since the last log: {sums['loss']:.4g})")
+    reason = (
+      f"non-finite loss, gradients, parameters or BN statistics by step {step} "
+      f"(mean training loss since the last log: {sums['loss']:.4g})"
+    )
     self.status("diverged", step=step, reason=reason, last_checkpoint=last_checkpoint)
-    return (f"{reason}; the last good checkpoint (step {last_checkpoint}) is kept in "
-            f"{self.workdir}/checkpoints")
+    return (
+      f"{reason}; the last good checkpoint (step {last_checkpoint}) is kept in "
+      f"{self.workdir}/checkpoints"
+    )
 
   def preempted(self, step: int) -> str:
     """Status 'preempted'; returns the error message."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 DATA_AXIS = "data"
 
@@ -34,8 +35,10 @@ def check_batch_size(global_batch: int, mesh: Mesh) -> int:
   """The per-device batch, or a ValueError if the global batch does not split evenly."""
   n = mesh.devices.size
   if global_batch % n:
-    raise ValueError(f"the global batch size {global_batch} is not divisible by the {n} devices; "
-                     f"choose a multiple of {n}")
+    raise ValueError(
+      f"the global batch size {global_batch} is not divisible by the {n} devices; "
+      f"choose a multiple of {n}"
+    )
   return global_batch // n
 
 
@@ -43,7 +46,8 @@ def global_batch(local_batch, mesh: Mesh):
   """Host-local numpy arrays (this process's share) -> global jax.Arrays sharded over `data`."""
   sharding = batch_sharded(mesh)
   return jax.tree_util.tree_map(
-      lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a)), local_batch)
+    lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a)), local_batch
+  )
 
 
 def replicate(array, mesh: Mesh):

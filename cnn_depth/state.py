@@ -22,8 +22,9 @@ class TrainState:
   rng: jax.Array  # typed PRNG key: augmentation and stochastic-depth draws are fold_in(rng, step)
 
 
-def create_train_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array,
-                       image_shape, sharding=None) -> TrainState:
+def create_train_state(
+  model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array, image_shape, sharding=None
+) -> TrainState:
   """Initialise parameters, BN statistics and optimiser state in one compiled call.
 
   `sharding` (e.g. `sharding.replicated(mesh)`) places the whole state; None leaves it to jit.
@@ -33,8 +34,12 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation, rng: 
   def init():
     variables = model.init(init_rng, jnp.zeros((1,) + tuple(image_shape), jnp.float32), train=False)
     params = variables["params"]
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
-                      rng=state_rng)
+    return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      batch_stats=variables.get("batch_stats", {}),
+      opt_state=tx.init(params),
+      rng=state_rng,
+    )
 
   return jax.jit(init, out_shardings=sharding)()

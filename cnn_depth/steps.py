@@ -72,8 +72,10 @@ def block_grad_norms(tree, model: nn.Module) -> jax.Array:
   for s, n in enumerate(model.stage_sizes):
     norms.append(global_norm(tree.get(f"stage{s}_block0", {}))[None])
     if f"stage{s}_blocks" in tree:  # scanned layout: leading axis = blocks 1..n-1
-      rows = [a.reshape(a.shape[0], -1).astype(jnp.float32)
-              for a in jax.tree_util.tree_leaves(tree[f"stage{s}_blocks"])]
+      rows = [
+        a.reshape(a.shape[0], -1).astype(jnp.float32)
+        for a in jax.tree_util.tree_leaves(tree[f"stage{s}_blocks"])
+      ]
       norms.append(jnp.sqrt(jnp.sum(jnp.square(jnp.concatenate(rows, axis=1)), axis=1)))
     else:
       norms += [global_norm(tree[f"stage{s}_block{b}"])[None] for b in range(1, n)]
@@ -88,11 +90,17 @@ def training_loss(params, batch_stats, x, labels, rng, *, model: nn.Module):
   classifier.
   """
   logits, updates = model.apply(
-      {"params": params, "batch_stats": batch_stats}, x, train=True,
-      mutable=["batch_stats", registry.AUX_COLLECTION], rngs={gating.DROP_RNG: rng})
+    {"params": params, "batch_stats": batch_stats},
+    x,
+    train=True,
+    mutable=["batch_stats", registry.AUX_COLLECTION],
+    rngs={gating.DROP_RNG: rng},
+  )
   losses = cross_entropy(logits, labels)
-  aux = jax.tree_util.tree_leaves(updates.get(registry.AUX_COLLECTION, {}),
-                                  is_leaf=lambda t: isinstance(t, dict) and "logits" in t)
+  aux = jax.tree_util.tree_leaves(
+    updates.get(registry.AUX_COLLECTION, {}),
+    is_leaf=lambda t: isinstance(t, dict) and "logits" in t,
+  )
   aux_loss = sum(a["weight"] * jnp.mean(cross_entropy(a["logits"], labels)) for a in aux)
   return jnp.mean(losses) + aux_loss, (logits, losses, updates["batch_stats"])
 
@@ -100,15 +108,27 @@ def training_loss(params, batch_stats, x, labels, rng, *, model: nn.Module):
 def _keep_if_finite(finite, new: TrainState, old: TrainState) -> TrainState:
   """`new`'s parameters, BN statistics and optimiser state where `finite`, else `old`'s."""
   keep = lambda a, b: jax.tree_util.tree_map(lambda x, y: jnp.where(finite, x, y), a, b)
-  return new.replace(params=keep(new.params, old.params),
-                     batch_stats=keep(new.batch_stats, old.batch_stats),
-                     opt_state=keep(new.opt_state, old.opt_state))
+  return new.replace(
+    params=keep(new.params, old.params),
+    batch_stats=keep(new.batch_stats, old.batch_stats),
+    opt_state=keep(new.opt_state, old.opt_state),
+  )
 
 
-def train_step(state: TrainState, batch: dict, *, model: nn.Module,
-               tx: optax.GradientTransformation, mean, std, augment: bool = True,
-               crop_padding: int = 4, flip: bool = True, log_block_norms: bool = False,
-               skip_nonfinite: bool = False) -> tuple[TrainState, dict]:
+def train_step(
+  state: TrainState,
+  batch: dict,
+  *,
+  model: nn.Module,
+  tx: optax.GradientTransformation,
+  mean,
+  std,
+  augment: bool = True,
+  crop_padding: int = 4,
+  flip: bool = True,
+  log_block_norms: bool = False,
+  skip_nonfinite: bool = False,
+) -> tuple[TrainState, dict]:
   """One SGD step on a batch {'image': uint8 (B, H, W, C), 'label': int (B,)}.
 
   Returns metrics as sums over the batch (loss_sum, correct, count) so they add up across steps and
@@ -123,18 +143,24 @@ def train_step(state: TrainState, batch: dict, *, model: nn.Module,
   if augment:
     x = random_crop_flip(aug_rng, x, crop_padding, flip)
   labels = batch["label"]
-  loss = functools.partial(training_loss, batch_stats=state.batch_stats, x=x, labels=labels,
-                           rng=drop_rng, model=model)
+  loss = functools.partial(
+    training_loss, batch_stats=state.batch_stats, x=x, labels=labels, rng=drop_rng, model=model
+  )
   grads, (logits, losses, batch_stats) = jax.grad(loss, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
-                            opt_state=opt_state)
+  new_state = state.replace(
+    step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
+  )
   grad_norm, param_norm = global_norm(grads), global_norm(params)
   # One scalar says whether anything went non-finite: loss, gradients, new parameters or BN
   # statistics (a float32 norm also overflows for finite values beyond ~1e19: diverged all the same).
-  finite = (jnp.isfinite(jnp.sum(losses)) & jnp.isfinite(grad_norm) & jnp.isfinite(param_norm)
-            & jnp.isfinite(global_norm(batch_stats)))
+  finite = (
+    jnp.isfinite(jnp.sum(losses))
+    & jnp.isfinite(grad_norm)
+    & jnp.isfinite(param_norm)
+    & jnp.isfinite(global_norm(batch_stats))
+  )
   correct = jnp.argmax(logits, -1) == labels
   count = jnp.asarray(labels.shape[0], jnp.int32)
   if skip_nonfinite:
@@ -142,9 +168,14 @@ def train_step(state: TrainState, batch: dict, *, model: nn.Module,
     param_norm = jnp.where(finite, param_norm, global_norm(state.params))
     # A skipped step contributes nothing to the training metrics.
     losses, correct, count = jnp.where(finite, losses, 0.0), correct & finite, count * finite
-  metrics = {"loss_sum": jnp.sum(losses), "correct": jnp.sum(correct), "count": count,
-             "grad_norm": grad_norm, "param_norm": param_norm,
-             "nonfinite": (~finite).astype(jnp.int32)}
+  metrics = {
+    "loss_sum": jnp.sum(losses),
+    "correct": jnp.sum(correct),
+    "count": count,
+    "grad_norm": grad_norm,
+    "param_norm": param_norm,
+    "nonfinite": (~finite).astype(jnp.int32),
+  }
   if log_block_norms:
     metrics["block_grad_norms"] = block_grad_norms(grads, model)
     metrics["block_param_norms"] = block_grad_norms(new_state.params, model)
@@ -167,9 +198,9 @@ def eval_sums(variables, batch: dict, *, model: nn.Module, mean, std, gates=None
   logits = model.apply(variables, x, train=False, gates=gates)
   mask = batch.get("mask", jnp.ones(batch["label"].shape, jnp.float32)).astype(jnp.float32)
   return {
-      "loss_sum": jnp.sum(cross_entropy(logits, batch["label"]) * mask),
-      "correct": jnp.sum((jnp.argmax(logits, -1) == batch["label"]) * mask),
-      "count": jnp.sum(mask),
+    "loss_sum": jnp.sum(cross_entropy(logits, batch["label"]) * mask),
+    "correct": jnp.sum((jnp.argmax(logits, -1) == batch["label"]) * mask),
+    "count": jnp.sum(mask),
   }
 
 
@@ -182,5 +213,6 @@ def compile_train_step(model, tx, mean, std, state_sharding=None, batch_sharding
   H100 (benchmarks/NOTES.md). Not donating costs one more state in memory during the step.
   """
   fn = functools.partial(train_step, model=model, tx=tx, mean=tuple(mean), std=tuple(std), **kw)
-  return jax.jit(fn, in_shardings=(state_sharding, batch_sharding),
-                 out_shardings=(state_sharding, None))
+  return jax.jit(
+    fn, in_shardings=(state_sharding, batch_sharding), out_shardings=(state_sharding, None)
+  )

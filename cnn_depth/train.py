@@ -53,16 +53,20 @@ def check_config(config, mesh) -> None:
     raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {config.on_nonfinite!r}")
   optimizer = config.get("optimizer", "sgd")
   if optimizer not in OPTIMIZERS:
-    raise ValueError(f"unknown optimizer {optimizer!r}; known: 'sgd' (momentum SGD with coupled weight "
-                     f"decay, as in the papers; --config.nesterov=true for Nesterov momentum)")
+    raise ValueError(
+      f"unknown optimizer {optimizer!r}; known: 'sgd' (momentum SGD with coupled weight "
+      f"decay, as in the papers; --config.nesterov=true for Nesterov momentum)"
+    )
   for every in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps"):
     if config[every] < 1:
       raise ValueError(f"{every} must be a whole number of steps >= 1, got {config[every]}")
   if config.dataset.name not in data.names():
     raise ValueError(f"unknown dataset {config.dataset.name!r}; known: {', '.join(data.names())}")
   if not 0.0 <= config.model.survival_last <= 1.0:
-    raise ValueError(f"model.survival_last (the stochastic-depth survival probability p_L of the last "
-                     f"block) must lie in [0, 1], got {config.model.survival_last}")
+    raise ValueError(
+      f"model.survival_last (the stochastic-depth survival probability p_L of the last "
+      f"block) must lie in [0, 1], got {config.model.survival_last}"
+    )
   models.build_model(config.model, num_classes=10)  # family, depth, fields
   sharding.check_batch_size(config.batch_size, mesh)
 
@@ -75,19 +79,29 @@ def resume_fields() -> tuple[str, ...]:
 def make_optimizer(config, steps_per_epoch: int):
   conv = lambda v: optim.to_steps(v, config.lr_unit, steps_per_epoch)
   schedule = optim.step_decay_schedule(
-      config.learning_rate, [conv(b) for b in config.lr_boundaries], config.lr_decay,
-      warmup_steps=conv(config.warmup), warmup_lr=config.warmup_lr)
+    config.learning_rate,
+    [conv(b) for b in config.lr_boundaries],
+    config.lr_decay,
+    warmup_steps=conv(config.warmup),
+    warmup_lr=config.warmup_lr,
+  )
   tx = optim.sgd(schedule, config.momentum, config.nesterov, config.weight_decay)
   return tx, schedule
 
 
 def open_data(config):
   """(the dataset config.dataset names, whole batches per epoch)."""
-  dataset = data.open_dataset(config.dataset.name, config.dataset.data_dir or None,
-                              validation_size=config.dataset.validation_size, seed=config.seed)
+  dataset = data.open_dataset(
+    config.dataset.name,
+    config.dataset.data_dir or None,
+    validation_size=config.dataset.validation_size,
+    seed=config.seed,
+  )
   steps_per_epoch = dataset.num_train // config.batch_size
   if steps_per_epoch < 1:
-    raise ValueError(f"batch_size {config.batch_size} exceeds the {dataset.num_train} training images")
+    raise ValueError(
+      f"batch_size {config.batch_size} exceeds the {dataset.num_train} training images"
+    )
   return dataset, steps_per_epoch
 
 
@@ -95,13 +109,28 @@ def make_feed(config, dataset, model, tx, mesh, steps_per_epoch: int):
   """The train and eval steps for `model` on `dataset`, compiled into the dataset's feed."""
   augment = config.augment and not dataset.streamed  # a stream augments on the host
   step_fn = functools.partial(
-      steps.train_step, model=model, tx=tx, mean=dataset.mean, std=dataset.std, augment=augment,
-      crop_padding=dataset.crop_padding, flip=dataset.flip, log_block_norms=config.log_block_norms,
-      skip_nonfinite=config.on_nonfinite == "skip")
+    steps.train_step,
+    model=model,
+    tx=tx,
+    mean=dataset.mean,
+    std=dataset.std,
+    augment=augment,
+    crop_padding=dataset.crop_padding,
+    flip=dataset.flip,
+    log_block_norms=config.log_block_norms,
+    skip_nonfinite=config.on_nonfinite == "skip",
+  )
   eval_fn = functools.partial(steps.eval_step, model=model, mean=dataset.mean, std=dataset.std)
-  return feeds.make_feed(dataset, mesh, step_fn, eval_fn, batch_size=config.batch_size,
-                         steps_per_epoch=steps_per_epoch, seed=config.seed,
-                         eval_train_set=config.eval_train_set)
+  return feeds.make_feed(
+    dataset,
+    mesh,
+    step_fn,
+    eval_fn,
+    batch_size=config.batch_size,
+    steps_per_epoch=steps_per_epoch,
+    seed=config.seed,
+    eval_train_set=config.eval_train_set,
+  )
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -112,7 +141,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   periodic action one call.
   """
   mesh = sharding.data_mesh()
-  check_config(config, mesh)  # a bad config, then a bad workdir, are refused before anything is written
+  check_config(
+    config, mesh
+  )  # a bad config, then a bad workdir, are refused before anything is written
   workdir_lib.check_workdir(workdir)
   workdir_lib.check_resumable(workdir, config.to_dict(), resume_fields(), _saved_defaults())
   dataset, steps_per_epoch = open_data(config)
@@ -120,10 +151,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   tx, schedule = make_optimizer(config, steps_per_epoch)
   model = models.build_model(config.model, num_classes=dataset.num_classes)
   feed = make_feed(config, dataset, model, tx, mesh, steps_per_epoch)
-  state = state_lib.create_train_state(model, tx, jax.random.key(config.seed), dataset.image_shape,
-                                       sharding.replicated(mesh))
-  ckpt = ckpt_lib.Checkpointer(os.path.join(os.path.abspath(workdir), "checkpoints"),
-                               keep=config.keep_checkpoints)
+  state = state_lib.create_train_state(
+    model, tx, jax.random.key(config.seed), dataset.image_shape, sharding.replicated(mesh)
+  )
+  ckpt = ckpt_lib.Checkpointer(
+    os.path.join(os.path.abspath(workdir), "checkpoints"), keep=config.keep_checkpoints
+  )
   step = ckpt.latest_step()
   if step is not None and step >= total:  # relaunch of a finished run: nothing to do
     ckpt.close()
@@ -137,8 +170,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       state, last, acc = feed.train_step(state, acc, step)
       step += 1
       log.clock.tick(last)
-      log_now, eval_now, ckpt_now = (_due(step, every, total) for every in (
-          config.log_every_steps, config.eval_every_steps, config.checkpoint_every_steps))
+      log_now, eval_now, ckpt_now = (
+        _due(step, every, total)
+        for every in (
+          config.log_every_steps,
+          config.eval_every_steps,
+          config.checkpoint_every_steps,
+        )
+      )
       stop = sigterm.agreed(log_now)
       if not (log_now or eval_now or ckpt_now or stop):
         continue
@@ -193,8 +232,12 @@ def _host_metrics(acc) -> dict:
   extra = {"nonfinite": int(acc["nonfinite"])} if "nonfinite" in acc else {}
   if count == 0:  # e.g. every step of the interval was skipped as non-finite
     return {"loss": math.nan, "error": math.nan, "count": 0.0, **extra}
-  return {"loss": float(acc["loss_sum"]) / count, "error": 1.0 - float(acc["correct"]) / count,
-          "count": count, **extra}
+  return {
+    "loss": float(acc["loss_sum"]) / count,
+    "error": 1.0 - float(acc["correct"]) / count,
+    "count": count,
+    **extra,
+  }
 
 
 class _Sigterm:
@@ -204,8 +247,9 @@ class _Sigterm:
   def __init__(self):
     self.flag = []
     in_main = threading.current_thread() is threading.main_thread()
-    self._previous = signal.signal(signal.SIGTERM, lambda *_: self.flag.append(True)) \
-        if in_main else None
+    self._previous = (
+      signal.signal(signal.SIGTERM, lambda *_: self.flag.append(True)) if in_main else None
+    )
 
   def agreed(self, log_step: bool) -> bool:
     if jax.process_count() == 1:
@@ -213,6 +257,7 @@ class _Sigterm:
     if not log_step:
       return False
     from jax.experimental import multihost_utils
+
     return bool(np.max(multihost_utils.process_allgather(np.int32(bool(self.flag)))))
 
   def close(self) -> None:

@@ -177,8 +177,11 @@ def truncate_metrics(workdir: str, after_step: int | None) -> int:
   if not os.path.exists(path):
     return 0
   records, raw = _parse_metrics(path)
-  kept = [line for record, line in zip(records, raw)
-          if after_step is None or record.get("step", 0) <= after_step]
+  kept = [
+    line
+    for record, line in zip(records, raw)
+    if after_step is None or record.get("step", 0) <= after_step
+  ]
   _write_atomic(path, "".join(line + "\n" for line in kept))
   return len(records) - len(kept)
 
@@ -198,9 +201,11 @@ def write_status(workdir: str, status: str, **info: Any) -> dict:
   if reserved:
     raise ValueError(f"{sorted(reserved)} are set by write_status; pass other names")
   now = time.time()
-  record = {"status": status,
-            "time": datetime.datetime.fromtimestamp(now, datetime.timezone.utc).isoformat(),
-            "unix_time": now}
+  record = {
+    "status": status,
+    "time": datetime.datetime.fromtimestamp(now, datetime.timezone.utc).isoformat(),
+    "unix_time": now,
+  }
   record.update({name: _plain(value) for name, value in info.items()})
   _write_atomic(os.path.join(workdir, STATUS_FILE), json.dumps(record, indent=2) + "\n")
   return record
@@ -223,16 +228,19 @@ def check_workdir(workdir: str) -> str:
   try:
     os.makedirs(path, exist_ok=True)
   except OSError as e:
-    raise WorkdirError(f"cannot create --workdir {path} ({e.strerror or e}); choose a path you can "
-                       f"write to") from e
+    raise WorkdirError(
+      f"cannot create --workdir {path} ({e.strerror or e}); choose a path you can write to"
+    ) from e
   probe = os.path.join(path, f".write_probe.{os.getpid()}")
   try:
     with open(probe, "w") as f:
       f.write("probe")
     os.remove(probe)
   except OSError as e:
-    raise WorkdirError(f"--workdir {path} is not writable ({e.strerror or e}); fix its permissions "
-                       f"or choose another path") from e
+    raise WorkdirError(
+      f"--workdir {path} is not writable ({e.strerror or e}); fix its permissions "
+      f"or choose another path"
+    ) from e
   return path
 
 
@@ -249,8 +257,12 @@ def _get(config: Any, dotted: str) -> Any:
   return value
 
 
-def check_resume_compatible(saved: Mapping[str, Any], current: Mapping[str, Any],
-                            fields: Sequence[str], defaults: Mapping[str, Any] | None = None) -> None:
+def check_resume_compatible(
+  saved: Mapping[str, Any],
+  current: Mapping[str, Any],
+  fields: Sequence[str],
+  defaults: Mapping[str, Any] | None = None,
+) -> None:
   """Raises WorkdirError if a workdir's saved config differs from this run's in any of `fields`
   (dotted paths such as 'model.depth'), so a run never resumes another run's checkpoint.
 
@@ -265,12 +277,17 @@ def check_resume_compatible(saved: Mapping[str, Any], current: Mapping[str, Any]
     new = "<missing>" if new is _MISSING else _plain(new)
     if old != new:
       raise WorkdirError(
-          f"the workdir holds a run with {field}={old!r}, but this run has {field}={new!r}; "
-          f"resuming would mix two different runs. Use a new --workdir (or delete the old one).")
+        f"the workdir holds a run with {field}={old!r}, but this run has {field}={new!r}; "
+        f"resuming would mix two different runs. Use a new --workdir (or delete the old one)."
+      )
 
 
-def check_resumable(workdir: str, current: Mapping[str, Any], fields: Sequence[str],
-                    defaults: Mapping[str, Any] | None = None) -> None:
+def check_resumable(
+  workdir: str,
+  current: Mapping[str, Any],
+  fields: Sequence[str],
+  defaults: Mapping[str, Any] | None = None,
+) -> None:
   """`check_resume_compatible` against the workdir's saved config, if it has one."""
   saved = read_config(workdir)
   if saved is not None:

@@ -52,30 +52,60 @@ import time
 
 from absl import app, flags
 
-flags.DEFINE_list("what", ["step"], "What to measure: step (the bare train step), loop (the training "
-                  "loop with logging, evaluation and checkpoints, beside the bare step) and/or kernels "
-                  "(the kernels of one step compiled for --target_config, no GPU needed).")
-flags.DEFINE_string("target_config", os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "gpu_specs",
-    "h100_sxm.txtpb"), "--what=kernels: the GPU to compile for (an XLA GpuTargetConfig text proto), "
-    "or 'local' for the first device present, compiled as a training run would be.")
-flags.DEFINE_string("hlo_dir", "", "--what=kernels: also write each configuration's optimised HLO text "
-                    "here (to read what the kernels are).")
-flags.DEFINE_bool("log_block_norms", False, "--what=kernels: compile the step with the per-block "
-                  "norms that training logs (config.log_block_norms); step and loop keep their own.")
-flags.DEFINE_bool("loop_program", False, "--what=kernels: count the program the training loop runs "
-                  "each step on an in-memory dataset (batch gather, step, metric sums; block norms "
-                  "as --log_block_norms) instead of the bare step. Needs ml_collections.")
+flags.DEFINE_list(
+  "what",
+  ["step"],
+  "What to measure: step (the bare train step), loop (the training "
+  "loop with logging, evaluation and checkpoints, beside the bare step) and/or kernels "
+  "(the kernels of one step compiled for --target_config, no GPU needed).",
+)
+flags.DEFINE_string(
+  "target_config",
+  os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    "benchmarks",
+    "gpu_specs",
+    "h100_sxm.txtpb",
+  ),
+  "--what=kernels: the GPU to compile for (an XLA GpuTargetConfig text proto), "
+  "or 'local' for the first device present, compiled as a training run would be.",
+)
+flags.DEFINE_string(
+  "hlo_dir",
+  "",
+  "--what=kernels: also write each configuration's optimised HLO text "
+  "here (to read what the kernels are).",
+)
+flags.DEFINE_bool(
+  "log_block_norms",
+  False,
+  "--what=kernels: compile the step with the per-block "
+  "norms that training logs (config.log_block_norms); step and loop keep their own.",
+)
+flags.DEFINE_bool(
+  "loop_program",
+  False,
+  "--what=kernels: count the program the training loop runs "
+  "each step on an in-memory dataset (batch gather, step, metric sums; block norms "
+  "as --log_block_norms) instead of the bare step. Needs ml_collections.",
+)
 flags.DEFINE_list("families", ["cifar_resnet"], "Model families (cnn_depth.models.FAMILIES).")
 flags.DEFINE_list("depths", ["20", "56", "110", "1202"], "Depths.")
 flags.DEFINE_list("batches", ["128"], "Global batch sizes.")
 flags.DEFINE_list("dtypes", ["bfloat16"], "Computation dtypes (params stay float32).")
 flags.DEFINE_list("stages", ["scan"], "Stage layouts: scan and/or unroll.")
-flags.DEFINE_integer("unroll", 1, "Scan unroll factor (0: models.resolve_unroll's backend default, "
-                     "what the configs use).")
+flags.DEFINE_integer(
+  "unroll",
+  1,
+  "Scan unroll factor (0: models.resolve_unroll's backend default, what the configs use).",
+)
 flags.DEFINE_bool("remat", False, "Rematerialise blocks in the backward pass.")
-flags.DEFINE_list("bn_impls", ["fused"], "BatchNorm implementations: fused (layers.BatchNorm, the "
-                  "default) and/or flax (flax.linen.BatchNorm, the reference).")
+flags.DEFINE_list(
+  "bn_impls",
+  ["fused"],
+  "BatchNorm implementations: fused (layers.BatchNorm, the "
+  "default) and/or flax (flax.linen.BatchNorm, the reference).",
+)
 flags.DEFINE_integer("width", 16, "Base width (16 for the paper's CIFAR nets).")
 flags.DEFINE_integer("warmup", 10, "Steps run before timing.")
 flags.DEFINE_integer("iters", 0, "Steps per timed repeat; 0 picks enough for --repeat_seconds.")
@@ -86,10 +116,18 @@ flags.DEFINE_integer("loop_steps", 2000, "--what=loop: training steps of the loo
 flags.DEFINE_integer("log_every", 100, "--what=loop: logging interval (steps).")
 flags.DEFINE_integer("eval_every", 1000, "--what=loop: test-set evaluation interval (steps).")
 flags.DEFINE_integer("checkpoint_every", 5000, "--what=loop: checkpoint interval (steps).")
-flags.DEFINE_string("out_dir", "results/benchmarks", "Where <device>.jsonl goes; '' writes nothing.")
-flags.DEFINE_string("tag", "", "Free-text label stored with each record (e.g. the XLA flags tried).")
-flags.DEFINE_bool("report", False, "Only rewrite <device>.md from every <device>.jsonl in --out_dir.")
-flags.DEFINE_string("single", "", "Internal: run one configuration given as JSON and print its record.")
+flags.DEFINE_string(
+  "out_dir", "results/benchmarks", "Where <device>.jsonl goes; '' writes nothing."
+)
+flags.DEFINE_string(
+  "tag", "", "Free-text label stored with each record (e.g. the XLA flags tried)."
+)
+flags.DEFINE_bool(
+  "report", False, "Only rewrite <device>.md from every <device>.jsonl in --out_dir."
+)
+flags.DEFINE_string(
+  "single", "", "Internal: run one configuration given as JSON and print its record."
+)
 
 FLAGS = flags.FLAGS
 
@@ -101,10 +139,18 @@ def model_and_optimizer(cfg: dict):
   """The benchmarked network and the He et al. optimiser (momentum SGD, weight decay, step decay)."""
   from cnn_depth import models, optim
 
-  model = models.build_model({
-      "family": cfg["family"], "depth": cfg["depth"], "width": cfg["width"], "dtype": cfg["dtype"],
-      "stages": cfg["stages"], "unroll": cfg["unroll"], "remat": cfg["remat"],
-      "bn_impl": cfg["bn_impl"]})
+  model = models.build_model(
+    {
+      "family": cfg["family"],
+      "depth": cfg["depth"],
+      "width": cfg["width"],
+      "dtype": cfg["dtype"],
+      "stages": cfg["stages"],
+      "unroll": cfg["unroll"],
+      "remat": cfg["remat"],
+      "bn_impl": cfg["bn_impl"],
+    }
+  )
   tx = optim.sgd(optim.step_decay_schedule(0.1, [32000, 48000]), momentum=0.9, weight_decay=1e-4)
   return model, tx
 
@@ -114,7 +160,8 @@ def run_one(cfg: dict) -> dict:
   import jax
   import numpy as np
 
-  from cnn_depth import sharding, state as state_lib, steps
+  from cnn_depth import sharding, steps
+  from cnn_depth import state as state_lib
 
   mesh = sharding.data_mesh()
   model, tx = model_and_optimizer(cfg)
@@ -122,9 +169,13 @@ def run_one(cfg: dict) -> dict:
   sharding.check_batch_size(cfg["batch"], mesh)
   state = state_lib.create_train_state(model, tx, jax.random.key(0), (32, 32, 3), repl)
   rng = np.random.default_rng(0)
-  batch = jax.device_put({
+  batch = jax.device_put(
+    {
       "image": rng.integers(0, 256, (cfg["batch"], 32, 32, 3), dtype=np.uint8),
-      "label": rng.integers(0, 10, (cfg["batch"],), dtype=np.int32)}, data)
+      "label": rng.integers(0, 10, (cfg["batch"],), dtype=np.int32),
+    },
+    data,
+  )
   step = steps.compile_train_step(model, tx, MEAN, STD, repl, data)
 
   t0 = time.perf_counter()
@@ -150,19 +201,30 @@ def run_one(cfg: dict) -> dict:
   peak = stats.get("peak_bytes_in_use")
   dev = jax.devices()[0]
   return dict(
-      cfg, what="step", device=getattr(dev, "device_kind", dev.platform), num_devices=jax.device_count(),
-      platform=dev.platform, images_per_sec=statistics.median(rates), images_per_sec_all=rates,
-      step_ms=1000 * cfg["batch"] / statistics.median(rates), compile_s=compile_s,
-      peak_mem_gb=None if peak is None else peak / 2**30, final_loss=loss,
-      jax_version=jax.__version__, xla_flags=os.environ.get("XLA_FLAGS", ""),
-      date=datetime.date.today().isoformat(), host=platform.node())
+    cfg,
+    what="step",
+    device=getattr(dev, "device_kind", dev.platform),
+    num_devices=jax.device_count(),
+    platform=dev.platform,
+    images_per_sec=statistics.median(rates),
+    images_per_sec_all=rates,
+    step_ms=1000 * cfg["batch"] / statistics.median(rates),
+    compile_s=compile_s,
+    peak_mem_gb=None if peak is None else peak / 2**30,
+    final_loss=loss,
+    jax_version=jax.__version__,
+    xla_flags=os.environ.get("XLA_FLAGS", ""),
+    date=datetime.date.today().isoformat(),
+    host=platform.node(),
+  )
 
 
 def run_loop(cfg: dict) -> dict:
   """The bare step, then `train.train_and_evaluate` on synthetic data, in this process."""
   import tempfile
 
-  from cnn_depth import config as config_lib, train
+  from cnn_depth import config as config_lib
+  from cnn_depth import train
 
   step = run_one(dict(cfg, what="step"))
   c = config_lib.base()
@@ -178,15 +240,33 @@ def run_loop(cfg: dict) -> dict:
     final = train.train_and_evaluate(c, workdir)
     wall = time.perf_counter() - t0
   loop = final["timed_steps"] * cfg["batch"] / final["timed_seconds"]
-  return dict(step, what="loop", images_per_sec=loop, images_per_sec_all=[loop],
-              step_ms=1000 * cfg["batch"] / loop, step_images_per_sec=step["images_per_sec"],
-              loop_share=loop / step["images_per_sec"], loop_wall_s=wall,
-              final_loss=final.get("train_loss"))
+  return dict(
+    step,
+    what="loop",
+    images_per_sec=loop,
+    images_per_sec_all=[loop],
+    step_ms=1000 * cfg["batch"] / loop,
+    step_images_per_sec=step["images_per_sec"],
+    loop_share=loop / step["images_per_sec"],
+    loop_wall_s=wall,
+    final_loss=final.get("train_loss"),
+  )
 
 
 # HLO instructions that launch nothing on a GPU (views, tuples, constants folded into kernels).
-NO_KERNEL = {"parameter", "get-tuple-element", "tuple", "bitcast", "constant", "after-all",
-             "add-dependency", "opt-barrier", "partition-id", "replica-id", "domain"}
+NO_KERNEL = {
+  "parameter",
+  "get-tuple-element",
+  "tuple",
+  "bitcast",
+  "constant",
+  "after-all",
+  "add-dependency",
+  "opt-barrier",
+  "partition-id",
+  "replica-id",
+  "domain",
+}
 
 
 def parse_hlo(text: str) -> tuple[str, dict[str, list[tuple[str, str]]]]:
@@ -218,7 +298,7 @@ def _opcode(rhs: str) -> str:
       depth += (ch == "(") - (ch == ")")
       if depth == 0:
         break
-    rhs = rhs[i + 1:]
+    rhs = rhs[i + 1 :]
   else:
     rhs = rhs.split(" ", 1)[1]
   return re.match(r"\s*([\w\-]+)", rhs).group(1)
@@ -248,7 +328,9 @@ def count_kernels(hlo_text: str) -> dict:
         walk(re.search(r"body=%([\w.\-]+)", line).group(1), times * n)
         kinds["loop_syncs"] += times * (n + 1)
       elif op in ("call", "conditional"):
-        for callee in re.findall(r"(?:to_apply=|calls=|branch_computations=\{|, )%([\w.\-]+)", line):
+        for callee in re.findall(
+          r"(?:to_apply=|calls=|branch_computations=\{|, )%([\w.\-]+)", line
+        ):
           walk(callee, times)
       elif op == "fusion":
         kinds["fusion_" + re.search(r"kind=(\w+)", line).group(1)] += times
@@ -272,7 +354,8 @@ def run_kernels(cfg: dict) -> dict:
     jax.config.update("jax_platforms", "cpu")  # the host compiles; no GPU is looked for
   from jax.experimental import topologies
 
-  from cnn_depth import state as state_lib, steps
+  from cnn_depth import state as state_lib
+  from cnn_depth import steps
 
   if local:
     device = jax.devices()[0]
@@ -282,25 +365,43 @@ def run_kernels(cfg: dict) -> dict:
     try:
       topo = topologies.get_topology_desc(platform="cuda", target_config=target, topology="1x1x1")
     except Exception as e:  # no CUDA plugin, or one of another jax version
-      raise SystemExit(f"error: --what=kernels compiles for a GPU without one and needs the "
-                       f"jax-cuda12-plugin and jax-cuda12-pjrt wheels of jax {jax.__version__} "
-                       f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+      raise SystemExit(
+        f"error: --what=kernels compiles for a GPU without one and needs the "
+        f"jax-cuda12-plugin and jax-cuda12-pjrt wheels of jax {jax.__version__} "
+        f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+      )
     device = topo.devices[0]
   on_device = jax.sharding.SingleDeviceSharding(device)
   spec = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype, sharding=on_device)
   model, tx = model_and_optimizer(cfg)
-  shapes = jax.eval_shape(lambda: state_lib.create_train_state(model, tx, jax.random.key(0), (32, 32, 3)))
+  shapes = jax.eval_shape(
+    lambda: state_lib.create_train_state(model, tx, jax.random.key(0), (32, 32, 3))
+  )
   state = jax.tree_util.tree_map(lambda a: spec(a.shape, a.dtype), shapes)
-  batch = {"image": spec((cfg["batch"], 32, 32, 3), jax.numpy.uint8),
-           "label": spec((cfg["batch"],), jax.numpy.int32)}
+  batch = {
+    "image": spec((cfg["batch"], 32, 32, 3), jax.numpy.uint8),
+    "label": spec((cfg["batch"],), jax.numpy.int32),
+  }
   if cfg.get("loop_program"):  # feeds.DeviceData's step on a CIFAR-10-sized set
     from cnn_depth import feeds
-    step_fn = functools.partial(steps.train_step, model=model, tx=tx, mean=MEAN, std=STD,
-                                log_block_norms=cfg["log_block_norms"])
+
+    step_fn = functools.partial(
+      steps.train_step,
+      model=model,
+      tx=tx,
+      mean=MEAN,
+      std=STD,
+      log_block_norms=cfg["log_block_norms"],
+    )
     step = feeds.compile_gather_step(step_fn, cfg["batch"], 50_000 // cfg["batch"])
     sums = jax.tree_util.tree_map(lambda a: spec(a.shape, a.dtype), jax.eval_shape(feeds.zero_sums))
-    args = (state, sums, spec((50_000, 32, 32, 3), jax.numpy.uint8), spec((50_000,), jax.numpy.int32),
-            spec((50_000,), jax.numpy.int32))
+    args = (
+      state,
+      sums,
+      spec((50_000, 32, 32, 3), jax.numpy.uint8),
+      spec((50_000,), jax.numpy.int32),
+      spec((50_000,), jax.numpy.int32),
+    )
   else:
     step = steps.compile_train_step(model, tx, MEAN, STD, log_block_norms=cfg["log_block_norms"])
     args = (state, batch)
@@ -310,44 +411,85 @@ def run_kernels(cfg: dict) -> dict:
   kind = getattr(device, "device_kind", device.platform)
   if cfg["hlo_dir"]:
     os.makedirs(cfg["hlo_dir"], exist_ok=True)
-    name = (f"{cfg['family']}{cfg['depth']}_b{cfg['batch']}_{cfg['dtype']}_{layout(cfg)}"
-            f"{'_norms' if cfg['log_block_norms'] else ''}").replace(" ", "_")
+    name = (
+      f"{cfg['family']}{cfg['depth']}_b{cfg['batch']}_{cfg['dtype']}_{layout(cfg)}"
+      f"{'_norms' if cfg['log_block_norms'] else ''}"
+    ).replace(" ", "_")
     with open(os.path.join(cfg["hlo_dir"], name + ".hlo.txt"), "w") as f:
       f.write(compiled.as_text())
-  return dict(cfg, **count_kernels(compiled.as_text()),
-              device=kind if local else f"{kind} (compiled without it)",
-              target=kind.replace(" ", "_").lower() if local
-              else os.path.basename(cfg["target_config"]).split(".")[0], compile_s=compile_s,
-              jax_version=jax.__version__, date=datetime.date.today().isoformat(),
-              host=platform.node(), xla_flags=os.environ.get("XLA_FLAGS", ""))
+  return dict(
+    cfg,
+    **count_kernels(compiled.as_text()),
+    device=kind if local else f"{kind} (compiled without it)",
+    target=kind.replace(" ", "_").lower()
+    if local
+    else os.path.basename(cfg["target_config"]).split(".")[0],
+    compile_s=compile_s,
+    jax_version=jax.__version__,
+    date=datetime.date.today().isoformat(),
+    host=platform.node(),
+    xla_flags=os.environ.get("XLA_FLAGS", ""),
+  )
 
 
 def configurations():
   for what, fam, depth, batch, dtype, stages, bn_impl in itertools.product(
-      FLAGS.what, FLAGS.families, FLAGS.depths, FLAGS.batches, FLAGS.dtypes, FLAGS.stages,
-      FLAGS.bn_impls):
+    FLAGS.what,
+    FLAGS.families,
+    FLAGS.depths,
+    FLAGS.batches,
+    FLAGS.dtypes,
+    FLAGS.stages,
+    FLAGS.bn_impls,
+  ):
     if stages == "unroll" and int(depth) > FLAGS.max_unroll_depth:
       continue
     if what not in ("step", "loop", "kernels"):
       raise app.UsageError(f"--what takes step, loop and/or kernels, got {what!r}")
-    yield dict(what=what, family=fam, depth=int(depth), batch=int(batch), dtype=dtype, stages=stages,
-               unroll=FLAGS.unroll, remat=FLAGS.remat, bn_impl=bn_impl, width=FLAGS.width,
-               warmup=FLAGS.warmup, iters=FLAGS.iters, repeat_seconds=FLAGS.repeat_seconds,
-               repeats=FLAGS.repeats,
-               tag=FLAGS.tag, loop_steps=FLAGS.loop_steps, log_every=FLAGS.log_every,
-               eval_every=FLAGS.eval_every, checkpoint_every=FLAGS.checkpoint_every,
-               **({"target_config": FLAGS.target_config, "log_block_norms": FLAGS.log_block_norms,
-                   "loop_program": FLAGS.loop_program, "hlo_dir": FLAGS.hlo_dir}
-                  if what == "kernels" else {}))
+    yield dict(
+      what=what,
+      family=fam,
+      depth=int(depth),
+      batch=int(batch),
+      dtype=dtype,
+      stages=stages,
+      unroll=FLAGS.unroll,
+      remat=FLAGS.remat,
+      bn_impl=bn_impl,
+      width=FLAGS.width,
+      warmup=FLAGS.warmup,
+      iters=FLAGS.iters,
+      repeat_seconds=FLAGS.repeat_seconds,
+      repeats=FLAGS.repeats,
+      tag=FLAGS.tag,
+      loop_steps=FLAGS.loop_steps,
+      log_every=FLAGS.log_every,
+      eval_every=FLAGS.eval_every,
+      checkpoint_every=FLAGS.checkpoint_every,
+      **(
+        {
+          "target_config": FLAGS.target_config,
+          "log_block_norms": FLAGS.log_block_norms,
+          "loop_program": FLAGS.loop_program,
+          "hlo_dir": FLAGS.hlo_dir,
+        }
+        if what == "kernels"
+        else {}
+      ),
+    )
 
 
-HEADER = ("| what | family | depth | batch | dtype | stages | images/s | step ms | compile s | peak GB "
-          "| loop share |\n|---|---|---|---|---|---|---|---|---|---|---|")
+HEADER = (
+  "| what | family | depth | batch | dtype | stages | images/s | step ms | compile s | peak GB "
+  "| loop share |\n|---|---|---|---|---|---|---|---|---|---|---|"
+)
 
 
-KERNEL_HEADER = ("| program | family | depth | batch | dtype | stages | block norms | kernels | conv "
-                 "| reductions | elementwise | other | loop syncs | compile s (host) |\n"
-                 "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+KERNEL_HEADER = (
+  "| program | family | depth | batch | dtype | stages | block norms | kernels | conv "
+  "| reductions | elementwise | other | loop syncs | compile s (host) |\n"
+  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+)
 
 
 def record_file(record: dict) -> str:
@@ -369,35 +511,52 @@ def write_reports(out_dir: str):
       by_tag.setdefault(r.get("tag") or "untagged", []).append(r)
     first = records[0]
     if first.get("what") == "kernels":
-      where = ("compiled for the GPU on a CPU host, without it" if first["target_config"] != "local"
-               else "compiled for the device itself")
-      lines = [f"# Kernels per train step: {first['device']}", "",
-               f"Made by `scripts/benchmark.py --what=kernels` (jax {first['jax_version']}, "
-               f"{first['date']}); the raw records, with every kind of kernel, are in `{name}`. The "
-               f"step is {where}, and the kernels one step launches are counted in the optimised "
-               f"HLO: a count, not a timing. Reductions are kInput fusions (transposes included), "
-               f"elementwise kLoop fusions; a scanned loop's body counts once per iteration, and "
-               f"each iteration also syncs the host.", ""]
+      where = (
+        "compiled for the GPU on a CPU host, without it"
+        if first["target_config"] != "local"
+        else "compiled for the device itself"
+      )
+      lines = [
+        f"# Kernels per train step: {first['device']}",
+        "",
+        f"Made by `scripts/benchmark.py --what=kernels` (jax {first['jax_version']}, "
+        f"{first['date']}); the raw records, with every kind of kernel, are in `{name}`. The "
+        f"step is {where}, and the kernels one step launches are counted in the optimised "
+        f"HLO: a count, not a timing. Reductions are kInput fusions (transposes included), "
+        f"elementwise kLoop fusions; a scanned loop's body counts once per iteration, and "
+        f"each iteration also syncs the host.",
+        "",
+      ]
       header, row = KERNEL_HEADER, kernel_row
     else:
-      lines = [f"# Train-step benchmark: {first['device']}", "",
-               f"Made by `scripts/benchmark.py` (jax {first['jax_version']}, {first['date']}); the "
-               f"raw records are in `{name}`. Synthetic uint8 CIFAR batches on the device, "
-               f"augmentation and SGD inside the step; images/s is the median of the timed repeats.",
-               ""]
+      lines = [
+        f"# Train-step benchmark: {first['device']}",
+        "",
+        f"Made by `scripts/benchmark.py` (jax {first['jax_version']}, {first['date']}); the "
+        f"raw records are in `{name}`. Synthetic uint8 CIFAR batches on the device, "
+        f"augmentation and SGD inside the step; images/s is the median of the timed repeats.",
+        "",
+      ]
       header, row = HEADER, table_row
     for tag, rs in by_tag.items():
       flags_used = sorted({r.get("xla_flags", "") for r in rs} - {""})
-      lines += [f"## {tag}" + (f" (XLA_FLAGS={', '.join(flags_used)})" if flags_used else ""), "",
-                header, *map(row, rs), ""]
-    with open(os.path.join(out_dir, name[:-len(".jsonl")] + ".md"), "w") as f:
+      lines += [
+        f"## {tag}" + (f" (XLA_FLAGS={', '.join(flags_used)})" if flags_used else ""),
+        "",
+        header,
+        *map(row, rs),
+        "",
+      ]
+    with open(os.path.join(out_dir, name[: -len(".jsonl")] + ".md"), "w") as f:
       f.write("\n".join(lines))
 
 
 def layout(r: dict) -> str:
   """The stages column: layout, unroll factor, remat, and the BN implementation when it is flax's."""
-  return (f"{r['stages']}{'' if r['unroll'] == 1 else ' u' + str(r['unroll'])}"
-          f"{' remat' if r['remat'] else ''}{' flax-bn' if r.get('bn_impl', 'flax') == 'flax' else ''}")
+  return (
+    f"{r['stages']}{'' if r['unroll'] == 1 else ' u' + str(r['unroll'])}"
+    f"{' remat' if r['remat'] else ''}{' flax-bn' if r.get('bn_impl', 'flax') == 'flax' else ''}"
+  )
 
 
 def table_row(r: dict) -> str:
@@ -406,17 +565,21 @@ def table_row(r: dict) -> str:
   mem = "-" if r.get("peak_mem_gb") is None else f"{r['peak_mem_gb']:.2f}"
   share = f"{100 * r['loop_share']:.1f}%" if r.get("what") == "loop" else "-"
   what = r.get("what", "step") + (f" (eval /{r['eval_every']})" if r.get("what") == "loop" else "")
-  return (f"| {what} | {r['family']} | {r['depth']} | {r['batch']} | {r['dtype']} | {layout(r)} | "
-          f"{r['images_per_sec']:,.0f} | {r['step_ms']:.2f} | {r['compile_s']:.1f} | {mem} | {share} |")
+  return (
+    f"| {what} | {r['family']} | {r['depth']} | {r['batch']} | {r['dtype']} | {layout(r)} | "
+    f"{r['images_per_sec']:,.0f} | {r['step_ms']:.2f} | {r['compile_s']:.1f} | {mem} | {share} |"
+  )
 
 
 def kernel_row(r: dict) -> str:
   k = r["kernels_by_kind"]
   conv, red, ew = k.get("conv", 0), k.get("fusion_kInput", 0), k.get("fusion_kLoop", 0)
   program = "loop" if r.get("loop_program") else "step"
-  return (f"| {program} | {r['family']} | {r['depth']} | {r['batch']} | {r['dtype']} | {layout(r)} | "
-          f"{'yes' if r['log_block_norms'] else 'no'} | {r['kernels']:,} | {conv} | {red} | {ew} | "
-          f"{r['kernels'] - conv - red - ew} | {r['loop_syncs']} | {r['compile_s']:.1f} |")
+  return (
+    f"| {program} | {r['family']} | {r['depth']} | {r['batch']} | {r['dtype']} | {layout(r)} | "
+    f"{'yes' if r['log_block_norms'] else 'no'} | {r['kernels']:,} | {conv} | {red} | {ew} | "
+    f"{r['kernels'] - conv - red - ew} | {r['loop_syncs']} | {r['compile_s']:.1f} |"
+  )
 
 
 def main(argv):
@@ -438,17 +601,21 @@ def main(argv):
     if header != (KERNEL_HEADER if cfg["what"] == "kernels" else HEADER):
       header = KERNEL_HEADER if cfg["what"] == "kernels" else HEADER
       print(header, flush=True)
-    proc = subprocess.run([sys.executable, __file__, "--single", json.dumps(cfg)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+      [sys.executable, __file__, "--single", json.dumps(cfg)], capture_output=True, text=True
+    )
     lines = [l for l in proc.stdout.splitlines() if l.startswith("RECORD ")]
     if proc.returncode or not lines:
-      print(f"| {cfg['family']} | {cfg['depth']} | {cfg['batch']} | {cfg['dtype']} | {cfg['stages']} "
-            f"| failed: {proc.stderr.strip().splitlines()[-1:] } |", flush=True)
+      print(
+        f"| {cfg['family']} | {cfg['depth']} | {cfg['batch']} | {cfg['dtype']} | {cfg['stages']} "
+        f"| failed: {proc.stderr.strip().splitlines()[-1:]} |",
+        flush=True,
+      )
       if cfg["what"] == "kernels" and "error: --what=kernels" in proc.stderr:
         print(proc.stderr.strip().splitlines()[-1], file=sys.stderr)
         raise SystemExit(2)  # the same for every configuration: no CUDA plugin here
       continue
-    record = json.loads(lines[-1][len("RECORD "):])
+    record = json.loads(lines[-1][len("RECORD ") :])
     records.append(record)
     print(table_row(record), flush=True)
     if FLAGS.out_dir:

@@ -19,8 +19,12 @@ import sys
 
 from absl import app, flags
 
-_WORKDIR = flags.DEFINE_list("workdir", None, "Training workdirs with a checkpoint (comma-separated).")
-_LABELS = flags.DEFINE_list("labels", None, "A label per workdir (default: the net's name, e.g. ResNet-32).")
+_WORKDIR = flags.DEFINE_list(
+  "workdir", None, "Training workdirs with a checkpoint (comma-separated)."
+)
+_LABELS = flags.DEFINE_list(
+  "labels", None, "A label per workdir (default: the net's name, e.g. ResNet-32)."
+)
 _OUT = flags.DEFINE_string("out_dir", None, "Where the CSVs and figures go.")
 _K_MAX = flags.DEFINE_integer("k_max", 0, "Largest number of deleted blocks (0: all blocks).")
 _SAMPLES = flags.DEFINE_integer("samples", 20, "Random block sets per k, and reorderings.")
@@ -41,15 +45,28 @@ def main(argv):
   out = _OUT.value or os.path.join(workdirs[0], "analysis")
   try:
     single = studies.lesion_study(
-        workdirs, out, _LABELS.value, k_max=_K_MAX.value, samples=_SAMPLES.value,
-        max_swaps=_SWAPS.value, seed=_SEED.value, caption=_CAPTION.value)
-  except (ValueError, OSError, checkpoint.CheckpointError) as e:  # no workdir, no checkpoint, labels
+      workdirs,
+      out,
+      _LABELS.value,
+      k_max=_K_MAX.value,
+      samples=_SAMPLES.value,
+      max_swaps=_SWAPS.value,
+      seed=_SEED.value,
+      caption=_CAPTION.value,
+    )
+  except (
+    ValueError,
+    OSError,
+    checkpoint.CheckpointError,
+  ) as e:  # no workdir, no checkpoint, labels
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   for label, r in single.items():
     errors = r["errors"]
-    print(f"{label}: intact test error {100 * r['intact']:.2f}%, single-block deletions "
-          f"{100 * errors.min():.2f}-{100 * errors.max():.2f}% (mean {100 * errors.mean():.2f}%)")
+    print(
+      f"{label}: intact test error {100 * r['intact']:.2f}%, single-block deletions "
+      f"{100 * errors.min():.2f}-{100 * errors.max():.2f}% (mean {100 * errors.mean():.2f}%)"
+    )
   print(f"results in {out}")
 
 

@@ -15,7 +15,9 @@ import os
 from absl import app, flags
 
 _RUNS = flags.DEFINE_string("runs_dir", None, "Folder whose sub-folders are training workdirs.")
-_OUT = flags.DEFINE_string("out_dir", None, "Where the figures and table go (default: runs_dir/figures).")
+_OUT = flags.DEFINE_string(
+  "out_dir", None, "Where the figures and table go (default: runs_dir/figures)."
+)
 _CAPTION = flags.DEFINE_string("caption", None, "A line under each figure (data, recipe, date).")
 _YMAX = flags.DEFINE_float("ymax", None, "Upper limit of the error axis in % (default: automatic).")
 flags.mark_flag_as_required("runs_dir")
@@ -52,7 +54,9 @@ def panels(runs, labels) -> list:
   for family in sorted({r.family for r in runs.values()}):
     title = models.registry.get(family).title
     out.append((title, {labels[name]: r for name, r in by_depth if r.family == family}))
-    pair = {labels[name]: r for name, r in by_depth if r.family == family and r.depth in (110, 1202)}
+    pair = {
+      labels[name]: r for name, r in by_depth if r.family == family and r.depth in (110, 1202)
+    }
     if {r.depth for r in pair.values()} == {110, 1202}:
       pairs.append((f"{title}: 110 vs 1202 layers", pair))
   return out + pairs
@@ -60,7 +64,8 @@ def panels(runs, labels) -> list:
 
 def main(argv):
   del argv
-  from cnn_depth.analysis import plotting, results, runs as runs_lib
+  from cnn_depth.analysis import plotting, results
+  from cnn_depth.analysis import runs as runs_lib
 
   out = _OUT.value or os.path.join(_RUNS.value, "figures")
   runs = runs_lib.find_runs(_RUNS.value)
@@ -68,19 +73,29 @@ def main(argv):
     raise app.UsageError(f"no training workdirs (folders with config.json) under {_RUNS.value}")
   labels = run_labels(runs)
   ylim = (0, _YMAX.value) if _YMAX.value else None
-  print(plotting.error_curves(panels(runs, labels), os.path.join(out, "error_curves.png"), ylim=ylim,
-                              caption=_CAPTION.value))
+  print(
+    plotting.error_curves(
+      panels(runs, labels), os.path.join(out, "error_curves.png"), ylim=ylim, caption=_CAPTION.value
+    )
+  )
   params = {(r.family, r.depth): count_params(r) for r in runs.values()}
   rows = results.error_table(runs, params)
   results.write_error_table(rows, os.path.join(out, "table.csv"), os.path.join(out, "table.md"))
   print(open(os.path.join(out, "table.md")).read())
   deepest = {}
   for name, r in runs.items():
-    if any("block_grad_norms" in m for m in r.metrics) and r.depth >= deepest.get(r.family, (0,))[0]:
+    if (
+      any("block_grad_norms" in m for m in r.metrics) and r.depth >= deepest.get(r.family, (0,))[0]
+    ):
       deepest[r.family] = (r.depth, name, r)
   if deepest:
-    print(plotting.gradient_flow({labels[name]: r for _, (_, name, r) in sorted(deepest.items())},
-                                 os.path.join(out, "gradient_flow.png"), caption=_CAPTION.value))
+    print(
+      plotting.gradient_flow(
+        {labels[name]: r for _, (_, name, r) in sorted(deepest.items())},
+        os.path.join(out, "gradient_flow.png"),
+        caption=_CAPTION.value,
+      )
+    )
 
 
 if __name__ == "__main__":

@@ -16,8 +16,12 @@ import sys
 
 from absl import app, flags
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A training workdir of a ResNet, with a checkpoint.")
-_SAMPLES = flags.DEFINE_integer("samples", 100, "Sampled block sets per path length (paper: 1,000).")
+_WORKDIR = flags.DEFINE_string(
+  "workdir", None, "A training workdir of a ResNet, with a checkpoint."
+)
+_SAMPLES = flags.DEFINE_integer(
+  "samples", 100, "Sampled block sets per path length (paper: 1,000)."
+)
 _BATCH = flags.DEFINE_integer("batch", 128, "Training images the gradient is measured on.")
 _SHARE = flags.DEFINE_float("share", 0.9, "Share of the total gradient for the effective paths.")
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
@@ -35,15 +39,27 @@ def main(argv):
 
   out = _OUT.value or os.path.join(_WORKDIR.value, "analysis")
   try:
-    result = studies.path_gradient_study(_WORKDIR.value, out, samples=_SAMPLES.value,
-                                         batch=_BATCH.value, share=_SHARE.value, seed=_SEED.value,
-                                         caption=_CAPTION.value)
-  except (ValueError, OSError, checkpoint.CheckpointError) as e:  # no workdir, no checkpoint, plain net
+    result = studies.path_gradient_study(
+      _WORKDIR.value,
+      out,
+      samples=_SAMPLES.value,
+      batch=_BATCH.value,
+      share=_SHARE.value,
+      seed=_SEED.value,
+      caption=_CAPTION.value,
+    )
+  except (
+    ValueError,
+    OSError,
+    checkpoint.CheckpointError,
+  ) as e:  # no workdir, no checkpoint, plain net
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   lo, hi = result["effective"]
-  print(f"{result['label']} ({result['num_blocks']} blocks): {100 * _SHARE.value:.0f}% of the "
-        f"gradient in paths of length {lo}-{hi}; results in {out}")
+  print(
+    f"{result['label']} ({result['num_blocks']} blocks): {100 * _SHARE.value:.0f}% of the "
+    f"gradient in paths of length {lo}-{hi}; results in {out}"
+  )
 
 
 if __name__ == "__main__":

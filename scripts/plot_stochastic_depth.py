@@ -19,7 +19,8 @@ flags.mark_flags_as_required(["runs", "out_dir"])
 
 def main(argv):
   del argv
-  from cnn_depth.analysis import plotting, runs as runs_lib
+  from cnn_depth.analysis import plotting
+  from cnn_depth.analysis import runs as runs_lib
 
   labels = _LABELS.value or [os.path.basename(os.path.normpath(r)) for r in _RUNS.value]
   if len(labels) != len(_RUNS.value):
@@ -28,12 +29,17 @@ def main(argv):
   steps_per_epoch = next(iter(runs.values())).steps_per_epoch
   if steps_per_epoch is None:
     raise app.UsageError(f"{_RUNS.value[0]} has logged no step yet")
-  print(plotting.stochastic_depth_curves(runs, os.path.join(_OUT.value, "curves.png"), steps_per_epoch,
-                                         caption=_CAPTION.value or None))
+  print(
+    plotting.stochastic_depth_curves(
+      runs, os.path.join(_OUT.value, "curves.png"), steps_per_epoch, caption=_CAPTION.value or None
+    )
+  )
   plotting.write_curves_csv(runs, os.path.join(_OUT.value, "curves.csv"), steps_per_epoch)
   for label, run in runs.items():
-    print(f"{label}: final test error {100 * run.last('test_error'):.2f}%, "
-          f"final training loss {run.last('train_loss'):.4f}")
+    print(
+      f"{label}: final test error {100 * run.last('test_error'):.2f}%, "
+      f"final training loss {run.last('train_loss'):.4f}"
+    )
 
 
 if __name__ == "__main__":

@@ -46,17 +46,26 @@ _CONFIG = flags.DEFINE_string("config", None, "A configs/*.py file, optionally w
 _WORKDIR = flags.DEFINE_string("workdir", None, "Root directory; each run goes to a sub-directory.")
 _DEPTHS = flags.DEFINE_list("depths", ["20", "32", "44", "56"], "Depths to run.")
 _SEEDS = flags.DEFINE_list("seeds", ["0"], "Seeds to run.")
-_RESIDUAL = flags.DEFINE_list("residual", ["true", "false"],
-                              "Values of the config's `residual` argument (only for configs that "
-                              "take one; ignored otherwise).")
-_EXTRA = flags.DEFINE_multi_string("extra", [], "Overrides passed to every run, e.g. "
-                                   "--extra=--config.num_train_steps=100,--config.batch_size=64.")
-_TRAIN_FLAGS = flags.DEFINE_multi_string("train_flags", [], "Other scripts/train.py flags passed to "
-                                         "every run, e.g. --train_flags=--compilation_cache=.jax_cache.")
+_RESIDUAL = flags.DEFINE_list(
+  "residual",
+  ["true", "false"],
+  "Values of the config's `residual` argument (only for configs that take one; ignored otherwise).",
+)
+_EXTRA = flags.DEFINE_multi_string(
+  "extra",
+  [],
+  "Overrides passed to every run, e.g. "
+  "--extra=--config.num_train_steps=100,--config.batch_size=64.",
+)
+_TRAIN_FLAGS = flags.DEFINE_multi_string(
+  "train_flags",
+  [],
+  "Other scripts/train.py flags passed to "
+  "every run, e.g. --train_flags=--compilation_cache=.jax_cache.",
+)
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print the commands, one per line, and exit.")
 _RERUN_DONE = flags.DEFINE_bool("rerun_done", False, "Also start runs whose status is 'done'.")
 flags.mark_flags_as_required(["config", "workdir"])
-
 
 
 class SweepError(ValueError):
@@ -96,8 +105,9 @@ def _ints(name: str, values: list[str]) -> list[int]:
   try:
     out = [int(v) for v in values]
   except ValueError:
-    raise SweepError(f"--{name} must be a comma-separated list of integers, got "
-                         f"{','.join(values)!r}") from None
+    raise SweepError(
+      f"--{name} must be a comma-separated list of integers, got {','.join(values)!r}"
+    ) from None
   if not out:
     raise SweepError(f"--{name} is empty")
   return out
@@ -124,8 +134,10 @@ def plan(config: str, root: str, depths, seeds, residuals, extra, train_flags):
     raise SweepError(f"--config {config}: {e}") from None
   given = {item.partition("=")[0] for item in base_args.split(",") if item}
   if given & {"depth", "seed", "residual"}:
-    raise SweepError(f"--config sets {sorted(given & {'depth', 'seed', 'residual'})}; the sweep "
-                         f"sets them (use --depths, --seeds, --residual)")
+    raise SweepError(
+      f"--config sets {sorted(given & {'depth', 'seed', 'residual'})}; the sweep "
+      f"sets them (use --depths, --seeds, --residual)"
+    )
   has_residual = accepts(module, base_args, "residual=true")
   if not has_residual:
     if flags.FLAGS["residual"].present:
@@ -133,8 +145,10 @@ def plan(config: str, root: str, depths, seeds, residuals, extra, train_flags):
     residuals = [None]
   bad = [e for e in extra if not e.startswith("--config.")]
   if bad:
-    raise SweepError(f"--extra items must be --config.<field>=<value> overrides, got {bad}; "
-                         f"pass other scripts/train.py flags with --train_flags")
+    raise SweepError(
+      f"--extra items must be --config.<field>=<value> overrides, got {bad}; "
+      f"pass other scripts/train.py flags with --train_flags"
+    )
   prefix = os.path.splitext(os.path.basename(path))[0]
   script = os.path.relpath(TRAIN_SCRIPT)
   if script.startswith(".."):
@@ -152,8 +166,14 @@ def plan(config: str, root: str, depths, seeds, residuals, extra, train_flags):
         fam = prefix if residual is None else ("resnet" if residual else "plain")
         run = f"{fam}_d{depth}_s{seed}"
         workdir = os.path.join(root, run)
-        cmd = [sys.executable, script, f"--config={path}:{args}", f"--workdir={workdir}",
-               *extra, *train_flags]
+        cmd = [
+          sys.executable,
+          script,
+          f"--config={path}:{args}",
+          f"--workdir={workdir}",
+          *extra,
+          *train_flags,
+        ]
         runs.append((run, workdir, cmd))
   names = [r[0] for r in runs]
   if len(set(names)) != len(names):
@@ -172,9 +192,15 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:
-    runs = plan(_CONFIG.value, _WORKDIR.value, _ints("depths", _DEPTHS.value),
-                _ints("seeds", _SEEDS.value), _bools(_RESIDUAL.value), split_list(_EXTRA.value),
-                split_list(_TRAIN_FLAGS.value))
+    runs = plan(
+      _CONFIG.value,
+      _WORKDIR.value,
+      _ints("depths", _DEPTHS.value),
+      _ints("seeds", _SEEDS.value),
+      _bools(_RESIDUAL.value),
+      split_list(_EXTRA.value),
+      split_list(_TRAIN_FLAGS.value),
+    )
   except SweepError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
@@ -212,8 +238,10 @@ def main(argv):
     print(f"interrupted; {len(runs) - len(rows)} runs not started", flush=True)
     return 130
   n_failed = sum(r[3] for r in rows)
-  print(f"{len(rows)} runs: {sum(r[1] == 'skipped' for r in rows)} skipped, {n_failed} failed",
-        flush=True)
+  print(
+    f"{len(rows)} runs: {sum(r[1] == 'skipped' for r in rows)} skipped, {n_failed} failed",
+    flush=True,
+  )
   return 1 if n_failed else 0
 
 

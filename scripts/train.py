@@ -22,18 +22,31 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "A configs/*.py file.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created; resumed if it has checkpoints).")
-_COORD = flags.DEFINE_string("coordinator_address", os.environ.get("JAX_COORDINATOR_ADDRESS"),
-                             "host:port of process 0, for multi-host runs.")
-_NPROC = flags.DEFINE_integer("num_processes", int(os.environ.get("JAX_NUM_PROCESSES", "1")),
-                              "Number of processes (hosts).")
-_PID = flags.DEFINE_integer("process_id", int(os.environ.get("JAX_PROCESS_ID", "0")),
-                            "This process's index.")
+_WORKDIR = flags.DEFINE_string(
+  "workdir", None, "Run directory (created; resumed if it has checkpoints)."
+)
+_COORD = flags.DEFINE_string(
+  "coordinator_address",
+  os.environ.get("JAX_COORDINATOR_ADDRESS"),
+  "host:port of process 0, for multi-host runs.",
+)
+_NPROC = flags.DEFINE_integer(
+  "num_processes", int(os.environ.get("JAX_NUM_PROCESSES", "1")), "Number of processes (hosts)."
+)
+_PID = flags.DEFINE_integer(
+  "process_id", int(os.environ.get("JAX_PROCESS_ID", "0")), "This process's index."
+)
 _PEER_TIMEOUT = flags.DEFINE_float(
-    "peer_timeout", 60.0, "Multi-host: seconds without a sign of life from another process after "
-    "which this one stops (exit 5, naming it) instead of waiting for it forever.")
-_CACHE = flags.DEFINE_string("compilation_cache", os.environ.get("CNN_DEPTH_JAX_CACHE", ""),
-                             "Persistent compilation cache directory ('' = none).")
+  "peer_timeout",
+  60.0,
+  "Multi-host: seconds without a sign of life from another process after "
+  "which this one stops (exit 5, naming it) instead of waiting for it forever.",
+)
+_CACHE = flags.DEFINE_string(
+  "compilation_cache",
+  os.environ.get("CNN_DEPTH_JAX_CACHE", ""),
+  "Persistent compilation cache directory ('' = none).",
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -51,19 +64,25 @@ def _flag_error(e: Exception, argv) -> str:
   key, e.g. "'dept'", sometimes followed by 'Did you mean ...?'), or what else went wrong."""
   overrides = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")]
   if isinstance(e, (KeyError, AttributeError)) and e.args:
-    key, _, hint = str(e.args[0]).strip().strip("\"").partition("\n")
+    key, _, hint = str(e.args[0]).strip().strip('"').partition("\n")
     key = key.strip("'\"")
     bad = [o for o in overrides if o.rsplit(".", 1)[-1] == key] or overrides or [repr(key)]
     hint = f" ({' '.join(hint.split())})" if hint.strip() else ""
-    return (f"{', '.join(bad)} names no field of the config{hint}; each override must name an "
-            "existing field (e.g. --config.model.depth=56)")
+    return (
+      f"{', '.join(bad)} names no field of the config{hint}; each override must name an "
+      "existing field (e.g. --config.model.depth=56)"
+    )
   text = str(e)
-  if "Traceback (most recent call last)" in text:  # an error inside the config file: keep its last line
+  if (
+    "Traceback (most recent call last)" in text
+  ):  # an error inside the config file: keep its last line
     text = text.split("Traceback (most recent call last)")[0] + text.strip().splitlines()[-1]
   text = " ".join(text.split())
-  return (f"bad --config ({type(e).__name__}: {text.rstrip('.')}); overrides given: "
-          f"{', '.join(overrides) or 'none'}; each must name an existing field with a value of its type "
-          "(e.g. --config.model.depth=56)")
+  return (
+    f"bad --config ({type(e).__name__}: {text.rstrip('.')}); overrides given: "
+    f"{', '.join(overrides) or 'none'}; each must name an existing field with a value of its type "
+    "(e.g. --config.model.depth=56)"
+  )
 
 
 def main(argv):
@@ -78,17 +97,21 @@ def main(argv):
     print(f"error: cannot load --config ({' '.join(str(e).split())})", file=sys.stderr)
     sys.exit(2)
   import jax
+
   if _CACHE.value:
     jax.config.update("jax_compilation_cache_dir", _CACHE.value)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
   watchdog = None
   if _NPROC.value > 1:
     from cnn_depth import multihost
+
     multihost.initialize(_COORD.value, _NPROC.value, _PID.value, _PEER_TIMEOUT.value)
-    watchdog = multihost.PeerWatchdog(_PEER_TIMEOUT.value,
-                                      on_lost=lambda message: _record_lost(_WORKDIR.value, message))
+    watchdog = multihost.PeerWatchdog(
+      _PEER_TIMEOUT.value, on_lost=lambda message: _record_lost(_WORKDIR.value, message)
+    )
     watchdog.start()
   from cnn_depth import checkpoint, train
+
   try:
     final = train.train_and_evaluate(config, _WORKDIR.value)
   except (train.TrainingDiverged, train.Preempted) as e:  # every process stops at the same step
@@ -101,9 +124,13 @@ def main(argv):
     _fail(2, str(e), watchdog)
   except BaseException as e:
     if isinstance(e, OSError) and e.errno in _NO_ROOM:  # the write probe only checks the start
-      _fail(2, f"could not write to the workdir {_WORKDIR.value} ({e.strerror}: {e.filename}); free "
-            "space (or fix permissions) and relaunch the same command: the run resumes from its last "
-            "finished checkpoint", watchdog)
+      _fail(
+        2,
+        f"could not write to the workdir {_WORKDIR.value} ({e.strerror}: {e.filename}); free "
+        "space (or fix permissions) and relaunch the same command: the run resumes from its last "
+        "finished checkpoint",
+        watchdog,
+      )
     if watchdog is None:
       raise
     traceback.print_exc()
@@ -131,7 +158,9 @@ def _fail(code: int, message: str, watchdog) -> None:
 def _record_lost(workdir: str, message: str) -> None:
   """Status 'failed' with the reason, when another process was lost (process 0 writes the logs)."""
   import jax
+
   from cnn_depth import workdir as workdir_lib
+
   if jax.process_index() != 0:
     return
   status = workdir_lib.read_status(workdir) or {}

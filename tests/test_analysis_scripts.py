@@ -31,8 +31,9 @@ def workdirs(tmp_path_factory):
 
 def run(*args):
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
-  return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                        timeout=300)
+  return subprocess.run(
+    [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+  )
 
 
 def rows(path):
@@ -47,15 +48,18 @@ def test_lesion_script(workdirs):
     single = rows(os.path.join(workdir, "analysis", "lesion_single.csv"))
     assert [int(r["block"]) for r in single] == list(range(-1, 6))
     assert [int(r["downsampling"]) for r in single[1:]] == [0, 0, 1, 0, 1, 0]
-    assert [int(r["k"]) for r in rows(os.path.join(workdir, "analysis", "lesion_multi.csv"))] == \
-        list(range(1, 7))
+    assert [
+      int(r["k"]) for r in rows(os.path.join(workdir, "analysis", "lesion_multi.csv"))
+    ] == list(range(1, 7))
     assert os.path.exists(os.path.join(workdir, "analysis", "lesion_reorder.csv")) == residual
     for name in ("lesion_single.png", "lesion_multi.png"):
       assert os.path.getsize(os.path.join(workdir, "analysis", name)) > 5000
 
 
 def test_path_gradient_script(workdirs):
-  proc = run("scripts/path_gradients.py", f"--workdir={workdirs[True]}", "--samples=3", "--batch=16")
+  proc = run(
+    "scripts/path_gradients.py", f"--workdir={workdirs[True]}", "--samples=3", "--batch=16"
+  )
   assert proc.returncode == 0, proc.stderr[-2000:]
   table = rows(os.path.join(workdirs[True], "analysis", "path_gradients.csv"))
   assert [int(r["num_paths"]) for r in table] == [1, 6, 15, 20, 15, 6, 1]
@@ -71,7 +75,10 @@ def test_scripts_refuse_a_workdir_without_checkpoint(tmp_path, script, kind):
   run killed before its first checkpoint."""
   if kind == "no checkpoint":
     from cnn_depth import workdir as workdir_lib
-    spec = importlib.util.spec_from_file_location("q", os.path.join(ROOT, "configs", "quickstart.py"))
+
+    spec = importlib.util.spec_from_file_location(
+      "q", os.path.join(ROOT, "configs", "quickstart.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     workdir_lib.write_config(str(tmp_path), module.get_config("depth=14,residual=True,steps=6"))
@@ -93,7 +100,9 @@ def test_make_figures_script(workdirs, tmp_path):
   assert proc.returncode == 0, proc.stderr[-2000:]
   table = rows(tmp_path / "table.csv")
   assert [(r["family"], r["depth"], r["seeds"]) for r in table] == [
-      ("cifar_plain", "14", "1"), ("cifar_resnet", "14", "1")]
+    ("cifar_plain", "14", "1"),
+    ("cifar_resnet", "14", "1"),
+  ]
   assert int(table[0]["params"]) == int(table[1]["params"]) > 0  # plain twin: same count
   assert "| cifar_resnet | 14 |" in (tmp_path / "table.md").read_text()
   for name in ("error_curves.png", "gradient_flow.png"):

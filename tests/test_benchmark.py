@@ -7,17 +7,48 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIELDS = ("device", "what", "family", "depth", "batch", "dtype", "stages", "images_per_sec",
-          "compile_s", "peak_mem_gb", "jax_version", "date")
+FIELDS = (
+  "device",
+  "what",
+  "family",
+  "depth",
+  "batch",
+  "dtype",
+  "stages",
+  "images_per_sec",
+  "compile_s",
+  "peak_mem_gb",
+  "jax_version",
+  "date",
+)
 
 
 def test_step_and_loop_records(tmp_path):
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
   proc = subprocess.run(
-      [sys.executable, "scripts/benchmark.py", "--what=step,loop", "--depths=8", "--width=4",
-       "--batches=32", "--dtypes=float32", "--warmup=1", "--iters=2", "--repeats=1", "--loop_steps=6",
-       "--log_every=3", "--eval_every=6", "--checkpoint_every=6", f"--out_dir={tmp_path}"],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    [
+      sys.executable,
+      "scripts/benchmark.py",
+      "--what=step,loop",
+      "--depths=8",
+      "--width=4",
+      "--batches=32",
+      "--dtypes=float32",
+      "--warmup=1",
+      "--iters=2",
+      "--repeats=1",
+      "--loop_steps=6",
+      "--log_every=3",
+      "--eval_every=6",
+      "--checkpoint_every=6",
+      f"--out_dir={tmp_path}",
+    ],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   (jsonl,) = [p for p in os.listdir(tmp_path) if p.endswith(".jsonl")]
   records = [json.loads(line) for line in open(tmp_path / jsonl)]
@@ -25,7 +56,12 @@ def test_step_and_loop_records(tmp_path):
   for r in records:
     assert all(k in r for k in FIELDS), set(FIELDS) - set(r)
     assert (r["family"], r["depth"], r["batch"], r["dtype"], r["stages"]) == (
-        "cifar_resnet", 8, 32, "float32", "scan")
+      "cifar_resnet",
+      8,
+      32,
+      "float32",
+      "scan",
+    )
     assert r["images_per_sec"] > 0
   loop = records[1]
   # 5 timed steps of the loop (the first compiles) against the bare step of the same process.
@@ -39,6 +75,7 @@ def test_step_and_loop_records(tmp_path):
 def _benchmark_module():
   """scripts/benchmark.py imported once (its absl flags can be defined only once per process)."""
   import importlib.util
+
   path = os.path.join(ROOT, "scripts", "benchmark.py")
   spec = importlib.util.spec_from_file_location("benchmark_script", path)
   module = importlib.util.module_from_spec(spec)
@@ -87,21 +124,35 @@ ENTRY %main (x.1: f32[8]) -> f32[8] {
 def test_count_kernels_of_an_hlo_module():
   counts = _benchmark_module().count_kernels(HLO)
   # conv + copy in the entry, 2 fusions x 3 iterations; 4 condition evaluations sync the host
-  assert counts == {"kernels": 8, "loop_syncs": 4,
-                    "kernels_by_kind": {"conv": 1, "copy": 1, "fusion_kLoop": 3, "fusion_kInput": 3}}
+  assert counts == {
+    "kernels": 8,
+    "loop_syncs": 4,
+    "kernels_by_kind": {"conv": 1, "copy": 1, "fusion_kLoop": 3, "fusion_kInput": 3},
+  }
 
 
 def test_count_kernels_of_a_compiled_scanned_step():
   """The parser reads XLA's real output: the CPU-compiled train step of a scanned ResNet-20."""
   import re
+
   import jax
-  from cnn_depth import models, optim, state as state_lib, steps
+
+  from cnn_depth import models, optim, steps
+  from cnn_depth import state as state_lib
+
   model = models.cifar_resnet(20, width=4, unroll=1)
   tx = optim.sgd(0.1)
   state = state_lib.create_train_state(model, tx, jax.random.key(0), (8, 8, 3))
-  batch = {"image": jax.numpy.zeros((4, 8, 8, 3), jax.numpy.uint8),
-           "label": jax.numpy.zeros((4,), jax.numpy.int32)}
-  text = steps.compile_train_step(model, tx, (0, 0, 0), (1, 1, 1)).lower(state, batch).compile().as_text()
+  batch = {
+    "image": jax.numpy.zeros((4, 8, 8, 3), jax.numpy.uint8),
+    "label": jax.numpy.zeros((4,), jax.numpy.int32),
+  }
+  text = (
+    steps.compile_train_step(model, tx, (0, 0, 0), (1, 1, 1))
+    .lower(state, batch)
+    .compile()
+    .as_text()
+  )
   counts = _benchmark_module().count_kernels(text)
   trips = [int(n) for n in re.findall(r' while\(.*"known_trip_count":\{"n":"(\d+)"', text)]
   # the scans of 2 blocks, forward and backward in each of the 3 stages (XLA:CPU also rolls the
@@ -115,14 +166,27 @@ def test_kernels_mode_on_the_local_device(tmp_path):
   """--target_config=local compiles for the device present (the CPU here) and records its count,
   of the bare step or of the loop's program (gather, step with block norms, metric sums)."""
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
-  common = [sys.executable, "scripts/benchmark.py", "--what=kernels", "--target_config=local",
-            "--depths=8", "--width=4", "--batches=8", f"--out_dir={tmp_path}"]
+  common = [
+    sys.executable,
+    "scripts/benchmark.py",
+    "--what=kernels",
+    "--target_config=local",
+    "--depths=8",
+    "--width=4",
+    "--batches=8",
+    f"--out_dir={tmp_path}",
+  ]
   for extra in (["--bn_impls=fused,flax"], ["--loop_program", "--log_block_norms"]):
-    proc = subprocess.run(common + extra, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+      common + extra, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
   records = [json.loads(l) for l in open(tmp_path / "kernels_cpu.jsonl")]
   assert [(r["bn_impl"], r["loop_program"]) for r in records] == [
-      ("fused", False), ("flax", False), ("fused", True)]
+    ("fused", False),
+    ("flax", False),
+    ("fused", True),
+  ]
   for r in records:
     assert r["what"] == "kernels" and r["device"] == "cpu" and r["kernels"] > 0
     assert r["kernels"] == sum(r["kernels_by_kind"].values())
@@ -136,11 +200,26 @@ def test_kernels_mode_on_the_local_device(tmp_path):
 def test_kernels_mode_needs_the_cuda_plugin_or_counts(tmp_path):
   """Without the jax CUDA plugin: exit 2 and one line saying what to install. With it: records."""
   import importlib.util
-  has_plugin = importlib.util.find_spec("jax_plugins") is not None and \
-      importlib.util.find_spec("jax_plugins.xla_cuda12") is not None
+
+  has_plugin = (
+    importlib.util.find_spec("jax_plugins") is not None
+    and importlib.util.find_spec("jax_plugins.xla_cuda12") is not None
+  )
   proc = subprocess.run(
-      [sys.executable, "scripts/benchmark.py", "--what=kernels", "--depths=8", "--width=4",
-       "--batches=8", f"--out_dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    [
+      sys.executable,
+      "scripts/benchmark.py",
+      "--what=kernels",
+      "--depths=8",
+      "--width=4",
+      "--batches=8",
+      f"--out_dir={tmp_path}",
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   if not has_plugin:
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "jax-cuda12-plugin" in proc.stderr and "Traceback" not in proc.stderr

@@ -7,10 +7,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from cnn_depth import models, optim, state as state_lib
-from cnn_depth.checkpoint import TMP_SUFFIX, Checkpointer, CheckpointError, abstract_state, load_for_analysis
+from cnn_depth import models, optim
+from cnn_depth import state as state_lib
+from cnn_depth.checkpoint import (
+  TMP_SUFFIX,
+  Checkpointer,
+  CheckpointError,
+  abstract_state,
+  load_for_analysis,
+)
 
 # A failed orbax restore leaves coroutines, futures and tensorstore callbacks behind that complain
 # ("Exception ignored in ...", "Event loop is closed") when they are collected or fire later, during
@@ -21,20 +29,25 @@ pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptio
 @pytest.fixture(scope="module")
 def state():
   """A small TrainState whose values differ from a fresh init (so a restore cannot fake it)."""
-  fresh = state_lib.create_train_state(models.cifar_resnet(8, width=4), optim.sgd(0.1),
-                                       jax.random.key(0), (8, 8, 3))
-  return fresh.replace(step=jnp.asarray(7, jnp.int32),
-                       params=jax.tree.map(lambda x: x + 0.5, fresh.params),
-                       batch_stats=jax.tree.map(lambda x: x * 3.0 + 1.0, fresh.batch_stats),
-                       rng=jax.random.fold_in(fresh.rng, 3))
+  fresh = state_lib.create_train_state(
+    models.cifar_resnet(8, width=4), optim.sgd(0.1), jax.random.key(0), (8, 8, 3)
+  )
+  return fresh.replace(
+    step=jnp.asarray(7, jnp.int32),
+    params=jax.tree.map(lambda x: x + 0.5, fresh.params),
+    batch_stats=jax.tree.map(lambda x: x * 3.0 + 1.0, fresh.batch_stats),
+    rng=jax.random.fold_in(fresh.rng, 3),
+  )
 
 
 def bits(tree):
   """Host copies of every leaf, typed keys as their key data, for bit-exact comparison."""
+
   def leaf(x):
     if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
       x = jax.random.key_data(x)
     return np.asarray(x)
+
   return jax.tree.map(leaf, tree)
 
 
@@ -53,8 +66,9 @@ def save_steps(directory, state, steps, **kw):
 
 
 def test_round_trip_bit_exact_with_concrete_and_abstract_templates(tmp_path, state):
-  template = state.replace(params=jax.tree.map(jnp.zeros_like, state.params),
-                           rng=jax.random.key(42))
+  template = state.replace(
+    params=jax.tree.map(jnp.zeros_like, state.params), rng=jax.random.key(42)
+  )
   with Checkpointer(tmp_path / "ckpt") as ckpt:
     assert ckpt.latest_step() is None
     assert ckpt.save(7, state)
@@ -157,9 +171,14 @@ def test_restore_without_checkpoint_or_with_a_different_model(tmp_path, state):
       ckpt.restore(state)
     ckpt.save(1, state)
     ckpt.wait()
-    wider = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[:-1] + (2 * x.shape[-1],), x.dtype,
-                                                        sharding=x.sharding) if x.ndim else x,
-                         abstract_state(state))
+    wider = jax.tree.map(
+      lambda x: (
+        jax.ShapeDtypeStruct(x.shape[:-1] + (2 * x.shape[-1],), x.dtype, sharding=x.sharding)
+        if x.ndim
+        else x
+      ),
+      abstract_state(state),
+    )
     with pytest.raises(CheckpointError, match="use a new --workdir"):
       ckpt.restore(wider)
   gc.collect()

@@ -10,11 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax import lax
-
-from cnn_depth import layers, models, optim, state as state_lib, steps
-from cnn_depth.models import alexnet, densenet, googlenet, lenet, nin, vgg
-from cnn_depth.analysis import lesion
 from test_models import without_block  # the variables of the same net with one block fewer
+
+from cnn_depth import layers, models, optim, steps
+from cnn_depth import state as state_lib
+from cnn_depth.analysis import lesion
+from cnn_depth.models import alexnet, densenet, googlenet, lenet, nin, vgg
 
 IMAGENET, CIFAR = (224, 224, 3), (32, 32, 3)
 MEAN, STD = (125.3, 123.0, 113.9), (63.0, 62.1, 66.7)
@@ -40,15 +41,23 @@ def build(family, depth, **kw):
 
 # --- parameter counts ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("family,depth,count", [
+
+@pytest.mark.parametrize(
+  "family,depth,count",
+  [
     ("alexnet", 8, 61_100_840),
     ("vgg", 11, 132_863_336),
     ("vgg", 13, 133_047_848),
     ("vgg", 16, 138_357_544),
     ("vgg", 19, 143_667_240),
-    ("vgg_bn", 16, 138_365_992),  # torchvision's vgg16_bn: BN after convolutions that keep their bias
+    (
+      "vgg_bn",
+      16,
+      138_365_992,
+    ),  # torchvision's vgg16_bn: BN after convolutions that keep their bias
     ("imagenet_densenet", 121, 7_978_856),
-])
+  ],
+)
 def test_exact_imagenet_counts(family, depth, count):
   """torchvision's counts at 1000 classes (the papers give them only to 2-3 digits)."""
   assert n_params(build(family, depth), IMAGENET) == count
@@ -58,15 +67,28 @@ def test_lenet5_has_the_papers_60000_parameters():
   """LeCun et al. 1998: C1 156, S2 12, C3 1,516 (Table I connections), S4 32, C5 48,120, F6 10,164."""
   params = models.init_shapes(build("lenet5", 5), (32, 32, 1))["params"]
   per_layer = {name: models.count_params(p) for name, p in params.items()}
-  assert per_layer == {"c1": 156, "s2": 12, "c3": 1_516, "s4": 32, "c5": 48_120, "f6": 10_164,
-                       "head": 850}
+  assert per_layer == {
+    "c1": 156,
+    "s2": 12,
+    "c3": 1_516,
+    "s4": 32,
+    "c5": 48_120,
+    "f6": 10_164,
+    "head": 850,
+  }
   assert sum(per_layer.values()) - per_layer["head"] == 60_000
   full = models.init_shapes(lenet.LeNet5(connection_table=False), (32, 32, 1))["params"]
   assert models.count_params(full["c3"]) == 5 * 5 * 6 * 16 + 16
 
 
-@pytest.mark.parametrize("family,depth,paper", [
-    ("cifar_densenet", 40, 1.0e6), ("cifar_densenet", 100, 7.0e6), ("cifar_densenet_bc", 190, 25.6e6)])
+@pytest.mark.parametrize(
+  "family,depth,paper",
+  [
+    ("cifar_densenet", 40, 1.0e6),
+    ("cifar_densenet", 100, 7.0e6),
+    ("cifar_densenet_bc", 190, 25.6e6),
+  ],
+)
 def test_cifar_densenet_counts_within_three_percent(family, depth, paper):
   """Huang et al. 2017, Table 2."""
   params = n_params(build(family, depth, num_classes=10), CIFAR)
@@ -113,8 +135,10 @@ def test_googlenet_aux_heads_are_optional_and_cost_what_the_paper_says():
 
 # --- multiply-adds: the 1x1 bottleneck's saving --------------------------------------------------
 
+
 class _FiveByFive(nn.Module):
   """A 5x5 conv to 32 maps, optionally after a 1x1 reduction to 16 maps (the lecture example)."""
+
   reduce: bool
 
   @nn.compact
@@ -126,9 +150,14 @@ class _FiveByFive(nn.Module):
 
 def test_one_by_one_reduction_saves_multiply_adds():
   shape = (28, 28, 192)
-  assert models.multiply_adds(_FiveByFive(False), shape) == 28 * 28 * 32 * 5 * 5 * 192 == 120_422_400
-  assert models.multiply_adds(_FiveByFive(True), shape) == \
-      28 * 28 * 16 * 192 + 28 * 28 * 32 * 5 * 5 * 16 == 12_443_648
+  assert (
+    models.multiply_adds(_FiveByFive(False), shape) == 28 * 28 * 32 * 5 * 5 * 192 == 120_422_400
+  )
+  assert (
+    models.multiply_adds(_FiveByFive(True), shape)
+    == 28 * 28 * 16 * 192 + 28 * 28 * 32 * 5 * 5 * 16
+    == 12_443_648
+  )
 
 
 def test_googlenet_multiply_adds_show_the_reductions():
@@ -138,6 +167,7 @@ def test_googlenet_multiply_adds_show_the_reductions():
   conv1 = 112 * 112 * 64 * 7 * 7 * 3
   assert abs(ours - (1.502e9 - 34e6 + conv1)) / ours < 0.01, ours
   assert naive > 2.5 * ours
+
   # Module 3a alone (Table 1: 128M ops; 163,328 weights, listed as 159K with K = 1024).
   class Only3a(nn.Module):
     @nn.compact
@@ -161,13 +191,19 @@ def test_lenet5_multiply_adds_count_only_the_connection_tables_kernels():
 # convolutions compile for half a minute on a 2-core CPU; its counts are checked above.
 TINY_INCEPTION = {"inception_stages": (((8, 8, 8, 8, 8, 8),),) * 3, "aux_after": ((1, 0), (2, 0))}
 TINY = {
-    "lenet5": (lambda: lenet.lenet5(), (28, 28, 1)),  # MNIST-sized: padded to 32x32
-    "alexnet": (lambda: alexnet.alexnet(num_classes=10, widths=(4, 8, 8, 8, 8), hidden=16), (63, 63, 3)),
-    "vgg": (lambda: vgg.vgg(11, width=4, hidden=16, num_classes=10), (32, 32, 3)),
-    "cifar_vgg_bn": (lambda: vgg.cifar_vgg(11, bn=True, width=4), (16, 16, 3)),
-    "nin": (lambda: nin.nin(9), (32, 32, 3)),
-    "googlenet": (lambda: googlenet.googlenet(num_classes=10, aux_heads=True, **TINY_INCEPTION), (32, 32, 3)),
-    "cifar_densenet_bc": (lambda: densenet.cifar_densenet(16, bc=True, growth_rate=4), (16, 16, 3)),
+  "lenet5": (lambda: lenet.lenet5(), (28, 28, 1)),  # MNIST-sized: padded to 32x32
+  "alexnet": (
+    lambda: alexnet.alexnet(num_classes=10, widths=(4, 8, 8, 8, 8), hidden=16),
+    (63, 63, 3),
+  ),
+  "vgg": (lambda: vgg.vgg(11, width=4, hidden=16, num_classes=10), (32, 32, 3)),
+  "cifar_vgg_bn": (lambda: vgg.cifar_vgg(11, bn=True, width=4), (16, 16, 3)),
+  "nin": (lambda: nin.nin(9), (32, 32, 3)),
+  "googlenet": (
+    lambda: googlenet.googlenet(num_classes=10, aux_heads=True, **TINY_INCEPTION),
+    (32, 32, 3),
+  ),
+  "cifar_densenet_bc": (lambda: densenet.cifar_densenet(16, bc=True, growth_rate=4), (16, 16, 3)),
 }
 
 
@@ -181,11 +217,13 @@ def test_output_shapes_in_both_modes(name):
   variables = jax.eval_shape(lambda: model.init(KEY, x, train=False))
   logits = jax.eval_shape(lambda v: model.apply(v, x, train=False), variables)
   assert logits.shape == (3, 10) and logits.dtype == jnp.float32
-  logits, updates = jax.eval_shape(lambda v: model.apply(
-      v, x, train=True, mutable=["batch_stats"], rngs={"drop": KEY}), variables)
+  logits, updates = jax.eval_shape(
+    lambda v: model.apply(v, x, train=True, mutable=["batch_stats"], rngs={"drop": KEY}), variables
+  )
   assert logits.shape == (3, 10)
-  assert jax.tree_util.tree_structure(updates.get("batch_stats", {})) == \
-      jax.tree_util.tree_structure(variables.get("batch_stats", {}))
+  assert jax.tree_util.tree_structure(
+    updates.get("batch_stats", {})
+  ) == jax.tree_util.tree_structure(variables.get("batch_stats", {}))
 
 
 # NiN and the ImageNet-head VGG train like the others (plain convolutions, pools, dropout: nothing these
@@ -199,9 +237,11 @@ def test_one_training_step(name):
   model = make()
   tx = optim.sgd(0.01, weight_decay=0.0)  # so a parameter moves only by its gradient
   rng = np.random.default_rng(0)
-  batch = {"image": rng.integers(0, 256, (4,) + shape, dtype=np.uint8),
-           "label": rng.integers(0, 10, (4,), dtype=np.int32)}
-  mean, std = MEAN[:shape[-1]], STD[:shape[-1]]
+  batch = {
+    "image": rng.integers(0, 256, (4,) + shape, dtype=np.uint8),
+    "label": rng.integers(0, 10, (4,), dtype=np.int32),
+  }
+  mean, std = MEAN[: shape[-1]], STD[: shape[-1]]
   state = state_lib.create_train_state(model, tx, KEY, shape)
   before = jax.tree_util.tree_map(np.asarray, state.params)  # host copies from before the step
   step = steps.compile_train_step(model, tx, mean, std, augment=False, log_block_norms=True)
@@ -218,7 +258,9 @@ def test_one_training_step(name):
   flags = jax.tree_util.tree_leaves(moved)
   assert sum(flags) >= 0.9 * len(flags), moved
   # The eval step on the new state: shapes only (no second compilation).
-  ev = jax.eval_shape(lambda s, b: steps.eval_step(s, b, model=model, mean=mean, std=std), new, batch)
+  ev = jax.eval_shape(
+    lambda s, b: steps.eval_step(s, b, model=model, mean=mean, std=std), new, batch
+  )
   assert ev["correct"].shape == ()
 
 
@@ -240,8 +282,9 @@ def test_googlenet_aux_heads_run_only_in_training():
   x = jax.random.normal(jax.random.key(1), (2,) + shape)
   v = init(model, x)
   assert {"aux1", "aux2"} <= set(v["params"])
-  _, col = jax.jit(lambda v, x, k: model.apply(v, x, train=True, rngs={"drop": k},
-                                               mutable=["aux_logits"]))(v, x, jax.random.key(2))
+  _, col = jax.jit(
+    lambda v, x, k: model.apply(v, x, train=True, rngs={"drop": k}, mutable=["aux_logits"])
+  )(v, x, jax.random.key(2))
   assert set(col["aux_logits"]) == {"aux1_logits", "aux2_logits"}
   (aux1,) = col["aux_logits"]["aux1_logits"]
   assert aux1["logits"].shape == (2, 10) and float(aux1["weight"]) == pytest.approx(0.3)
@@ -261,12 +304,20 @@ def test_vgg_pools_only_as_often_as_the_image_allows():
     return out
 
   with nn.intercept_methods(spy):
-    out = jax.eval_shape(lambda: model.init_with_output(
-        jax.random.key(0), jnp.zeros((2, 8, 8, 1)), train=False)[0])
+    out = jax.eval_shape(
+      lambda: model.init_with_output(jax.random.key(0), jnp.zeros((2, 8, 8, 1)), train=False)[0]
+    )
   assert out.shape == (2, 10)
-  assert calls == [("stage0_block0", 8), ("stage1_block0", 8), ("stage2_block0", 8),
-                   ("stage2_block1", 8), ("stage3_block0", 4), ("stage3_block1", 4),
-                   ("stage4_block0", 2), ("stage4_block1", 2)]
+  assert calls == [
+    ("stage0_block0", 8),
+    ("stage1_block0", 8),
+    ("stage2_block0", 8),
+    ("stage2_block1", 8),
+    ("stage3_block0", 4),
+    ("stage3_block1", 4),
+    ("stage4_block0", 2),
+    ("stage4_block1", 2),
+  ]
 
 
 def test_new_conv_options_keep_the_cpu_backward_exact():
@@ -275,8 +326,9 @@ def test_new_conv_options_keep_the_cpu_backward_exact():
   w = jax.random.normal(jax.random.key(1), (11, 11, 3, 4))
   for pad in (2, 0):
     p = ((pad, pad),) * 2
-    ref = lambda x, w: jnp.sum(jnp.sin(lax.conv_general_dilated(x, w, (4, 4), p,
-                                                                 dimension_numbers=layers._DN)))
+    ref = lambda x, w: jnp.sum(
+      jnp.sin(lax.conv_general_dilated(x, w, (4, 4), p, dimension_numbers=layers._DN))
+    )
     ours = lambda x, w: jnp.sum(jnp.sin(layers.conv_cpu_vjp(x, w, (4, 4), p)))
     for a, b in zip(jax.grad(ours, (0, 1))(x, w), jax.grad(ref, (0, 1))(x, w)):
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
@@ -284,14 +336,16 @@ def test_new_conv_options_keep_the_cpu_backward_exact():
 
 # --- gates and the lesion study --------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def tiny_vgg():
   model = vgg.cifar_vgg(13, bn=True, width=4)  # stages of 2 layers: (stage s, block 1) keeps shape
   x = jax.random.normal(jax.random.key(1), (8, 16, 16, 3))
   variables = init(model, x)
   # Give BN non-trivial statistics, as after training.
-  _, upd = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))(variables,
-                                                                                        x * 3 + 1)
+  _, upd = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))(
+    variables, x * 3 + 1
+  )
   return model, {**variables, **upd}, x
 
 
@@ -300,8 +354,7 @@ def test_vgg_blocks_and_shape_changing_layers(tiny_vgg):
   assert model.num_blocks == 10 and not model.residual
   assert models.block_names(model)[:3] == ["stage0_block0", "stage0_block1", "stage1_block0"]
   # Widths 4-8-16-32-32: each stage's first layer widens, but stage 4's (32 -> 32).
-  np.testing.assert_array_equal(models.downsampling_blocks(model),
-                                [1, 0, 1, 0, 1, 0, 1, 0, 0, 0])
+  np.testing.assert_array_equal(models.downsampling_blocks(model), [1, 0, 1, 0, 1, 0, 1, 0, 0, 0])
   assert set(variables["params"]) == set(models.block_names(model)) | {"head"}
 
 
@@ -349,12 +402,16 @@ def test_lesion_error_fn_on_vgg_matches_the_smaller_net(tiny_vgg):
   intact, singles = lesion.single_block_lesion(error, model.num_blocks)
   assert intact == pytest.approx(0.25) and singles.shape == (10,)
   smaller = model.clone(stage_sizes=(2, 1, 2, 2, 2))
-  small_error = lesion.make_error_fn(smaller, without_block(variables, 1, 1), images, labels, MEAN, STD,
-                                     batch_size=16)
+  small_error = lesion.make_error_fn(
+    smaller, without_block(variables, 1, 1), images, labels, MEAN, STD, batch_size=16
+  )
   assert singles[3] == small_error()
   twice = lesion.deletion_gates(model.num_blocks, [3, 3, 7])
-  assert error(twice) == error(lesion.deletion_gates(model.num_blocks, [3, 7])) == \
-      small_error(lesion.deletion_gates(smaller.num_blocks, [6]))
+  assert (
+    error(twice)
+    == error(lesion.deletion_gates(model.num_blocks, [3, 7]))
+    == small_error(lesion.deletion_gates(smaller.num_blocks, [6]))
+  )
   assert error.traces == 1
 
 
@@ -367,9 +424,12 @@ def test_densenet_gate_zero_deletes_the_layers_new_maps():
   gates = lesion.deletion_gates(6, [4])  # stage2_block0
   ones = np.ones(6, np.float32)
   zeroed = jax.tree_util.tree_map(lambda a: a, v["params"])
-  zeroed["stage2_block0"]["conv2"]["kernel"] = jnp.zeros_like(zeroed["stage2_block0"]["conv2"]["kernel"])
-  np.testing.assert_allclose(run(v, x, gates), run({**v, "params": zeroed}, x, ones),
-                             rtol=1e-6, atol=1e-6)
+  zeroed["stage2_block0"]["conv2"]["kernel"] = jnp.zeros_like(
+    zeroed["stage2_block0"]["conv2"]["kernel"]
+  )
+  np.testing.assert_allclose(
+    run(v, x, gates), run({**v, "params": zeroed}, x, ones), rtol=1e-6, atol=1e-6
+  )
   assert not np.allclose(run(v, x, gates), run(v, x, ones))
 
 
@@ -382,8 +442,14 @@ def test_googlenet_blocks_are_the_inception_modules():
 
 # --- invalid configurations ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("cfg,match", [
-    ({"family": "vgg", "depth": 12}, r"VGG depth must be one of \[11, 13, 16, 19\]; got 12 \(nearest: 11\)"),
+
+@pytest.mark.parametrize(
+  "cfg,match",
+  [
+    (
+      {"family": "vgg", "depth": 12},
+      r"VGG depth must be one of \[11, 13, 16, 19\]; got 12 \(nearest: 11\)",
+    ),
     ({"family": "cifar_vgg_bn", "depth": 20}, r"one of \[11, 13, 16, 19\]; got 20 \(nearest: 19\)"),
     ({"family": "cifar_densenet", "depth": 41}, r"3n\+4 .*nearest valid depths: 40 and 43"),
     ({"family": "cifar_densenet_bc", "depth": 99}, r"6n\+4 .*nearest valid depths: 94 and 100"),
@@ -392,16 +458,29 @@ def test_googlenet_blocks_are_the_inception_modules():
     ({"family": "alexnet", "depth": 5}, r"AlexNet depth must be one of \[8\]"),
     ({"family": "nin", "depth": 10}, r"NiN depth must be one of \[9, 12\]"),
     ({"family": "googlenet", "depth": 21}, r"GoogLeNet depth must be one of \[22\]"),
-    ({"family": "vgg", "depth": 16, "growth_rate": 12},
-     r"growth_rate=12 does not apply to family 'vgg'; it applies to cifar_densenet"),
-    ({"family": "cifar_densenet", "depth": 40, "width": 32}, r"width=32 does not apply .* reset it \(to 16\)"),
-    ({"family": "cifar_vgg", "depth": 11, "survival_last": 0.5},
-     r"survival_last=0.5 does not apply to family 'cifar_vgg'; it applies to cifar_resnet"),
-    ({"family": "alexnet", "depth": 8, "bn_groups": 8}, r"bn_groups=8 does not apply to family 'alexnet'"),
-    ({"family": "cifar_resnet", "depth": 20, "aux_heads": True},
-     r"aux_heads=True does not apply to family 'cifar_resnet'; it applies to googlenet"),
+    (
+      {"family": "vgg", "depth": 16, "growth_rate": 12},
+      r"growth_rate=12 does not apply to family 'vgg'; it applies to cifar_densenet",
+    ),
+    (
+      {"family": "cifar_densenet", "depth": 40, "width": 32},
+      r"width=32 does not apply .* reset it \(to 16\)",
+    ),
+    (
+      {"family": "cifar_vgg", "depth": 11, "survival_last": 0.5},
+      r"survival_last=0.5 does not apply to family 'cifar_vgg'; it applies to cifar_resnet",
+    ),
+    (
+      {"family": "alexnet", "depth": 8, "bn_groups": 8},
+      r"bn_groups=8 does not apply to family 'alexnet'",
+    ),
+    (
+      {"family": "cifar_resnet", "depth": 20, "aux_heads": True},
+      r"aux_heads=True does not apply to family 'cifar_resnet'; it applies to googlenet",
+    ),
     ({"family": "vggg", "depth": 16}, r"unknown model family 'vggg'"),
-])
+  ],
+)
 def test_invalid_configs_are_refused_with_one_sentence(cfg, match):
   with pytest.raises(ValueError, match=match):
     models.build_model(cfg)
@@ -410,11 +489,19 @@ def test_invalid_configs_are_refused_with_one_sentence(cfg, match):
 def test_a_config_built_on_the_base_fields_builds_a_classic_net():
   """config.base()'s ResNet fields at their defaults are accepted (and ignored) by the classic nets."""
   from cnn_depth import config as config_lib
-  cfg = {**config_lib.base().model.to_dict(), "family": "cifar_densenet_bc", "depth": 100, "width": 0,
-         "num_classes": 10}
+
+  cfg = {
+    **config_lib.base().model.to_dict(),
+    "family": "cifar_densenet_bc",
+    "depth": 100,
+    "width": 0,
+    "num_classes": 10,
+  }
   model = models.build_model(cfg)
   assert isinstance(model, densenet.DenseNet) and model.growth_rate == 12
-  net = models.build_model({**cfg, "family": "cifar_vgg_bn", "depth": 19, "width": 16, "dropout": 0.3})
+  net = models.build_model(
+    {**cfg, "family": "cifar_vgg_bn", "depth": 19, "width": 16, "dropout": 0.3}
+  )
   assert (net.width, net.bn, net.dropout, net.stage_sizes) == (16, True, 0.3, (2, 2, 4, 4, 4))
   # config.base()'s own width (16) asks nothing of a family that does not read it.
   assert models.build_model({**cfg, "width": 16}).growth_rate == 12

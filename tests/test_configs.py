@@ -14,14 +14,17 @@ from cnn_depth import models, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(ROOT, "configs")
-CONFIGS = sorted(os.path.splitext(os.path.basename(p))[0]
-                 for p in glob.glob(os.path.join(CONFIG_DIR, "*.py")))
+CONFIGS = sorted(
+  os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(CONFIG_DIR, "*.py"))
+)
 CIFAR_STEPS_PER_EPOCH = 50_000 // 128  # 390
 IMAGENET_STEPS_PER_EPOCH = 1_281_167 // 256  # 5004
 
 
 def get_config(name, arg=None):
-  spec = importlib.util.spec_from_file_location(f"configs_{name}", os.path.join(CONFIG_DIR, f"{name}.py"))
+  spec = importlib.util.spec_from_file_location(
+    f"configs_{name}", os.path.join(CONFIG_DIR, f"{name}.py")
+  )
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(arg)
@@ -37,10 +40,17 @@ def build(config):
 
 
 def test_all_configs_found():
-  assert {"cifar_resnet", "cifar_preact", "stochastic_depth", "imagenet_resnet", "quickstart"} <= set(CONFIGS)
+  assert {
+    "cifar_resnet",
+    "cifar_preact",
+    "stochastic_depth",
+    "imagenet_resnet",
+    "quickstart",
+  } <= set(CONFIGS)
 
 
 # --- He et al. 2016 §4.2: CIFAR-10 ---------------------------------------------------------------
+
 
 def test_cifar_resnet_recipe():
   c = get_config("cifar_resnet")
@@ -52,7 +62,12 @@ def test_cifar_resnet_recipe():
   assert c.lr_decay == pytest.approx(0.1)
   assert c.num_train_steps == 64_000 and not c.num_epochs > 0
   assert train.num_steps(c, CIFAR_STEPS_PER_EPOCH) == 64_000
-  assert (c.model.family, c.model.depth, c.model.width, c.model.shortcut) == ("cifar_resnet", 20, 16, "A")
+  assert (c.model.family, c.model.depth, c.model.width, c.model.shortcut) == (
+    "cifar_resnet",
+    20,
+    16,
+    "A",
+  )
   assert c.dataset.name == "cifar10"
 
 
@@ -91,6 +106,7 @@ def test_cifar_plain_twin():
 
 # --- Huang et al. 2016: stochastic depth ---------------------------------------------------------
 
+
 def test_stochastic_depth_recipe():
   c = get_config("stochastic_depth")
   assert (c.model.family, c.model.depth) == ("cifar_resnet", 110)
@@ -114,6 +130,7 @@ def test_stochastic_depth_baseline_argument():
 
 # --- He et al. 2016b: pre-activation ResNets -----------------------------------------------------
 
+
 @pytest.mark.parametrize("depth,n,params_m", [(164, 18, 1.7), (1001, 111, 10.2)])
 def test_cifar_preact_bottleneck(depth, n, params_m):
   c = get_config("cifar_preact", f"depth={depth}")
@@ -134,6 +151,7 @@ def test_cifar_preact_basic_110():
 
 # --- He et al. 2016 §3.4: ImageNet ---------------------------------------------------------------
 
+
 def test_imagenet_recipe():
   c = get_config("imagenet_resnet")
   assert c.batch_size == 256 and c.num_epochs == 90
@@ -147,8 +165,9 @@ def test_imagenet_recipe():
   assert lr(c, 60 * IMAGENET_STEPS_PER_EPOCH, IMAGENET_STEPS_PER_EPOCH) == pytest.approx(0.001)
 
 
-@pytest.mark.parametrize("depth,block", [(18, "basic"), (34, "basic"), (50, "bottleneck"),
-                                         (152, "bottleneck")])
+@pytest.mark.parametrize(
+  "depth,block", [(18, "basic"), (34, "basic"), (50, "bottleneck"), (152, "bottleneck")]
+)
 def test_imagenet_families(depth, block):
   resnet = get_config("imagenet_resnet", f"depth={depth}")
   plain = get_config("imagenet_resnet", f"depth={depth},residual=False")
@@ -161,6 +180,7 @@ def test_imagenet_families(depth, block):
 
 # --- the digits quickstart -----------------------------------------------------------------------
 
+
 def test_quickstart():
   c = get_config("quickstart", "depth=32,residual=False,steps=400")
   assert c.dataset.name == "digits"
@@ -171,11 +191,18 @@ def test_quickstart():
 
 # --- every config --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", CONFIGS)
 def test_every_config_has_the_loop_fields(name):
   c = get_config(name)
-  for field in ("seed", "num_train_steps", "num_epochs", "log_every_steps", "eval_every_steps",
-                "checkpoint_every_steps"):
+  for field in (
+    "seed",
+    "num_train_steps",
+    "num_epochs",
+    "log_every_steps",
+    "eval_every_steps",
+    "checkpoint_every_steps",
+  ):
     assert field in c, f"{name} lacks {field}"
   assert c.log_every_steps > 0 and c.eval_every_steps > 0 and c.checkpoint_every_steps > 0
   assert train.num_steps(c, CIFAR_STEPS_PER_EPOCH) > 0
@@ -199,15 +226,19 @@ def test_bad_argument_names_it(name):
 
 def test_config_arguments_are_typed_strictly():
   from cnn_depth import config as config_lib
+
   with pytest.raises(ValueError, match="residual='Flase' must be true or false"):
     config_lib.parse_args("residual=Flase", residual=True)
   with pytest.raises(ValueError, match="depth='abc' must be a int"):
     config_lib.parse_args("depth=abc", depth=20)
-  assert config_lib.parse_args("residual=false,depth=56", residual=True, depth=20) == \
-      {"residual": False, "depth": 56}
+  assert config_lib.parse_args("residual=false,depth=56", residual=True, depth=20) == {
+    "residual": False,
+    "depth": 56,
+  }
 
 
 # --- the classic families: VGG-style plain nets of increasing depth ----------------------------------
+
 
 @pytest.mark.parametrize("depth,stages", [(11, (1, 1, 2, 2, 2)), (19, (2, 2, 4, 4, 4))])
 def test_cifar_vgg_depths(depth, stages):
@@ -230,8 +261,10 @@ def test_vgg_digits_builds_on_8x8_images():
   assert variables["params"]["head"]["kernel"].shape == (128, 10)
 
 
-@pytest.mark.parametrize("arg,family,params_k", [("", "cifar_densenet", 1_020),
-                                                 ("depth=100,bc=True", "cifar_densenet_bc", 769)])
+@pytest.mark.parametrize(
+  "arg,family,params_k",
+  [("", "cifar_densenet", 1_020), ("depth=100,bc=True", "cifar_densenet_bc", 769)],
+)
 def test_cifar_densenet(arg, family, params_k):
   c = get_config("cifar_densenet", arg)
   assert c.model.family == family and tuple(c.lr_boundaries) == (32_000, 48_000)

@@ -11,7 +11,6 @@ from PIL import Image
 from cnn_depth import data
 from cnn_depth.data import DataError
 
-
 # ---- writers for the real formats -----------------------------------------------------------------
 
 
@@ -25,20 +24,34 @@ def write_cifar_pickles(root, name="cifar10", per_batch=4, num_test=6, seed=0):
   rng = np.random.default_rng(seed)
   num_classes = 10 if name == "cifar10" else 100
   if name == "cifar10":
-    folder, files = root / "cifar-10-batches-py", {f"data_batch_{i}": per_batch for i in range(1, 6)}
+    folder, files = (
+      root / "cifar-10-batches-py",
+      {f"data_batch_{i}": per_batch for i in range(1, 6)},
+    )
     files["test_batch"] = num_test
-    meta = ("batches.meta", {b"label_names": [b"c%d" % i for i in range(10)], b"num_cases_per_batch": 10000})
+    meta = (
+      "batches.meta",
+      {b"label_names": [b"c%d" % i for i in range(10)], b"num_cases_per_batch": 10000},
+    )
   else:
     folder, files = root / "cifar-100-python", {"train": 5 * per_batch, "test": num_test}
-    meta = ("meta", {b"fine_label_names": [b"f%d" % i for i in range(100)],
-                     b"coarse_label_names": [b"k%d" % i for i in range(20)]})
+    meta = (
+      "meta",
+      {
+        b"fine_label_names": [b"f%d" % i for i in range(100)],
+        b"coarse_label_names": [b"k%d" % i for i in range(20)],
+      },
+    )
   folder.mkdir(parents=True)
   written = {}
   for fname, n in files.items():
     images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
     labels = [int(v) for v in rng.integers(0, num_classes, n)]
-    batch = {b"batch_label": fname.encode(), b"data": np.stack([chw_row(im) for im in images]),
-             b"filenames": [b"img%d.png" % i for i in range(n)]}
+    batch = {
+      b"batch_label": fname.encode(),
+      b"data": np.stack([chw_row(im) for im in images]),
+      b"filenames": [b"img%d.png" % i for i in range(n)],
+    }
     if name == "cifar10":
       batch[b"labels"] = labels
     else:
@@ -80,20 +93,28 @@ def write_tfds(data_dir, dataset_name, features, splits, version="1.0.0"):
 
 def cifar_tfds_features(num_classes=10):
   import tensorflow_datasets as tfds
-  return {"id": tfds.features.Text(), "image": tfds.features.Image(shape=(32, 32, 3)),
-          "label": tfds.features.ClassLabel(num_classes=num_classes)}
+
+  return {
+    "id": tfds.features.Text(),
+    "image": tfds.features.Image(shape=(32, 32, 3)),
+    "label": tfds.features.ClassLabel(num_classes=num_classes),
+  }
 
 
 def cifar_examples(n, seed, num_classes=10):
   rng = np.random.default_rng(seed)
   images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
   labels = rng.integers(0, num_classes, n)
-  examples = [{"id": f"x{i}", "image": Image.fromarray(im), "label": int(y)}
-              for i, (im, y) in enumerate(zip(images, labels))]
+  examples = [
+    {"id": f"x{i}", "image": Image.fromarray(im), "label": int(y)}
+    for i, (im, y) in enumerate(zip(images, labels))
+  ]
   return examples, {im.tobytes(): int(y) for im, y in zip(images, labels)}
 
 
-PALETTE = np.array([[200, 30, 30], [30, 200, 30], [30, 30, 200], [220, 220, 40], [40, 200, 220]], np.uint8)
+PALETTE = np.array(
+  [[200, 30, 30], [30, 200, 30], [30, 30, 200], [220, 220, 40], [40, 200, 220]], np.uint8
+)
 
 
 def write_fake_imagenet(data_dir):
@@ -101,13 +122,29 @@ def write_fake_imagenet(data_dir):
   import tensorflow_datasets as tfds
 
   sizes = [(260, 300), (80, 64), (224, 224), (300, 120), (90, 400)]  # (height, width)
+
   def examples(offset):
-    return [{"image": Image.fromarray(np.broadcast_to(PALETTE[k], (h, w, 3)).copy()), "label": k,
-             "file_name": f"n{k}_{offset}.JPEG"} for k, (h, w) in enumerate(sizes)]
-  features = {"image": tfds.features.Image(encoding_format="jpeg"),
-              "label": tfds.features.ClassLabel(num_classes=5), "file_name": tfds.features.Text()}
-  return write_tfds(data_dir, "imagenet2012", features,
-                    {"train": examples(0) + examples(1), "validation": examples(2)}, version="5.1.0")
+    return [
+      {
+        "image": Image.fromarray(np.broadcast_to(PALETTE[k], (h, w, 3)).copy()),
+        "label": k,
+        "file_name": f"n{k}_{offset}.JPEG",
+      }
+      for k, (h, w) in enumerate(sizes)
+    ]
+
+  features = {
+    "image": tfds.features.Image(encoding_format="jpeg"),
+    "label": tfds.features.ClassLabel(num_classes=5),
+    "file_name": tfds.features.Text(),
+  }
+  return write_tfds(
+    data_dir,
+    "imagenet2012",
+    features,
+    {"train": examples(0) + examples(1), "validation": examples(2)},
+    version="5.1.0",
+  )
 
 
 def label_of_colour(images):
@@ -131,8 +168,10 @@ def test_digits_split_shapes_and_stats():
   assert test_counts.min() >= 28 and test_counts.max() <= 31  # stratified: about 30 per class
   # All 1,797 images, each exactly once.
   from sklearn.datasets import load_digits
-  assert len(np.unique(np.concatenate([ds.train_images, ds.test_images]).reshape(1797, -1), axis=0)) == len(
-      np.unique(load_digits().images.reshape(1797, -1), axis=0))
+
+  assert len(
+    np.unique(np.concatenate([ds.train_images, ds.test_images]).reshape(1797, -1), axis=0)
+  ) == len(np.unique(load_digits().images.reshape(1797, -1), axis=0))
   flat = ds.train_images.reshape(-1).astype(np.float64)
   assert ds.mean == pytest.approx((flat.mean(),)) and ds.std == pytest.approx((flat.std(),))
   assert 50 < ds.mean[0] < 110 and 70 < ds.std[0] < 120
@@ -155,7 +194,8 @@ def test_validation_split():
   rows = lambda x: sorted(map(bytes, x.reshape(len(x), -1)))
   assert rows(np.concatenate([ds.train_images, ds.test_images])) == rows(full.train_images)
   np.testing.assert_array_equal(
-      np.bincount(np.concatenate([ds.train_labels, ds.test_labels])), np.bincount(full.train_labels))
+    np.bincount(np.concatenate([ds.train_labels, ds.test_labels])), np.bincount(full.train_labels)
+  )
   again = data.load_dataset("digits", validation_size=300, seed=3)
   np.testing.assert_array_equal(ds.test_images, again.test_images)
   with pytest.raises(DataError, match="validation_size"):
@@ -178,7 +218,9 @@ def test_cifar10_pickles(tmp_path, point_at_folder):
   assert ds.train_images.shape == (20, 32, 32, 3) and ds.train_labels.dtype == np.int32
   assert (ds.num_classes, ds.crop_padding, ds.flip, ds.name) == (10, 4, True, "cifar10")
   expected = train_x.reshape(-1, 3).astype(np.float64)
-  assert ds.mean == pytest.approx(tuple(expected.mean(0))) and ds.std == pytest.approx(tuple(expected.std(0)))
+  assert ds.mean == pytest.approx(tuple(expected.mean(0))) and ds.std == pytest.approx(
+    tuple(expected.std(0))
+  )
 
 
 def test_cifar_pixel_layout(tmp_path):
@@ -204,7 +246,11 @@ def test_cifar100_pickles_and_validation(tmp_path):
   np.testing.assert_array_equal(ds.test_labels, written["test"][1])
   assert ds.num_classes == 100
   val = data.load_dataset("cifar100", data_dir=tmp_path, validation_size=5, seed=1)
-  assert val.name == "cifar100:val5" and val.train_images.shape[0] == 15 and val.test_images.shape[0] == 5
+  assert (
+    val.name == "cifar100:val5"
+    and val.train_images.shape[0] == 15
+    and val.test_images.shape[0] == 5
+  )
 
 
 # ---- CIFAR: TFDS array_record ------------------------------------------------------------------------
@@ -213,7 +259,9 @@ def test_cifar100_pickles_and_validation(tmp_path):
 def test_cifar10_tfds(tmp_path):
   train, train_truth = cifar_examples(7, seed=0)
   test, test_truth = cifar_examples(3, seed=1)
-  path = write_tfds(tmp_path, "cifar10", cifar_tfds_features(), {"train": train, "test": test}, "3.0.2")
+  path = write_tfds(
+    tmp_path, "cifar10", cifar_tfds_features(), {"train": train, "test": test}, "3.0.2"
+  )
   assert path.parent.name == "cifar10" and (path / "dataset_info.json").is_file()
   ds = data.load_dataset("cifar10", data_dir=tmp_path)
   assert ds.train_images.shape == (7, 32, 32, 3) and ds.test_images.shape == (3, 32, 32, 3)
@@ -225,7 +273,9 @@ def test_cifar10_tfds(tmp_path):
 
 def test_tfds_wrong_format_and_wrong_classes(tmp_path):
   train, _ = cifar_examples(2, seed=0)
-  path = write_tfds(tmp_path / "a", "cifar10", cifar_tfds_features(100), {"train": train, "test": train})
+  path = write_tfds(
+    tmp_path / "a", "cifar10", cifar_tfds_features(100), {"train": train, "test": train}
+  )
   with pytest.raises(DataError, match="100 classes"):
     data.load_dataset("cifar10", data_dir=tmp_path / "a")
   info = json.loads((path / "dataset_info.json").read_text())
@@ -271,7 +321,7 @@ def test_missing_and_empty_dirs(tmp_path):
 def test_truncated_pickle(tmp_path):
   folder, _ = write_cifar_pickles(tmp_path)
   raw = (folder / "data_batch_3").read_bytes()
-  (folder / "data_batch_3").write_bytes(raw[:len(raw) // 2])
+  (folder / "data_batch_3").write_bytes(raw[: len(raw) // 2])
   with pytest.raises(DataError, match="data_batch_3 is corrupt or truncated") as e:
     data.load_dataset("cifar10", data_dir=tmp_path)
   assert "cifar-10-python.tar.gz" in str(e.value)
@@ -308,7 +358,9 @@ def test_synthetic_has_cifar10_shapes_and_depends_on_the_seed_only():
   assert (ds.num_classes, ds.crop_padding, ds.flip) == (10, 4, True)
   assert set(np.unique(ds.test_labels)) == set(range(10))
   assert abs(ds.mean[0] - 127.5) < 0.5 and abs(ds.std[0] - 73.9) < 0.5  # uniform on 0..255
-  np.testing.assert_array_equal(ds.train_images[:8], data.load_dataset("synthetic", seed=3).train_images[:8])
+  np.testing.assert_array_equal(
+    ds.train_images[:8], data.load_dataset("synthetic", seed=3).train_images[:8]
+  )
   assert not np.array_equal(ds.train_labels, data.load_dataset("synthetic", seed=4).train_labels)
 
 
@@ -339,22 +391,29 @@ def test_imagenet_loader(tmp_path):
   assert info.num_train == 10 and len(info.mean) == 3
 
   import tensorflow_datasets as tfds
-  order = [int(e["label"]) for e in tfds.builder_from_directory(str(path)).as_data_source("validation")]
+
+  order = [
+    int(e["label"]) for e in tfds.builder_from_directory(str(path)).as_data_source("validation")
+  ]
   loader = data.imagenet_loader(tmp_path, "validation", 4, train=False)
   batches = list(loader)
   assert len(loader) == len(batches) == 2
   for b in batches:
     assert b["image"].shape == (4, 224, 224, 3) and b["image"].dtype == np.uint8
     assert b["label"].dtype == np.int32 and b["mask"].dtype == np.float32
-  images, labels, mask = (np.concatenate([b[k] for b in batches]) for k in ("image", "label", "mask"))
+  images, labels, mask = (
+    np.concatenate([b[k] for b in batches]) for k in ("image", "label", "mask")
+  )
   np.testing.assert_array_equal(mask, [1, 1, 1, 1, 1, 0, 0, 0])
   np.testing.assert_array_equal(labels[:5], order)
   np.testing.assert_array_equal(label_of_colour(images[:5]), order)
   assert not images[5:].any()
 
   # Two hosts: shards of 3 and 2 examples, the same number of batches each, every example once.
-  hosts = [list(data.imagenet_loader(tmp_path, "validation", 4, train=False, shard_index=i, shard_count=2))
-           for i in range(2)]
+  hosts = [
+    list(data.imagenet_loader(tmp_path, "validation", 4, train=False, shard_index=i, shard_count=2))
+    for i in range(2)
+  ]
   assert [len(h) for h in hosts] == [2, 2]
   assert [sum(b["mask"].sum() for b in h) for h in hosts] == [3, 2]
   seen = sorted(int(l) for h in hosts for b in h for l, m in zip(b["label"], b["mask"]) if m)
@@ -372,7 +431,9 @@ def test_imagenet_loader(tmp_path):
   again = next(iter(data.imagenet_loader(tmp_path, "train", 4, train=True, seed=1)))
   np.testing.assert_array_equal(again["image"], first[0]["image"])
   # Host 1 of 2 reads records 5..9 of the split, epoch after epoch (3 epochs = 15 examples).
-  train_order = [int(e["label"]) for e in tfds.builder_from_directory(str(path)).as_data_source("train")]
+  train_order = [
+    int(e["label"]) for e in tfds.builder_from_directory(str(path)).as_data_source("train")
+  ]
   assert sorted(train_order[:5]) != sorted(train_order[5:])  # else the check below proves nothing
   host1 = iter(data.imagenet_loader(tmp_path, "train", 4, train=True, shard_index=1, shard_count=2))
   batches = [next(host1) for _ in range(8)]
@@ -386,7 +447,11 @@ def test_imagenet_errors(tmp_path):
   with pytest.raises(DataError, match="No prepared TFDS dataset 'imagenet2012'") as e:
     data.imagenet_loader(tmp_path, "train", 8, train=True)
   msg = str(e.value)
-  assert "ILSVRC2012_img_train.tar" in msg and "downloads/manual" in msg and "tfds build imagenet2012" in msg
+  assert (
+    "ILSVRC2012_img_train.tar" in msg
+    and "downloads/manual" in msg
+    and "tfds build imagenet2012" in msg
+  )
   with pytest.raises(DataError, match="is not a folder"):
     data.imagenet_info(tmp_path / "nope")
   write_fake_imagenet(tmp_path)

@@ -6,11 +6,10 @@ import sys
 
 import numpy as np
 import pytest
+from test_data import write_fake_imagenet
 
 from cnn_depth import data
 from cnn_depth.data import DataError, DatasetSpec
-
-from test_data import write_fake_imagenet
 
 
 def toy_read(data_dir, seed):
@@ -23,17 +22,30 @@ def toy_read(data_dir, seed):
 @pytest.fixture
 def toy():
   """Registers 'toy' (in memory) for one test and removes it afterwards, whatever the test did."""
-  spec = data.register(DatasetSpec(name="toy", summary="a toy for tests", image_shape=(2, 2, 1),
-                                   num_classes=3, read=toy_read, crop_padding=1, flip=False))
+  spec = data.register(
+    DatasetSpec(
+      name="toy",
+      summary="a toy for tests",
+      image_shape=(2, 2, 1),
+      num_classes=3,
+      read=toy_read,
+      crop_padding=1,
+      flip=False,
+    )
+  )
   yield spec
   data.unregister("toy")
 
 
 def test_the_registry_holds_the_five_datasets():
   assert data.names() == ("digits", "cifar10", "cifar100", "imagenet2012", "synthetic")
-  expected = {"digits": ((8, 8, 1), 10, 1, False), "cifar10": ((32, 32, 3), 10, 4, True),
-              "cifar100": ((32, 32, 3), 100, 4, True), "synthetic": ((32, 32, 3), 10, 4, True),
-              "imagenet2012": ((224, 224, 3), 1000, 0, False)}
+  expected = {
+    "digits": ((8, 8, 1), 10, 1, False),
+    "cifar10": ((32, 32, 3), 10, 4, True),
+    "cifar100": ((32, 32, 3), 100, 4, True),
+    "synthetic": ((32, 32, 3), 10, 4, True),
+    "imagenet2012": ((224, 224, 3), 1000, 0, False),
+  }
   for name, (shape, classes, crop, flip) in expected.items():
     spec = data.get(name)
     assert (spec.name, spec.image_shape, spec.num_classes) == (name, shape, classes)
@@ -49,8 +61,9 @@ def test_unknown_dataset_lists_the_registry():
   with pytest.raises(DataError) as e:
     data.get("nope")
   msg = str(e.value)
-  assert msg.startswith("Unknown dataset 'nope'. Known: 'digits' (embedded in scikit-learn, no "
-                        "download), ")
+  assert msg.startswith(
+    "Unknown dataset 'nope'. Known: 'digits' (embedded in scikit-learn, no download), "
+  )
   assert all(f"'{name}' (" in msg for name in data.names())
   with pytest.raises(DataError, match="Unknown dataset 'nope'"):
     data.open_dataset("nope")
@@ -60,7 +73,12 @@ def test_a_registered_spec_is_loaded_and_opened(toy):
   ds = data.load_dataset("toy")
   assert isinstance(ds, data.InMemoryDataset) and not ds.streamed
   assert (ds.name, ds.num_classes, ds.crop_padding, ds.flip, ds.image_shape) == (
-      "toy", 3, 1, False, (2, 2, 1))
+    "toy",
+    3,
+    1,
+    False,
+    (2, 2, 1),
+  )
   np.testing.assert_array_equal(ds.train_images.ravel(), np.arange(24))
   assert ds.mean == pytest.approx((11.5,)) and ds.std == pytest.approx((np.arange(24).std(),))
   val = data.open_dataset("toy", validation_size=2, seed=1)
@@ -93,8 +111,9 @@ def test_spec_checks():
     DatasetSpec(**base, stream=stream, info=info, mean=(0.0,), std=(1.0,))
   with pytest.raises(ValueError, match="both mean and std"):
     DatasetSpec(**base, read=toy_read, mean=(0.0,))
-  assert DatasetSpec(**base, stream=stream, info=info, mean=(0.0,), std=(1.0,), crop_padding=0,
-                     flip=False).streamed
+  assert DatasetSpec(
+    **base, stream=stream, info=info, mean=(0.0,), std=(1.0,), crop_padding=0, flip=False
+  ).streamed
 
 
 def test_imagenet_is_opened_not_loaded(tmp_path):
@@ -109,7 +128,11 @@ def test_imagenet_is_opened_not_loaded(tmp_path):
   ds = data.open_dataset("imagenet2012", tmp_path)
   assert isinstance(ds, data.StreamedDataset) and ds.streamed
   assert (ds.name, ds.num_train, ds.num_classes, ds.image_shape) == (
-      "imagenet2012", 10, 5, (224, 224, 3))
+    "imagenet2012",
+    10,
+    5,
+    (224, 224, 3),
+  )
   assert (ds.crop_padding, ds.flip, ds.test_split) == (0, False, "validation")
   assert ds.mean == data.get("imagenet2012").mean and len(ds.std) == 3
   batches = list(ds.batches(ds.test_split, 4, train=False))
@@ -121,8 +144,10 @@ def test_imagenet_is_opened_not_loaded(tmp_path):
 
 
 def test_pad_to_batches():
-  arrays = {"image": np.arange(5 * 6, dtype=np.uint8).reshape(5, 2, 3) + 1,
-            "label": np.arange(1, 6, dtype=np.int32)}
+  arrays = {
+    "image": np.arange(5 * 6, dtype=np.uint8).reshape(5, 2, 3) + 1,
+    "label": np.arange(1, 6, dtype=np.int32),
+  }
   out = data.pad_to_batches(arrays, 4)
   assert list(out) == ["image", "label", "mask"]
   assert out["image"].shape == (8, 2, 3) and out["image"].dtype == np.uint8
@@ -144,7 +169,9 @@ def test_pad_to_batches():
 
 def test_importing_the_package_imports_no_data_library():
   libraries = ("tensorflow_datasets", "grain", "PIL", "sklearn", "tensorflow")
-  code = ("import sys, cnn_depth.data as d; assert len(d.names()) == 5; "
-          f"print(sorted(m for m in {libraries!r} if m in sys.modules))")
+  code = (
+    "import sys, cnn_depth.data as d; assert len(d.names()) == 5; "
+    f"print(sorted(m for m in {libraries!r} if m in sys.modules))"
+  )
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
   assert out.stdout.strip() == "[]"

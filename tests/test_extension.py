@@ -71,11 +71,24 @@ def read_stripes(data_dir, seed):
   return images[:64], labels[:64], images[64:], labels[64:]
 
 
-TOY_FAMILY = models.Family("toy_resnet", ToyNet, ("width",), "Toy-{depth}", "toy ResNets",
-                           input_shape=(8, 8, 3), num_classes=2)
-TOY_DATA = data.DatasetSpec("toy_stripes", "left or right half bright, made in a test",
-                            image_shape=(8, 8, 3), num_classes=2, read=read_stripes,
-                            crop_padding=1, flip=False)
+TOY_FAMILY = models.Family(
+  "toy_resnet",
+  ToyNet,
+  ("width",),
+  "Toy-{depth}",
+  "toy ResNets",
+  input_shape=(8, 8, 3),
+  num_classes=2,
+)
+TOY_DATA = data.DatasetSpec(
+  "toy_stripes",
+  "left or right half bright, made in a test",
+  image_shape=(8, 8, 3),
+  num_classes=2,
+  read=read_stripes,
+  crop_padding=1,
+  flip=False,
+)
 
 
 @pytest.fixture

@@ -8,13 +8,16 @@ from cnn_depth import layers
 from cnn_depth.models import gating
 
 
-@pytest.mark.parametrize("k,s,h", [(3, 1, 8), (3, 2, 8), (3, 2, 7), (1, 2, 8), (1, 1, 5), (7, 2, 15)])
+@pytest.mark.parametrize(
+  "k,s,h", [(3, 1, 8), (3, 2, 8), (3, 2, 7), (1, 2, 8), (1, 1, 5), (7, 2, 15)]
+)
 def test_cpu_vjp_conv_matches_lax_gradients(k, s, h):
   pad = ((k // 2, k // 2),) * 2
   x = jax.random.normal(jax.random.key(0), (2, h, h, 3))
   w = jax.random.normal(jax.random.key(1), (k, k, 3, 5))
-  ref = lambda x, w: jnp.sum(jnp.sin(lax.conv_general_dilated(x, w, (s, s), pad,
-                                                               dimension_numbers=layers._DN)))
+  ref = lambda x, w: jnp.sum(
+    jnp.sin(lax.conv_general_dilated(x, w, (s, s), pad, dimension_numbers=layers._DN))
+  )
   ours = lambda x, w: jnp.sum(jnp.sin(layers.conv_cpu_vjp(x, w, (s, s), pad)))
   np.testing.assert_allclose(ours(x, w), ref(x, w), rtol=1e-6)
   for a, b in zip(jax.grad(ours, (0, 1))(x, w), jax.grad(ref, (0, 1))(x, w)):
@@ -30,7 +33,8 @@ def test_cpu_vjp_conv_inside_scan_matches_lax():
   def net(conv):
     def loss(x, ws):
       y, _ = lax.scan(lambda c, w: (jnp.tanh(conv(c, w)), None), x, ws)
-      return jnp.sum(y ** 2)
+      return jnp.sum(y**2)
+
     return jax.jit(jax.grad(loss, (0, 1)))
 
   ref = net(lambda c, w: lax.conv_general_dilated(c, w, (1, 1), pad, dimension_numbers=layers._DN))
@@ -53,8 +57,9 @@ def test_route_gradient_keeps_values_and_masks_gradient():
   x = jnp.array([1.0, -2.0, 3.0])
   np.testing.assert_array_equal(gating.route_gradient(x, 0.0), x)
   assert float(jax.grad(lambda v: jnp.sum(gating.route_gradient(v, 0.0) * 3))(x).sum()) == 0.0
-  np.testing.assert_array_equal(jax.grad(lambda v: jnp.sum(gating.route_gradient(v, 1.0) * 3))(x),
-                                jnp.full(3, 3.0))
+  np.testing.assert_array_equal(
+    jax.grad(lambda v: jnp.sum(gating.route_gradient(v, 1.0) * 3))(x), jnp.full(3, 3.0)
+  )
 
 
 def test_conv_impl_is_validated():
@@ -65,20 +70,25 @@ def test_conv_impl_is_validated():
 
 def test_ghost_batch_norm_equals_per_group_batch_norm():
   import flax.linen as nn
+
   x = jax.random.normal(jax.random.key(0), (8, 3, 3, 4)) * 3 + 1
   ghost = layers.GhostBatchNorm(use_running_average=False, groups=2)
   v = ghost.init(jax.random.key(1), x)
   y, upd = ghost.apply(v, x, mutable=["batch_stats"])
   ref = nn.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-5)
   rv = ref.init(jax.random.key(1), x[:4])
-  halves = [ref.apply(rv, x[i:i + 4], mutable=["batch_stats"]) for i in (0, 4)]
+  halves = [ref.apply(rv, x[i : i + 4], mutable=["batch_stats"]) for i in (0, 4)]
   np.testing.assert_allclose(y, jnp.concatenate([h[0] for h in halves]), rtol=1e-5, atol=1e-5)
   mean = (halves[0][1]["batch_stats"]["mean"] + halves[1][1]["batch_stats"]["mean"]) / 2
   np.testing.assert_allclose(upd["batch_stats"]["mean"], mean, rtol=1e-6)
   # one group is ordinary batch norm; inference mode uses the running averages
   one = layers.GhostBatchNorm(use_running_average=False, groups=1)
-  np.testing.assert_allclose(one.apply(v, x, mutable=["batch_stats"])[0],
-                             ref.apply(rv, x, mutable=["batch_stats"])[0], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+    one.apply(v, x, mutable=["batch_stats"])[0],
+    ref.apply(rv, x, mutable=["batch_stats"])[0],
+    rtol=1e-5,
+    atol=1e-5,
+  )
   inf = layers.GhostBatchNorm(use_running_average=True, groups=2).apply(v, x)
   ref_inf = nn.BatchNorm(use_running_average=True, momentum=0.9, epsilon=1e-5).apply(rv, x)
   np.testing.assert_allclose(inf, ref_inf, rtol=1e-5, atol=1e-5)
@@ -96,22 +106,35 @@ def test_fused_batch_norm_equals_flax_batch_norm(relu):
   x = jax.random.normal(jax.random.key(0), (8, 5, 5, 6)) * 3 + 1
   ours, ref = layers.BatchNorm(use_running_average=False, relu=relu), _flax_bn(True, relu)
   v = ours.init(jax.random.key(1), x)
-  assert jax.tree_util.tree_structure(v) == jax.tree_util.tree_structure(ref.init(jax.random.key(1), x))
-  v = {"params": {"scale": jnp.linspace(0.5, 2.0, 6), "bias": jnp.linspace(-1.0, 1.0, 6)},
-       "batch_stats": {"mean": jnp.full((6,), 0.3), "var": jnp.full((6,), 2.0)}}
+  assert jax.tree_util.tree_structure(v) == jax.tree_util.tree_structure(
+    ref.init(jax.random.key(1), x)
+  )
+  v = {
+    "params": {"scale": jnp.linspace(0.5, 2.0, 6), "bias": jnp.linspace(-1.0, 1.0, 6)},
+    "batch_stats": {"mean": jnp.full((6,), 0.3), "var": jnp.full((6,), 2.0)},
+  }
   (y, upd), (y_ref, upd_ref) = (m.apply(v, x, mutable=["batch_stats"]) for m in (ours, ref))
   np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
   for k in ("mean", "var"):
     np.testing.assert_allclose(upd["batch_stats"][k], upd_ref["batch_stats"][k], rtol=1e-6)
-  np.testing.assert_allclose(layers.BatchNorm(use_running_average=True, relu=relu).apply(v, x),
-                             _flax_bn(False, relu).apply(v, x), rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(
+    layers.BatchNorm(use_running_average=True, relu=relu).apply(v, x),
+    _flax_bn(False, relu).apply(v, x),
+    rtol=1e-6,
+    atol=1e-6,
+  )
   assert not relu or float(jnp.min(y)) == 0.0
 
   w = jax.random.normal(jax.random.key(2), x.shape)  # a loss that weighs every output differently
+
   def grads(module):
-    loss = lambda p, x: jnp.sum(w * module.apply({"params": p, "batch_stats": v["batch_stats"]}, x,
-                                                 mutable=["batch_stats"])[0] ** 2)
+    loss = lambda p, x: jnp.sum(
+      w
+      * module.apply({"params": p, "batch_stats": v["batch_stats"]}, x, mutable=["batch_stats"])[0]
+      ** 2
+    )
     return jax.grad(loss, (0, 1))(v["params"], x)
+
   (gp, gx), (gp_ref, gx_ref) = grads(ours), grads(ref)
   np.testing.assert_allclose(gx, gx_ref, rtol=1e-4, atol=1e-5)
   for k in ("scale", "bias"):
@@ -126,12 +149,16 @@ def test_bn_train_backward_includes_the_statistics_outputs(relu):
 
   def reference(x, scale, bias):
     mean = jnp.mean(x, (0, 1, 2))
-    var = jnp.maximum(jnp.mean(x * x, (0, 1, 2)) - mean ** 2, 0.0)
+    var = jnp.maximum(jnp.mean(x * x, (0, 1, 2)) - mean**2, 0.0)
     y = (x - mean) * (scale * lax.rsqrt(var + 1e-5)) + bias
     return (jax.nn.relu(y) if relu else y), mean, var
 
   ours = lambda x, s, b: layers.bn_train(x, s, b, 1e-5, relu)
-  cot = (jax.random.normal(jax.random.key(1), x.shape), jnp.linspace(-1, 1, 5), jnp.linspace(2, 3, 5))
+  cot = (
+    jax.random.normal(jax.random.key(1), x.shape),
+    jnp.linspace(-1, 1, 5),
+    jnp.linspace(2, 3, 5),
+  )
   got, want = (jax.vjp(f, x, scale, bias)[1](cot) for f in (ours, reference))
   for a, b in zip(got, want):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
@@ -158,20 +185,29 @@ def test_bn_train_float32_backward_as_accurate_as_autodiff():
 def test_fused_batch_norm_bfloat16_close_to_flax():
   x = (jax.random.normal(jax.random.key(0), (16, 4, 4, 8)) * 2 + 3).astype(jnp.bfloat16)
   import flax.linen as nn
+
   ours = layers.BatchNorm(use_running_average=False, dtype=jnp.bfloat16)
   ref = nn.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-5, dtype=jnp.bfloat16)
   v = ours.init(jax.random.key(1), x)
-  y, y_ref = ours.apply(v, x, mutable=["batch_stats"])[0], ref.apply(v, x, mutable=["batch_stats"])[0]
+  y, y_ref = (
+    ours.apply(v, x, mutable=["batch_stats"])[0],
+    ref.apply(v, x, mutable=["batch_stats"])[0],
+  )
   assert y.dtype == y_ref.dtype == jnp.bfloat16
   np.testing.assert_allclose(np.float32(y), np.float32(y_ref), atol=0.05)
-  g = jax.grad(lambda x: jnp.sum(ours.apply(v, x, mutable=["batch_stats"])[0].astype(jnp.float32) ** 3))(x)
-  g_ref = jax.grad(lambda x: jnp.sum(ref.apply(v, x, mutable=["batch_stats"])[0].astype(jnp.float32) ** 3))(x)
+  g = jax.grad(
+    lambda x: jnp.sum(ours.apply(v, x, mutable=["batch_stats"])[0].astype(jnp.float32) ** 3)
+  )(x)
+  g_ref = jax.grad(
+    lambda x: jnp.sum(ref.apply(v, x, mutable=["batch_stats"])[0].astype(jnp.float32) ** 3)
+  )(x)
   assert g.dtype == jnp.bfloat16
   np.testing.assert_allclose(np.float32(g), np.float32(g_ref), rtol=0.05, atol=0.05)
 
 
 def test_batch_norm_impl_is_checked():
   import flax.linen as nn
+
   assert layers.batch_norm(True, jnp.float32).func is layers.BatchNorm
   assert layers.batch_norm(True, jnp.float32, impl="flax").func is layers.FlaxBatchNorm
   assert issubclass(layers.FlaxBatchNorm, nn.BatchNorm)

@@ -77,8 +77,11 @@ def test_error_fn_is_the_error_of_the_whole_set(net, error_fn):
 
 def test_error_fn_compiles_once(net, error_fn):
   n = net[0].num_blocks
-  errors = [error_fn(lesion.deletion_gates(n, s)) for k in (0, 1, 3, 6)
-            for s in itertools.islice(itertools.combinations(range(n), k), 3)]
+  errors = [
+    error_fn(lesion.deletion_gates(n, s))
+    for k in (0, 1, 3, 6)
+    for s in itertools.islice(itertools.combinations(range(n), k), 3)
+  ]
   errors.append(error_fn(np.full(n, 0.5)))  # any gate values, same program
   assert all(0.0 <= e <= 1.0 for e in errors)
   assert error_fn.traces == 1 and error_fn.jitted._cache_size() == 1
@@ -128,7 +131,9 @@ def test_kendall_tau():
 
 def test_swappable_groups(net):
   model, v, _, _ = net
-  assert lesion.swappable_groups(model, v) == [[0, 1]]  # stage 0; stages 1, 2 have one movable block
+  assert lesion.swappable_groups(model, v) == [
+    [0, 1]
+  ]  # stage 0; stages 1, 2 have one movable block
   model20 = models.cifar_resnet(20, width=4)
   v20 = models.init_shapes(model20, (16, 16, 3))
   assert lesion.swappable_groups(model20, v20) == [[0, 1, 2], [4, 5], [7, 8]]
@@ -136,8 +141,9 @@ def test_swappable_groups(net):
 
 def test_reorder_with_no_swap_is_the_trained_net(net, error_fn):
   model, v, images, labels = net
-  out = lesion.reorder_lesion(model, v, images, labels, MEAN, STD, max_swaps=0, samples=2,
-                              batch_size=16)
+  out = lesion.reorder_lesion(
+    model, v, images, labels, MEAN, STD, max_swaps=0, samples=2, batch_size=16
+  )
   assert [t for t, _ in out] == [1.0, 1.0]
   for _, e in out:
     assert e == pytest.approx(error_fn(), abs=1e-6)
@@ -149,9 +155,12 @@ def test_reorder_compiles_once_and_moves_blocks(net, monkeypatch):
   _, _, images, labels = net
   made = []
   real = lesion.make_error_fn
-  monkeypatch.setattr(lesion, "make_error_fn", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
-  out = lesion.reorder_lesion(model20, v20, images, labels, MEAN, STD, max_swaps=3, samples=5,
-                              seed=0, batch_size=50)
+  monkeypatch.setattr(
+    lesion, "make_error_fn", lambda *a, **k: made.append(real(*a, **k)) or made[-1]
+  )
+  out = lesion.reorder_lesion(
+    model20, v20, images, labels, MEAN, STD, max_swaps=3, samples=5, seed=0, batch_size=50
+  )
   assert len(out) == 5 and len(made) == 1 and made[0].traces == 1
   assert all(-1.0 <= t <= 1.0 and 0.0 <= e <= 1.0 for t, e in out)
   assert min(t for t, _ in out) < 1.0
@@ -182,17 +191,25 @@ def test_csv_files(tmp_path, net):
   assert [int(r["block"]) for r in rows] == [-1, 0, 1, 2, 3, 4, 5]
   assert [int(r["downsampling"]) for r in rows] == [0, 0, 0, 1, 0, 1, 0]
   assert float(rows[0]["test_error"]) == 0.1
-  lesion.write_multi_csv(tmp_path / "multi.csv", {"resnet14": ([0, 2], [0.1, 0.3], [0.0, 0.05]),
-                                                   "plain14": ([1], [0.9], [0.01])})
+  lesion.write_multi_csv(
+    tmp_path / "multi.csv",
+    {"resnet14": ([0, 2], [0.1, 0.3], [0.0, 0.05]), "plain14": ([1], [0.9], [0.01])},
+  )
   with open(tmp_path / "multi.csv") as f:
     rows = list(csv.DictReader(f))
   assert list(rows[0]) == ["model", "k", "test_error_mean", "test_error_std"]
   assert [(r["model"], int(r["k"]), float(r["test_error_std"])) for r in rows] == [
-      ("resnet14", 0, 0.0), ("resnet14", 2, 0.05), ("plain14", 1, 0.01)]
+    ("resnet14", 0, 0.0),
+    ("resnet14", 2, 0.05),
+    ("plain14", 1, 0.01),
+  ]
   lesion.write_reorder_csv(tmp_path / "reorder.csv", {"resnet14": [(1.0, 0.1), (0.6, 0.2)]})
   with open(tmp_path / "reorder.csv") as f:
     rows = list(csv.DictReader(f))
-  assert [(float(r["kendall_tau"]), float(r["test_error"])) for r in rows] == [(1.0, 0.1), (0.6, 0.2)]
+  assert [(float(r["kendall_tau"]), float(r["test_error"])) for r in rows] == [
+    (1.0, 0.1),
+    (0.6, 0.2),
+  ]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -200,7 +217,9 @@ def test_csv_files(tmp_path, net):
 
 
 def _quickstart_config(arg):
-  spec = importlib.util.spec_from_file_location("quickstart_config", REPO / "configs" / "quickstart.py")
+  spec = importlib.util.spec_from_file_location(
+    "quickstart_config", REPO / "configs" / "quickstart.py"
+  )
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(arg)

@@ -17,8 +17,18 @@ def n_params(model, shape=CIFAR):
 
 # --- parameter counts against the papers ---------------------------------------------------------
 
-@pytest.mark.parametrize("depth,count", [(20, 269_722), (32, 464_154), (44, 658_586), (56, 853_018),
-                                         (110, 1_727_962), (1202, 19_421_274)])
+
+@pytest.mark.parametrize(
+  "depth,count",
+  [
+    (20, 269_722),
+    (32, 464_154),
+    (44, 658_586),
+    (56, 853_018),
+    (110, 1_727_962),
+    (1202, 19_421_274),
+  ],
+)
 def test_cifar_resnet_option_a_exact_counts(depth, count):
   assert n_params(models.cifar_resnet(depth)) == count
 
@@ -29,11 +39,15 @@ def test_plain_twin_and_option_a_are_parameter_free_shortcuts(depth):
   plain = models.init_shapes(models.cifar_resnet(depth, residual=False), CIFAR)["params"]
   assert models.count_params(plain) == models.count_params(resnet)
   assert jax.tree_util.tree_structure(plain) == jax.tree_util.tree_structure(resnet)
-  assert not any("proj" in jax.tree_util.keystr(k)
-                 for k, _ in jax.tree_util.tree_leaves_with_path(resnet))
+  assert not any(
+    "proj" in jax.tree_util.keystr(k) for k, _ in jax.tree_util.tree_leaves_with_path(resnet)
+  )
   # Option B adds exactly two projections (1x1 conv + BN) at the two dimension changes.
   extra = (16 * 32 + 2 * 32) + (32 * 64 + 2 * 64)
-  assert n_params(models.cifar_resnet(depth, shortcut="B")) == n_params(models.cifar_resnet(depth)) + extra
+  assert (
+    n_params(models.cifar_resnet(depth, shortcut="B"))
+    == n_params(models.cifar_resnet(depth)) + extra
+  )
 
 
 @pytest.mark.parametrize("depth,count", [(18, 11_689_512), (34, 21_797_672), (50, 25_557_032)])
@@ -45,8 +59,11 @@ def test_imagenet_resnet_exact_counts(depth, count):
 def test_preact_bottleneck_counts_within_one_percent(depth, paper):
   """He et al. 2016b quote conv/dense weights (BN adds ~1.5%, which `count_params` includes)."""
   params = models.init_shapes(models.cifar_preact(depth), CIFAR)["params"]
-  weights = sum(a.size for k, a in jax.tree_util.tree_leaves_with_path(params)
-                if jax.tree_util.keystr(k).endswith("['kernel']"))
+  weights = sum(
+    a.size
+    for k, a in jax.tree_util.tree_leaves_with_path(params)
+    if jax.tree_util.keystr(k).endswith("['kernel']")
+  )
   assert round(weights, -5) == paper  # the paper's figure, to the digits it gives
   if depth == 1001:
     assert abs(weights - paper) / paper < 0.01
@@ -61,6 +78,7 @@ def test_multiply_adds_match_the_papers():
 
 
 # --- invalid configurations --------------------------------------------------------------------------
+
 
 def test_invalid_depths_name_the_valid_form_and_neighbours():
   with pytest.raises(ValueError, match=r"6n\+2.*nearest valid depths: 20 and 26"):
@@ -82,10 +100,16 @@ def test_invalid_depths_name_the_valid_form_and_neighbours():
 def test_cifar_resnet_takes_bottleneck_blocks_at_depth_9n_plus_2():
   """The 'original' (post-activation) ResNet-164 of He et al. 2016b: ~1.7M parameters."""
   m = models.build_model({"family": "cifar_resnet", "depth": 164, "block": "bottleneck"})
-  assert (m.block, m.preact, m.stage_sizes, m.stage_widths) == ("bottleneck", False, (18,) * 3,
-                                                                (64, 128, 256))
+  assert (m.block, m.preact, m.stage_sizes, m.stage_widths) == (
+    "bottleneck",
+    False,
+    (18,) * 3,
+    (64, 128, 256),
+  )
   assert abs(n_params(m) - 1.7e6) / 1.7e6 < 0.03
-  plain = models.build_model({"family": "cifar_plain", "depth": 11, "block": "bottleneck", "width": 4})
+  plain = models.build_model(
+    {"family": "cifar_plain", "depth": 11, "block": "bottleneck", "width": 4}
+  )
   assert not plain.residual and plain.stage_sizes == (1, 1, 1)
   logits = plain.apply(init(plain, jnp.zeros((2, 8, 8, 3))), jnp.zeros((2, 8, 8, 3)), train=False)
   assert logits.shape == (2, 10)
@@ -93,9 +117,13 @@ def test_cifar_resnet_takes_bottleneck_blocks_at_depth_9n_plus_2():
 
 def test_a_block_the_family_cannot_build_is_refused_not_ignored():
   """Once `block` was read for cifar_preact only: block=bottleneck trained a basic-block ResNet-8."""
-  with pytest.raises(ValueError, match=r"bottleneck blocks: it must be 9n\+2.*nearest valid depths: 11"):
+  with pytest.raises(
+    ValueError, match=r"bottleneck blocks: it must be 9n\+2.*nearest valid depths: 11"
+  ):
     models.build_model({"family": "cifar_resnet", "depth": 8, "block": "bottleneck"})
-  with pytest.raises(ValueError, match="block='bottleneck' does not apply to family 'imagenet_resnet'"):
+  with pytest.raises(
+    ValueError, match="block='bottleneck' does not apply to family 'imagenet_resnet'"
+  ):
     models.build_model({"family": "imagenet_resnet", "depth": 18, "block": "bottleneck"})
   with pytest.raises(ValueError, match="block must be 'basic' or 'bottleneck'"):
     models.build_model({"family": "cifar_resnet", "depth": 20, "block": "wide"})
@@ -109,6 +137,7 @@ def test_build_model_matches_presets():
 
 
 # --- forward behaviour ---------------------------------------------------------------------------------
+
 
 def tiny(residual=True, **kw):
   kw.setdefault("width", 4)
@@ -124,13 +153,16 @@ def init(model, images):
   return model.init(jax.random.key(0), images, train=False)
 
 
-@pytest.mark.parametrize("make", [
+@pytest.mark.parametrize(
+  "make",
+  [
     lambda: models.cifar_resnet(14, width=4),
     lambda: models.cifar_preact(11, width=2),
     lambda: models.cifar_preact(14, block="basic", width=4, shortcut="A"),
     lambda: models.imagenet_resnet(18, width=4, num_classes=7),
     lambda: models.imagenet_resnet(50, width=2, residual=False),
-])
+  ],
+)
 def test_output_shapes(make, images):
   model = make()
   variables = init(model, images)
@@ -138,8 +170,9 @@ def test_output_shapes(make, images):
   assert logits.shape == (4, model.num_classes) and logits.dtype == jnp.float32
   logits, updates = model.apply(variables, images, train=True, mutable=["batch_stats"])
   assert logits.shape == (4, model.num_classes)
-  assert jax.tree_util.tree_structure(updates["batch_stats"]) == \
-      jax.tree_util.tree_structure(variables["batch_stats"])
+  assert jax.tree_util.tree_structure(updates["batch_stats"]) == jax.tree_util.tree_structure(
+    variables["batch_stats"]
+  )
 
 
 @pytest.mark.parametrize("residual", [True, False])
@@ -154,7 +187,7 @@ def test_scan_and_unroll_agree_in_values_and_gradients(residual, train, images):
   def loss(model, variables):
     out = model.apply(variables, images, train=train, mutable=["batch_stats"] if train else False)
     logits = out[0] if train else out
-    return jnp.sum(logits ** 2)
+    return jnp.sum(logits**2)
 
   np.testing.assert_allclose(loss(scanned, v), loss(unrolled, vu), rtol=1e-5)
   g = jax.grad(functools.partial(loss, scanned))(v)["params"]
@@ -176,8 +209,9 @@ def test_scan_unroll_factor_and_remat_do_not_change_results(images):
 def test_all_gates_one_is_the_ordinary_forward(images):
   model = tiny()
   v = init(model, images)
-  np.testing.assert_array_equal(model.apply(v, images, train=False, gates=jnp.ones(6)),
-                                model.apply(v, images, train=False))
+  np.testing.assert_array_equal(
+    model.apply(v, images, train=False, gates=jnp.ones(6)), model.apply(v, images, train=False)
+  )
 
 
 def without_block(variables, stage, block):
@@ -197,10 +231,13 @@ def without_block(variables, stage, block):
   return out
 
 
-@pytest.mark.parametrize("make", [
+@pytest.mark.parametrize(
+  "make",
+  [
     lambda **kw: models.cifar_resnet(20, width=4, **kw),
     lambda **kw: models.cifar_preact(20, block="basic", width=4, **kw),
-])
+  ],
+)
 @pytest.mark.parametrize("stage,block", [(0, 1), (1, 2), (2, 0)])
 def test_gate_zero_equals_the_network_without_that_block(make, stage, block, images):
   """Veit et al. lesion: gate 0 keeps only the block's skip path. For a non-downsampling block that is
@@ -216,7 +253,9 @@ def test_gate_zero_equals_the_network_without_that_block(make, stage, block, ima
     sizes[stage] -= 1
     smaller = model.clone(stage_sizes=tuple(sizes))
     sv = without_block(v, stage, block)
-    np.testing.assert_allclose(lesioned, smaller.apply(sv, images, train=False), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+      lesioned, smaller.apply(sv, images, train=False), rtol=1e-6, atol=1e-6
+    )
   # Independently of layout: gate 0 equals zeroing the last layer of the block's residual branch.
   name = f"stage{stage}_block{block}"
   params = jax.tree_util.tree_map(lambda a: a, v["params"])
@@ -224,8 +263,9 @@ def test_gate_zero_equals_the_network_without_that_block(make, stage, block, ima
     params[name]["conv2"]["kernel"] = jnp.zeros_like(params[name]["conv2"]["kernel"])
   else:
     params[name]["bn2"] = jax.tree_util.tree_map(jnp.zeros_like, params[name]["bn2"])
-  np.testing.assert_allclose(lesioned, model.apply({**v, "params": params}, images, train=False),
-                             rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(
+    lesioned, model.apply({**v, "params": params}, images, train=False), rtol=1e-6, atol=1e-6
+  )
   assert not np.allclose(lesioned, model.apply(v, images, train=False))
 
 
@@ -236,8 +276,12 @@ def test_lesion_of_a_zero_gate_changes_nothing_and_plain_block_deletion_is_ident
   gates[1] = 0.0  # stage0 block1: same shape, so deleting it passes its input through
   smaller = model.clone(stage_sizes=(1, 2, 2))
   sv = {c: {k: val for k, val in t.items() if k != "stage0_block1"} for c, t in v.items()}
-  np.testing.assert_allclose(model.apply(v, images, train=False, gates=gates),
-                             smaller.apply(sv, images, train=False), rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(
+    model.apply(v, images, train=False, gates=gates),
+    smaller.apply(sv, images, train=False),
+    rtol=1e-6,
+    atol=1e-6,
+  )
 
 
 def test_survival_probabilities_follow_the_linear_rule():
@@ -252,8 +296,9 @@ def test_stochastic_depth_test_time_is_the_p_scaled_forward(images):
   sd = tiny(survival_last=0.5)
   v = init(sd, images)
   p = models.survival_probabilities(6, 0.5)
-  np.testing.assert_allclose(sd.apply(v, images, train=False),
-                             tiny().apply(v, images, train=False, gates=p), rtol=1e-6)
+  np.testing.assert_allclose(
+    sd.apply(v, images, train=False), tiny().apply(v, images, train=False, gates=p), rtol=1e-6
+  )
 
 
 def test_stochastic_depth_training_draws_whole_blocks_deterministically(images):
@@ -266,11 +311,13 @@ def test_stochastic_depth_training_draws_whole_blocks_deterministically(images):
   np.testing.assert_array_equal(run(jax.random.key(3)), run(jax.random.key(3)))
   # The draw is one Bernoulli per block per batch: the output equals the ordinary net gated by it.
   gates = models.stochastic_depth_gates(
-      jax.random.fold_in(jax.random.key(3), 0), jnp.asarray(models.survival_probabilities(6, 0.5)))
+    jax.random.fold_in(jax.random.key(3), 0), jnp.asarray(models.survival_probabilities(6, 0.5))
+  )
   assert gates.shape == (6,) and set(np.unique(gates)) <= {0.0, 1.0}
   survival = jnp.asarray(models.survival_probabilities(6, 0.5))
   draws = jax.vmap(lambda k: models.stochastic_depth_gates(k, survival))(
-      jax.random.split(jax.random.key(0), 2000))
+    jax.random.split(jax.random.key(0), 2000)
+  )
   np.testing.assert_allclose(draws.mean(0), models.survival_probabilities(6, 0.5), atol=0.04)
   outs = {tuple(np.asarray(run(jax.random.key(i))[0]).round(4)) for i in range(8)}
   assert len(outs) > 1  # different keys drop different blocks
@@ -283,7 +330,9 @@ def test_drop_path_draws_per_sample(images):
   assert 0 < float(g[-1].mean()) < 1  # samples differ within the batch
   dp = tiny(survival_last=0.5, drop_mode="sample")
   v = init(dp, images)
-  out, _ = dp.apply(v, images, train=True, mutable=["batch_stats"], rngs={"drop": jax.random.key(1)})
+  out, _ = dp.apply(
+    v, images, train=True, mutable=["batch_stats"], rngs={"drop": jax.random.key(1)}
+  )
   assert out.shape == (4, 10)
 
 
@@ -291,8 +340,9 @@ def test_grad_route_changes_gradients_not_values(images):
   model = tiny()
   v = init(model, images)
   skip_only = np.full(6, ROUTE_SKIP, np.int32)
-  np.testing.assert_array_equal(model.apply(v, images, train=False, grad_route=skip_only),
-                                model.apply(v, images, train=False))
+  np.testing.assert_array_equal(
+    model.apply(v, images, train=False, grad_route=skip_only), model.apply(v, images, train=False)
+  )
 
   def grads(route):
     f = lambda p: jnp.sum(model.apply({**v, "params": p}, images, train=False, grad_route=route))
@@ -335,8 +385,9 @@ def test_block_addressing():
   np.testing.assert_array_equal(models.downsampling_blocks(model), [0, 0, 1, 0, 1, 0])
   v = model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)), train=False)
   blk = models.block_variables(v, 1, 1)
-  np.testing.assert_array_equal(blk["params"]["conv1"]["kernel"],
-                                v["params"]["stage1_blocks"]["conv1"]["kernel"][0])
+  np.testing.assert_array_equal(
+    blk["params"]["conv1"]["kernel"], v["params"]["stage1_blocks"]["conv1"]["kernel"][0]
+  )
   assert blk["batch_stats"]["bn1"]["mean"].shape == (8,)
 
 
@@ -349,12 +400,19 @@ def test_unroll_zero_is_the_measured_choice_per_backend(monkeypatch):
     models.resolve_unroll(-1, 8)
 
 
-@pytest.mark.parametrize("family,depth,extra", [
-    ("cifar_resnet", 8, {}), ("cifar_preact", 11, {"block": "bottleneck"}),
-    ("cifar_vgg_bn", 11, {"width": 4}), ("cifar_densenet_bc", 16, {"growth_rate": 4})])
+@pytest.mark.parametrize(
+  "family,depth,extra",
+  [
+    ("cifar_resnet", 8, {}),
+    ("cifar_preact", 11, {"block": "bottleneck"}),
+    ("cifar_vgg_bn", 11, {"width": 4}),
+    ("cifar_densenet_bc", 16, {"growth_rate": 4}),
+  ],
+)
 def test_fused_and_flax_batch_norm_train_the_same_network(family, depth, extra):
   """bn_impl changes how BN is computed, not the network: same variables, logits and gradients."""
   from cnn_depth import steps
+
   x = jax.random.normal(jax.random.key(0), (8, 16, 16, 3))
   labels = jnp.arange(8) % 10
   out = {}
@@ -366,13 +424,21 @@ def test_fused_and_flax_batch_norm_train_the_same_network(family, depth, extra):
     v = model.init(jax.random.key(1), x, train=False)
 
     def loss(params):
-      logits, upd = model.apply({"params": params, "batch_stats": v["batch_stats"]}, x, train=True,
-                                mutable=["batch_stats"], rngs={"drop": jax.random.key(2)})
+      logits, upd = model.apply(
+        {"params": params, "batch_stats": v["batch_stats"]},
+        x,
+        train=True,
+        mutable=["batch_stats"],
+        rngs={"drop": jax.random.key(2)},
+      )
       return jnp.mean(steps.cross_entropy(logits, labels)), (logits, upd["batch_stats"])
 
     (_, aux), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(v["params"])
     out[impl] = v, aux, grads
-  (v, (logits, stats), grads), (v_ref, (logits_ref, stats_ref), grads_ref) = out["fused"], out["flax"]
+  (v, (logits, stats), grads), (v_ref, (logits_ref, stats_ref), grads_ref) = (
+    out["fused"],
+    out["flax"],
+  )
   assert jax.tree_util.tree_structure(v) == jax.tree_util.tree_structure(v_ref)
   np.testing.assert_allclose(logits, logits_ref, rtol=1e-4, atol=1e-5)
   leaves = jax.tree_util.tree_leaves

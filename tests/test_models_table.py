@@ -13,8 +13,15 @@ ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
 
 
 def run_script(*args, check=True):
-  return subprocess.run([sys.executable, SCRIPT, *args], cwd=ROOT, env=ENV, capture_output=True,
-                        text=True, timeout=180, check=check)
+  return subprocess.run(
+    [sys.executable, SCRIPT, *args],
+    cwd=ROOT,
+    env=ENV,
+    capture_output=True,
+    text=True,
+    timeout=180,
+    check=check,
+  )
 
 
 def test_json_rows():
@@ -23,8 +30,17 @@ def test_json_rows():
   assert {r["family"] for r in rows} == {"cifar_resnet", "imagenet_resnet"}
   assert [r["depth"] for r in rows] == [20, 32, 44, 56, 110, 1202, 18, 34, 50, 101, 152]
   for r in rows:
-    assert {"family", "depth", "num_classes", "params", "macs", "name", "paper_params", "paper_macs",
-            "input_shape"} <= set(r)
+    assert {
+      "family",
+      "depth",
+      "num_classes",
+      "params",
+      "macs",
+      "name",
+      "paper_params",
+      "paper_macs",
+      "input_shape",
+    } <= set(r)
     assert isinstance(r["params"], int) and isinstance(r["macs"], int)
   by_name = {r["name"]: r for r in rows}
   r20, r18 = by_name["ResNet-20"], by_name["ResNet-18 (ImageNet)"]
@@ -55,7 +71,9 @@ def test_classic_rows_and_the_one_by_one_saving():
   by_name = {r["name"]: r for r in rows}
   assert [r["depth"] for r in rows if r["family"] == "vgg"] == [11, 13, 16, 19]
   assert by_name["VGG-16"]["params"] == 138_357_544 and by_name["AlexNet"]["params"] == 61_100_840
-  assert by_name["LeNet-5"]["input_shape"] == [32, 32, 1] and by_name["NiN (CIFAR)"]["num_classes"] == 10
+  assert (
+    by_name["LeNet-5"]["input_shape"] == [32, 32, 1] and by_name["NiN (CIFAR)"]["num_classes"] == 10
+  )
   assert by_name["NiN (ImageNet)"]["input_shape"] == [224, 224, 3]
   google, naive = by_name["GoogLeNet"], by_name["GoogLeNet without 1x1 reductions"]
   assert naive["options"] == {"reduce": False} and naive["paper_params"] is None
@@ -65,7 +83,9 @@ def test_classic_rows_and_the_one_by_one_saving():
     for ours, paper in ((r["params"], r["paper_params"]), (r["macs"], r["paper_macs"])):
       if paper is None:
         continue
-      if r["name"] == "GoogLeNet" and paper == 1.5e9:  # Table 1's conv1 row undercounts by 84M (note)
+      if (
+        r["name"] == "GoogLeNet" and paper == 1.5e9
+      ):  # Table 1's conv1 row undercounts by 84M (note)
         assert 0.03 < ours / paper - 1 < 0.06
       elif r["name"] == "DenseNet-BC (L=100, k=12)":  # 0.769M; the paper gives one digit: 0.8M
         assert round(ours, -5) == paper

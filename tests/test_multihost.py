@@ -14,9 +14,17 @@ import signal
 import time
 
 import pytest
+from test_train import (
+  Proc,
+  assert_one_error_line,
+  cli,
+  free_port,
+  read_metrics,
+  read_status,
+  wait_until,
+)
 
 from cnn_depth import multihost
-from test_train import Proc, assert_one_error_line, cli, free_port, read_metrics, read_status, wait_until
 
 PEER_TIMEOUT = 5
 
@@ -25,11 +33,23 @@ PEER_TIMEOUT = 5
 def test_a_lost_process_stops_the_other_within_a_bounded_time(tmp_path, victim):
   workdir = tmp_path / "run"  # shared by both processes; only process 0 writes to it
   port = free_port()
-  procs = [Proc(cli(workdir, f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
-                    f"--process_id={i}", f"--peer_timeout={PEER_TIMEOUT}", num_train_steps=100_000,
-                    checkpoint_every_steps=100_000, eval_every_steps=100_000),
-                tmp_path / f"process{i}", devices=4)
-           for i in range(2)]
+  procs = [
+    Proc(
+      cli(
+        workdir,
+        f"--coordinator_address=127.0.0.1:{port}",
+        "--num_processes=2",
+        f"--process_id={i}",
+        f"--peer_timeout={PEER_TIMEOUT}",
+        num_train_steps=100_000,
+        checkpoint_every_steps=100_000,
+        eval_every_steps=100_000,
+      ),
+      tmp_path / f"process{i}",
+      devices=4,
+    )
+    for i in range(2)
+  ]
   survivor = procs[1 - victim]
   try:
     wait_until(lambda: len(read_metrics(workdir)) >= 2, survivor, "2 training steps")
@@ -43,7 +63,9 @@ def test_a_lost_process_stops_the_other_within_a_bounded_time(tmp_path, victim):
   print(f"process {victim} killed: process {1 - victim} exited with {rc} after {took:.1f} s")
   if victim == 1:
     assert rc == multihost.EXIT_PEER_LOST, survivor.tail()
-    assert PEER_TIMEOUT - 1.5 <= took < PEER_TIMEOUT + 15, took  # counted from its last beat (1 s apart)
+    assert PEER_TIMEOUT - 1.5 <= took < PEER_TIMEOUT + 15, (
+      took
+    )  # counted from its last beat (1 s apart)
     line = assert_one_error_line(survivor, "process 1 of 2 stopped responding")
     assert "relaunch all 2 processes" in line
     status = read_status(workdir)

@@ -17,11 +17,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_lesion import random_variables  # numpy-drawn variables: flax init compiles ~10 s
 
 from cnn_depth import models, steps
-from cnn_depth.models import gating
 from cnn_depth.analysis import paths
-from test_lesion import random_variables  # numpy-drawn variables: flax init compiles ~10 s
+from cnn_depth.models import gating
 
 N_BLOCKS, DIM, BATCH = 4, 4, 6
 TRACES = [0]  # LinearResNet.__call__ traces
@@ -80,11 +80,13 @@ def test_routed_gradient_is_the_product_of_the_sampled_blocks(linear, blocks):
   model, v, x, labels, ws = linear
   c = np.asarray([0.3, -1.2, 0.7, 2.0])
   route = paths.route_for(N_BLOCKS, blocks)
-  values, g = paths.routed_input_gradient(model, v, x, labels, route,
-                                          mode=lambda out, lab: out @ jnp.asarray(c, out.dtype))
+  values, g = paths.routed_input_gradient(
+    model, v, x, labels, route, mode=lambda out, lab: out @ jnp.asarray(c, out.dtype)
+  )
   expected = path_matrix(ws, blocks).T @ c  # d (c . M_S h) / dh = M_S^T c, for every example
-  np.testing.assert_allclose(np.asarray(g).reshape(BATCH, DIM), np.tile(expected, (BATCH, 1)),
-                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+    np.asarray(g).reshape(BATCH, DIM), np.tile(expected, (BATCH, 1)), rtol=1e-5, atol=1e-5
+  )
   # Routing changes gradients only: the objective is the unrouted forward's.
   np.testing.assert_allclose(values, model.apply(v, x, train=False) @ c, rtol=1e-6)
 
@@ -108,8 +110,9 @@ def test_path_gradient_norms_match_closed_form_and_trace_once(linear):
   model, v, x, labels, ws = linear
   ks, samples, seed = [0, 1, 2, 3, 4], 3, 7
   before = TRACES[0]
-  mean, std = paths.path_gradient_norms(model, v, x, labels, (0.0,), (1.0,), ks, samples, seed,
-                                        chunk_size=2)  # 12 routes: 6 calls, 1 trace
+  mean, std = paths.path_gradient_norms(
+    model, v, x, labels, (0.0,), (1.0,), ks, samples, seed, chunk_size=2
+  )  # 12 routes: 6 calls, 1 trace
   assert TRACES[0] - before == 1
   assert mean.shape == std.shape == (len(ks),)
 
@@ -167,14 +170,17 @@ def test_resnet_routes_change_gradients_not_values(resnet):
 
 def test_resnet_path_gradient_norms(resnet):
   model, v, images, labels = resnet
-  fn = paths.make_path_gradient_fn(model, v, images, labels, (120.0,) * 3, (60.0,) * 3, chunk_size=4)
+  fn = paths.make_path_gradient_fn(
+    model, v, images, labels, (120.0,) * 3, (60.0,) * 3, chunk_size=4
+  )
   for ks in ([0, 1], [2, 3, 6], [5]):
     routes, _ = paths.sample_routes(model.num_blocks, ks, 3, seed=1)
     norms = fn(routes)
     assert norms.shape == (len(routes),) and np.all(np.isfinite(norms)) and np.all(norms > 0)
   assert fn.traces == 1 and fn.jitted._cache_size() == 1
-  mean, std = paths.path_gradient_norms(model, v, images, labels, (120.0,) * 3, (60.0,) * 3,
-                                        [0, 3, 6], 2, seed=0)
+  mean, std = paths.path_gradient_norms(
+    model, v, images, labels, (120.0,) * 3, (60.0,) * 3, [0, 3, 6], 2, seed=0
+  )
   assert mean.shape == std.shape == (3,) and std[0] == 0 and std[2] == 0
 
 
@@ -199,7 +205,7 @@ def test_bad_mode_is_refused(linear):
 def test_path_counts(n):
   counts = paths.path_counts(n)
   assert len(counts) == n + 1 and all(isinstance(c, int) for c in counts)
-  assert sum(counts) == 2 ** n
+  assert sum(counts) == 2**n
   assert counts == counts[::-1]
   dist = paths.path_length_distribution(n)
   np.testing.assert_allclose(dist, dist[::-1], rtol=0, atol=0)
@@ -219,8 +225,8 @@ def test_effective_paths_of_a_geometric_magnitude_curve():
   # no window of 6 lengths reaches 90%. So the shortest window holding 90% is [4, 10].
   n = 20
   counts = paths.path_counts(n)
-  total = [Fraction(math.comb(n, k), 2 ** k) for k in range(n + 1)]
-  share = lambda lo, hi: sum(total[lo:hi + 1]) / sum(total)
+  total = [Fraction(math.comb(n, k), 2**k) for k in range(n + 1)]
+  share = lambda lo, hi: sum(total[lo : hi + 1]) / sum(total)
   assert sum(total) == Fraction(3, 2) ** n
   assert share(4, 10) >= Fraction(9, 10) > share(3, 9) > share(5, 11)
   assert all(share(lo, lo + 5) < Fraction(9, 10) for lo in range(n - 4))

@@ -13,8 +13,12 @@ def fake_run(workdir, family, depth, final_train):
   workdir_lib.write_config(str(workdir), {"model": {"family": family, "depth": depth}})
   with workdir_lib.MetricsWriter(str(workdir)) as w:
     for step in range(10, 110, 10):
-      w.write(step, train_error=final_train + 1.0 / step, test_error=final_train + 0.05,
-              block_grad_norms=[1.0 / step] * 3)
+      w.write(
+        step,
+        train_error=final_train + 1.0 / step,
+        test_error=final_train + 0.05,
+        block_grad_norms=[1.0 / step] * 3,
+      )
   workdir_lib.write_status(str(workdir), "done", step=100)
   return runs.load_run(str(workdir))
 
@@ -25,9 +29,15 @@ def nonempty(png):
 
 
 def test_error_curves_and_summary(tmp_path):
-  runs = {f"plain{d}": fake_run(tmp_path / f"p{d}", "cifar_plain", d, e) for d, e in ((8, 0.0), (32, 0.02))}
-  nonempty(plotting.error_curves([("plain nets", runs)], str(tmp_path / "fig" / "curves.png"),
-                                 caption="test"))
+  runs = {
+    f"plain{d}": fake_run(tmp_path / f"p{d}", "cifar_plain", d, e)
+    for d, e in ((8, 0.0), (32, 0.02))
+  }
+  nonempty(
+    plotting.error_curves(
+      [("plain nets", runs)], str(tmp_path / "fig" / "curves.png"), caption="test"
+    )
+  )
   s = results.summary(runs)
   assert abs(s["plain32"]["final_train_error"] - 0.03) < 1e-12
   assert s["plain8"]["steps"] == 100 and s["plain8"]["status"] == "done"
@@ -35,41 +45,61 @@ def test_error_curves_and_summary(tmp_path):
 
 def test_lesion_and_path_gradient_figures(tmp_path):
   down = [False, False, True, False]
-  nonempty(plotting.lesion_single({"ResNet": (0.1, [0.12, 0.2, 0.3, 0.11], down),
-                                   "plain": (0.1, [0.9, 0.9, 0.9, 0.85], down)},
-                                  str(tmp_path / "lesion.png")))
+  nonempty(
+    plotting.lesion_single(
+      {"ResNet": (0.1, [0.12, 0.2, 0.3, 0.11], down), "plain": (0.1, [0.9, 0.9, 0.9, 0.85], down)},
+      str(tmp_path / "lesion.png"),
+    )
+  )
   n = 10
   ks = list(range(n + 1))
   counts = paths.path_counts(n)
-  mean = np.asarray([0.5 ** k for k in ks])
-  nonempty(plotting.path_gradients(ks, counts, mean, 0.1 * mean, paths.effective_paths(counts, mean),
-                                   str(tmp_path / "paths.png")))
+  mean = np.asarray([0.5**k for k in ks])
+  nonempty(
+    plotting.path_gradients(
+      ks, counts, mean, 0.1 * mean, paths.effective_paths(counts, mean), str(tmp_path / "paths.png")
+    )
+  )
 
 
 def test_error_table_means_over_seeds_and_gradient_flow(tmp_path):
-  runs = {f"r{s}": fake_run(tmp_path / f"r{s}", "cifar_resnet", 20, e) for s, e in ((0, 0.1), (1, 0.2))}
+  runs = {
+    f"r{s}": fake_run(tmp_path / f"r{s}", "cifar_resnet", 20, e) for s, e in ((0, 0.1), (1, 0.2))
+  }
   runs["p"] = fake_run(tmp_path / "p", "cifar_plain", 20, 0.3)
   rows = results.error_table(runs, {("cifar_resnet", 20): 269_722})
   resnet = [r for r in rows if r["family"] == "cifar_resnet"][0]
   assert resnet["seeds"] == 2 and abs(resnet["train_error"] - 0.16) < 1e-9
-  assert abs(resnet["train_error_std"] - 0.05) < 1e-9 and abs(resnet["train_error_best"] - 0.11) < 1e-9
+  assert (
+    abs(resnet["train_error_std"] - 0.05) < 1e-9 and abs(resnet["train_error_best"] - 0.11) < 1e-9
+  )
   results.write_error_table(rows, str(tmp_path / "t.csv"), str(tmp_path / "t.md"))
   md = (tmp_path / "t.md").read_text()
   assert "| cifar_resnet | 20 | 0.27M | 16.00 ± 5.00 (best 11.00) |" in md
-  nonempty(plotting.gradient_flow({"plain": runs["p"], "resnet": runs["r0"]}, str(tmp_path / "g.png")))
+  nonempty(
+    plotting.gradient_flow({"plain": runs["p"], "resnet": runs["r0"]}, str(tmp_path / "g.png"))
+  )
 
 
 def test_lesion_multi_figure(tmp_path):
   ks = [1, 2, 3]
-  nonempty(plotting.lesion_multi({"ResNet": (ks, [0.1, 0.2, 0.4], [0.01, 0.05, 0.1]),
-                                  "plain": (ks, [0.9, 0.9, 0.9], [0.0, 0.0, 0.0])},
-                                 str(tmp_path / "multi.png"),
-                                 reorder={"ResNet": [(1.0, 0.1), (0.8, 0.2), (0.5, 0.5)]}))
+  nonempty(
+    plotting.lesion_multi(
+      {
+        "ResNet": (ks, [0.1, 0.2, 0.4], [0.01, 0.05, 0.1]),
+        "plain": (ks, [0.9, 0.9, 0.9], [0.0, 0.0, 0.0]),
+      },
+      str(tmp_path / "multi.png"),
+      reorder={"ResNet": [(1.0, 0.1), (0.8, 0.2), (0.5, 0.5)]},
+    )
+  )
 
 
 def test_stochastic_depth_curves_and_csv(tmp_path):
-  runs = {"constant depth": fake_run(tmp_path / "c", "cifar_resnet", 20, 0.1),
-          "stochastic depth": fake_run(tmp_path / "s", "cifar_resnet", 20, 0.05)}
+  runs = {
+    "constant depth": fake_run(tmp_path / "c", "cifar_resnet", 20, 0.1),
+    "stochastic depth": fake_run(tmp_path / "s", "cifar_resnet", 20, 0.05),
+  }
   for run in runs.values():
     for r in run.metrics:
       r["train_loss"] = 1.0 / r["step"]

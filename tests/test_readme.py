@@ -11,20 +11,36 @@ import subprocess
 import sys
 
 import pytest
-
 from test_data import write_cifar_pickles
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHORT_TRAIN = ["--config.num_train_steps=2", "--config.num_epochs=-1", "--config.log_every_steps=1",
-               "--config.eval_every_steps=2", "--config.checkpoint_every_steps=2",
-               "--config.model.width=4", "--config.batch_size=16", "--config.warmup=0"]
+SHORT_TRAIN = [
+  "--config.num_train_steps=2",
+  "--config.num_epochs=-1",
+  "--config.log_every_steps=1",
+  "--config.eval_every_steps=2",
+  "--config.checkpoint_every_steps=2",
+  "--config.model.width=4",
+  "--config.batch_size=16",
+  "--config.warmup=0",
+]
 SHORT = {
-    "scripts/train.py": SHORT_TRAIN,
-    "scripts/models_table.py": ["--families=cifar_resnet"],
-    "scripts/benchmark.py": ["--depths=8", "--batches=16", "--width=4", "--warmup=1", "--iters=1",
-                             "--repeats=1", "--out_dir=", "--loop_steps=4", "--log_every=2",
-                             "--eval_every=4", "--checkpoint_every=4"],
-    "scripts/quickstart.py": ["--steps=4", "--depths=8,14"],
+  "scripts/train.py": SHORT_TRAIN,
+  "scripts/models_table.py": ["--families=cifar_resnet"],
+  "scripts/benchmark.py": [
+    "--depths=8",
+    "--batches=16",
+    "--width=4",
+    "--warmup=1",
+    "--iters=1",
+    "--repeats=1",
+    "--out_dir=",
+    "--loop_steps=4",
+    "--log_every=2",
+    "--eval_every=4",
+    "--checkpoint_every=4",
+  ],
+  "scripts/quickstart.py": ["--steps=4", "--depths=8,14"],
 }
 
 
@@ -37,8 +53,12 @@ def readme_commands():
       line = line.split("  #")[0].strip()
       # The analysis scripts need a trained workdir: tests/test_analysis_scripts.py runs them on one.
       if line.startswith("python scripts/") and not line.startswith(
-          ("python scripts/lesion.py", "python scripts/path_gradients.py",
-           "python scripts/make_figures.py")):
+        (
+          "python scripts/lesion.py",
+          "python scripts/path_gradients.py",
+          "python scripts/make_figures.py",
+        )
+      ):
         commands.append(line)
   return commands
 
@@ -56,14 +76,19 @@ def test_readme_command_runs(command, tmp_path):
   args = [a.replace("runs/", str(tmp_path) + "/runs/") for a in args]
   if any(a.startswith("--config.dataset.data_dir=") for a in args):
     write_cifar_pickles(tmp_path / "cifar", per_batch=8, num_test=10)
-    args = [f"--config.dataset.data_dir={tmp_path / 'cifar'}" if a.startswith("--config.dataset.data_dir=")
-            else a for a in args]
+    args = [
+      f"--config.dataset.data_dir={tmp_path / 'cifar'}"
+      if a.startswith("--config.dataset.data_dir=")
+      else a
+      for a in args
+    ]
   if script == "scripts/quickstart.py" and not any(a.startswith("--workdir") for a in args):
     args.append(f"--workdir={tmp_path / 'quickstart'}")
   args += SHORT.get(script, [])
   if script == "scripts/train.py":
     args.append(f"--compilation_cache={os.path.join(ROOT, '.jax_cache')}")
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
-  proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                        timeout=600)
+  proc = subprocess.run(
+    [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]

@@ -13,8 +13,13 @@ def test_the_registry_knows_every_field_of_the_config_and_no_other():
 
 
 def test_every_family_reads_only_known_fields_and_names_its_nets():
-  assert list(registry.FAMILIES)[:5] == ["cifar_resnet", "cifar_plain", "cifar_preact",
-                                         "imagenet_resnet", "imagenet_plain"]
+  assert list(registry.FAMILIES)[:5] == [
+    "cifar_resnet",
+    "cifar_plain",
+    "cifar_preact",
+    "imagenet_resnet",
+    "imagenet_plain",
+  ]
   for family in registry.FAMILIES.values():
     assert set(family.fields) <= set(registry.FIELDS)
   get = lambda name, depth, **o: registry.get(name).net_label(depth, o)
@@ -25,9 +30,19 @@ def test_every_family_reads_only_known_fields_and_names_its_nets():
 
 def test_the_resume_fields_are_the_shape_fields():
   assert set(train.resume_fields()) == {
-      "model.family", "model.depth", "model.width", "model.shortcut", "model.block",
-      "model.growth_rate", "model.aux_heads", "model.reduce", "dataset.name",
-      "dataset.validation_size", "batch_size", "seed"}
+    "model.family",
+    "model.depth",
+    "model.width",
+    "model.shortcut",
+    "model.block",
+    "model.growth_rate",
+    "model.aux_heads",
+    "model.reduce",
+    "dataset.name",
+    "dataset.validation_size",
+    "batch_size",
+    "seed",
+  }
 
 
 def test_default_and_family_choice_values_ask_nothing():

@@ -8,17 +8,28 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run(*args):
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1",
-             PYTHON=os.path.join(ROOT, ".venv", "bin", "python"))
+  env = dict(
+    os.environ,
+    XLA_FLAGS="--xla_force_host_platform_device_count=1",
+    PYTHON=os.path.join(ROOT, ".venv", "bin", "python"),
+  )
   if not os.path.exists(env["PYTHON"]):
     import sys
+
     env["PYTHON"] = sys.executable
-  return subprocess.run(["bash", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  return subprocess.run(
+    ["bash", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+  )
 
 
 def test_huang_quick_mode_makes_curves(tmp_path):
-  proc = run("scripts/reproduce_huang2016.sh", "--quick", "--steps=4", f"--runs={tmp_path / 'runs'}",
-             f"--out={tmp_path / 'out'}")
+  proc = run(
+    "scripts/reproduce_huang2016.sh",
+    "--quick",
+    "--steps=4",
+    f"--runs={tmp_path / 'runs'}",
+    f"--out={tmp_path / 'out'}",
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   with open(tmp_path / "out" / "curves.csv") as f:
     rows = list(csv.DictReader(f))
@@ -37,21 +48,39 @@ def rows(path):
 
 
 def test_he_quick_mode_makes_table_and_curves(tmp_path):
-  proc = run("scripts/reproduce_he2016.sh", "--quick", "--steps=4", "--depths=8,14",
-             f"--runs={tmp_path / 'runs'}", f"--out={tmp_path / 'out'}")
+  proc = run(
+    "scripts/reproduce_he2016.sh",
+    "--quick",
+    "--steps=4",
+    "--depths=8,14",
+    f"--runs={tmp_path / 'runs'}",
+    f"--out={tmp_path / 'out'}",
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   table = rows(tmp_path / "out" / "table.csv")
   assert list(table[0])[:6] == ["family", "depth", "params", "train_error", "test_error", "seeds"]
   assert [(r["family"], int(r["depth"])) for r in table] == [
-      ("cifar_plain", 8), ("cifar_plain", 14), ("cifar_resnet", 8), ("cifar_resnet", 14)]
+    ("cifar_plain", 8),
+    ("cifar_plain", 14),
+    ("cifar_resnet", 8),
+    ("cifar_resnet", 14),
+  ]
   assert all(0 <= float(r["test_error"]) <= 1 and r["seeds"] == "1" for r in table)
   for name in ("error_curves.png", "gradient_flow.png"):
     assert os.path.getsize(tmp_path / "out" / name) > 5000
 
 
 def test_veit_quick_mode_writes_the_issue_csvs(tmp_path):
-  proc = run("scripts/reproduce_veit2016.sh", "--quick", "--steps=4", "--depth=14", "--samples=2",
-             "--lesion_samples=2", f"--runs={tmp_path / 'runs'}", f"--out={tmp_path / 'out'}")
+  proc = run(
+    "scripts/reproduce_veit2016.sh",
+    "--quick",
+    "--steps=4",
+    "--depth=14",
+    "--samples=2",
+    "--lesion_samples=2",
+    f"--runs={tmp_path / 'runs'}",
+    f"--out={tmp_path / 'out'}",
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   out = tmp_path / "out"
   single = rows(out / "lesion_single.csv")

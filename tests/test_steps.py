@@ -3,7 +3,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnn_depth import models, optim, sharding, state as state_lib, steps
+from cnn_depth import models, optim, sharding, steps
+from cnn_depth import state as state_lib
 
 MEAN, STD = (125.3, 123.0, 113.9), (63.0, 62.1, 66.7)
 
@@ -12,19 +13,25 @@ def tiny_setup(batch=16, **model_kw):
   model = models.cifar_resnet(8, width=4, **model_kw)
   tx = optim.sgd(optim.step_decay_schedule(0.1, [100, 200]))
   rng = np.random.default_rng(0)
-  data = {"image": rng.integers(0, 256, (batch, 16, 16, 3), dtype=np.uint8),
-          "label": rng.integers(0, 10, (batch,), dtype=np.int32)}
+  data = {
+    "image": rng.integers(0, 256, (batch, 16, 16, 3), dtype=np.uint8),
+    "label": rng.integers(0, 10, (batch,), dtype=np.int32),
+  }
   return model, tx, data
 
 
 def test_schedule_step_decay_and_warmup():
   s = optim.step_decay_schedule(0.1, [32000, 48000])
   assert [float(s(i)) for i in (0, 31999, 32000, 47999, 48000, 63999)] == pytest.approx(
-      [0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+    [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
+  )
   w = optim.step_decay_schedule(0.1, [32000, 48000], warmup_steps=400, warmup_lr=0.01)
   assert [float(w(i)) for i in (0, 399, 400, 31999, 32000, 48000)] == pytest.approx(
-      [0.01, 0.01, 0.1, 0.1, 0.01, 0.001])
-  assert optim.to_steps(250, "epochs", 391) == 97750 and optim.to_steps(64000, "steps", 391) == 64000
+    [0.01, 0.01, 0.1, 0.1, 0.01, 0.001]
+  )
+  assert (
+    optim.to_steps(250, "epochs", 391) == 97750 and optim.to_steps(64000, "steps", 391) == 64000
+  )
   with pytest.raises(ValueError, match="after the warm-up"):
     optim.step_decay_schedule(0.1, [300], warmup_steps=400)
 
@@ -74,15 +81,26 @@ def test_block_norms_same_in_scan_and_unroll_layouts():
   assert a.shape == (6,)
   # against the definition: the root of the sum of squares of every leaf of the block
   flat = models.unstack_stages(v["params"])
-  want = [np.sqrt(sum(np.sum(np.square(np.asarray(l, np.float64)))
-                      for l in jax.tree_util.tree_leaves(flat[f"stage{s}_block{b}"])))
-          for s in range(3) for b in range(2)]
+  want = [
+    np.sqrt(
+      sum(
+        np.sum(np.square(np.asarray(l, np.float64)))
+        for l in jax.tree_util.tree_leaves(flat[f"stage{s}_block{b}"])
+      )
+    )
+    for s in range(3)
+    for b in range(2)
+  ]
   np.testing.assert_allclose(a, want, rtol=1e-5)
 
 
 def test_global_norm_is_optax_tree_norm():
   import optax
-  tree = {"a": jnp.arange(6.0).reshape(2, 3), "b": [jnp.ones((4,), jnp.bfloat16), jnp.full((), -2.0)]}
+
+  tree = {
+    "a": jnp.arange(6.0).reshape(2, 3),
+    "b": [jnp.ones((4,), jnp.bfloat16), jnp.full((), -2.0)],
+  }
   np.testing.assert_allclose(steps.global_norm(tree), optax.tree.norm(tree), rtol=1e-6)
   assert steps.global_norm(tree).dtype == jnp.float32
   assert float(steps.global_norm({})) == 0.0
@@ -100,7 +118,9 @@ def test_one_step_on_eight_devices_equals_one_device():
     state, m = step(state, jax.device_put(data, shard))
     results.append((float(m["loss_sum"]), state.params))
   assert results[0][0] == pytest.approx(results[1][0], rel=1e-6)
-  for a, b in zip(jax.tree_util.tree_leaves(results[0][1]), jax.tree_util.tree_leaves(results[1][1])):
+  for a, b in zip(
+    jax.tree_util.tree_leaves(results[0][1]), jax.tree_util.tree_leaves(results[1][1])
+  ):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)  # float reassociation across devices
 
 

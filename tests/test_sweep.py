@@ -8,48 +8,75 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SWEEP = os.path.join(ROOT, "scripts", "sweep.py")
-TINY = ("--config.num_train_steps=4,--config.log_every_steps=2,--config.eval_every_steps=4,"
-        "--config.checkpoint_every_steps=4,--config.model.width=4,--config.batch_size=32")
+TINY = (
+  "--config.num_train_steps=4,--config.log_every_steps=2,--config.eval_every_steps=4,"
+  "--config.checkpoint_every_steps=4,--config.model.width=4,--config.batch_size=32"
+)
 
 
 def sweep(*args, timeout=120):
   # One CPU device for the training subprocesses (conftest's 8 fake devices only slow them down).
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   env["JAX_PLATFORMS"] = "cpu"
-  return subprocess.run([sys.executable, SWEEP, *args], cwd=ROOT, env=env, capture_output=True,
-                        text=True, timeout=timeout)
+  return subprocess.run(
+    [sys.executable, SWEEP, *args],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
 
 
 def test_dry_run_prints_the_grid(tmp_path):
   root = str(tmp_path / "grid")
-  out = sweep("--config=configs/cifar_resnet.py", f"--workdir={root}", "--depths=20,56",
-              "--seeds=0,1", "--residual=true,false", "--extra=--config.num_train_steps=10,"
-              "--config.lr_boundaries=(4,8)", "--train_flags=--compilation_cache=/tmp/cache",
-              "--dry_run")
+  out = sweep(
+    "--config=configs/cifar_resnet.py",
+    f"--workdir={root}",
+    "--depths=20,56",
+    "--seeds=0,1",
+    "--residual=true,false",
+    "--extra=--config.num_train_steps=10,--config.lr_boundaries=(4,8)",
+    "--train_flags=--compilation_cache=/tmp/cache",
+    "--dry_run",
+  )
   assert out.returncode == 0, out.stderr
   lines = out.stdout.strip().splitlines()
-  expected = [(seed, res, depth) for seed in (0, 1) for res in ("true", "false") for depth in (20, 56)]
+  expected = [
+    (seed, res, depth) for seed in (0, 1) for res in ("true", "false") for depth in (20, 56)
+  ]
   assert len(lines) == len(expected)
   for line, (seed, res, depth) in zip(lines, expected):
     cmd = shlex.split(line)
     assert cmd[0] == sys.executable and cmd[1] == os.path.join("scripts", "train.py")
     name = f"{'resnet' if res == 'true' else 'plain'}_d{depth}_s{seed}"
-    assert cmd[2:] == [f"--config=configs/cifar_resnet.py:depth={depth},residual={res},seed={seed}",
-                       f"--workdir={os.path.join(root, name)}",
-                       "--config.num_train_steps=10", "--config.lr_boundaries=(4,8)",
-                       "--compilation_cache=/tmp/cache"]
+    assert cmd[2:] == [
+      f"--config=configs/cifar_resnet.py:depth={depth},residual={res},seed={seed}",
+      f"--workdir={os.path.join(root, name)}",
+      "--config.num_train_steps=10",
+      "--config.lr_boundaries=(4,8)",
+      "--compilation_cache=/tmp/cache",
+    ]
   assert not os.path.exists(root)  # a dry run creates nothing
 
 
 def test_dry_run_without_residual_argument(tmp_path):
-  out = sweep("--config=configs/stochastic_depth.py:survival_last=1.0", f"--workdir={tmp_path}",
-              "--depths=110", "--seeds=2", "--dry_run")
+  out = sweep(
+    "--config=configs/stochastic_depth.py:survival_last=1.0",
+    f"--workdir={tmp_path}",
+    "--depths=110",
+    "--seeds=2",
+    "--dry_run",
+  )
   assert out.returncode == 0, out.stderr
   (cmd,) = [shlex.split(line) for line in out.stdout.strip().splitlines()]
-  assert cmd[2:] == ["--config=configs/stochastic_depth.py:survival_last=1.0,depth=110,seed=2",
-                     f"--workdir={tmp_path / 'stochastic_depth_d110_s2'}"]
-  out = sweep("--config=configs/stochastic_depth.py", f"--workdir={tmp_path}", "--residual=true",
-              "--dry_run")
+  assert cmd[2:] == [
+    "--config=configs/stochastic_depth.py:survival_last=1.0,depth=110,seed=2",
+    f"--workdir={tmp_path / 'stochastic_depth_d110_s2'}",
+  ]
+  out = sweep(
+    "--config=configs/stochastic_depth.py", f"--workdir={tmp_path}", "--residual=true", "--dry_run"
+  )
   assert out.returncode == 2 and "residual" in out.stderr
 
 
@@ -62,9 +89,15 @@ def test_bad_grid_fails_before_running(tmp_path):
 
 def test_mini_sweep_runs_then_skips(tmp_path):
   root = str(tmp_path / "sweep")
-  args = ["--config=configs/quickstart.py", f"--workdir={root}", "--depths=8", "--seeds=0",
-          "--residual=true,false", f"--extra={TINY}",
-          f"--train_flags=--compilation_cache={os.path.join(ROOT, '.jax_cache')}"]
+  args = [
+    "--config=configs/quickstart.py",
+    f"--workdir={root}",
+    "--depths=8",
+    "--seeds=0",
+    "--residual=true,false",
+    f"--extra={TINY}",
+    f"--train_flags=--compilation_cache={os.path.join(ROOT, '.jax_cache')}",
+  ]
   out = sweep(*args)
   assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
   for name in ("resnet_d8_s0", "plain_d8_s0"):
@@ -73,9 +106,11 @@ def test_mini_sweep_runs_then_skips(tmp_path):
     assert status["status"] == "done" and status["step"] == 4
     with open(os.path.join(root, name, "config.json")) as f:
       config = json.load(f)
-    assert config["model"]["family"] == ("cifar_resnet" if name.startswith("resnet") else "cifar_plain")
+    assert config["model"]["family"] == (
+      "cifar_resnet" if name.startswith("resnet") else "cifar_plain"
+    )
     assert config["model"]["width"] == 4 and config["batch_size"] == 32
-  table = out.stdout[out.stdout.index("\nrun "):]
+  table = out.stdout[out.stdout.index("\nrun ") :]
   assert "resnet_d8_s0" in table and "plain_d8_s0" in table and "FAILED" not in table
 
   again = sweep(*args, timeout=30)
@@ -88,8 +123,13 @@ def test_mini_sweep_runs_then_skips(tmp_path):
 
 def test_failed_run_is_reported_and_the_sweep_goes_on(tmp_path):
   # Depths 9 and 10 are not 6n+2: each scripts/train.py exits 2 at once, and the sweep goes on.
-  out = sweep("--config=configs/quickstart.py", f"--workdir={tmp_path}", "--depths=9,10",
-              "--residual=true", f"--extra={TINY}")
+  out = sweep(
+    "--config=configs/quickstart.py",
+    f"--workdir={tmp_path}",
+    "--depths=9,10",
+    "--residual=true",
+    f"--extra={TINY}",
+  )
   assert out.returncode == 1
-  rows = out.stdout[out.stdout.index("\nrun "):]
+  rows = out.stdout[out.stdout.index("\nrun ") :]
   assert rows.count("FAILED") == 2 and "resnet_d9_s0" in rows and "resnet_d10_s0" in rows

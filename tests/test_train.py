@@ -28,10 +28,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_data import write_cifar_pickles
 
 from cnn_depth import checkpoint as ckpt_lib
 from cnn_depth import train
-from test_data import write_cifar_pickles
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "train.py"
@@ -40,11 +40,27 @@ STEPS = 40
 DEPTH = 8
 CONFIG_ARG = f"depth={DEPTH},residual=False,steps={STEPS},seed=0"  # lr /10 at steps 20 and 30
 BOUNDARIES = (STEPS // 2, STEPS * 3 // 4)  # what configs/quickstart.py derives from steps=40
-TINY = {"model.width": 4, "batch_size": 32, "log_every_steps": 1, "eval_every_steps": 10,
-        "checkpoint_every_steps": 5, "eval_train_set": False}
+TINY = {
+  "model.width": 4,
+  "batch_size": 32,
+  "log_every_steps": 1,
+  "eval_every_steps": 10,
+  "checkpoint_every_steps": 5,
+  "eval_train_set": False,
+}
 # Values that must not depend on how the run was interrupted (images_per_sec does).
-DETERMINISTIC = ("epoch", "lr", "train_loss", "train_error", "grad_norm", "param_norm",
-                 "block_grad_norms", "block_param_norms", "test_loss", "test_error")
+DETERMINISTIC = (
+  "epoch",
+  "lr",
+  "train_loss",
+  "train_error",
+  "grad_norm",
+  "param_norm",
+  "block_grad_norms",
+  "block_param_norms",
+  "test_loss",
+  "test_error",
+)
 SUBPROCESS_TIMEOUT = 240
 
 
@@ -53,7 +69,9 @@ SUBPROCESS_TIMEOUT = 240
 
 
 def _quickstart():
-  spec = importlib.util.spec_from_file_location("quickstart_config", REPO / "configs" / "quickstart.py")
+  spec = importlib.util.spec_from_file_location(
+    "quickstart_config", REPO / "configs" / "quickstart.py"
+  )
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
@@ -74,13 +92,24 @@ def tiny_config(**overrides):
 def cli(workdir, *extra, **overrides) -> list[str]:
   """The scripts/train.py command line for tiny_config(**overrides) (extra: more raw flags)."""
   flags = [f"--config.{k}={v}" for k, v in {**TINY, **overrides}.items()]
-  return [sys.executable, str(SCRIPT), f"--config={REPO / 'configs' / 'quickstart.py'}:{CONFIG_ARG}",
-          f"--workdir={workdir}", f"--compilation_cache={CACHE}", "--verbosity=-1", *flags, *extra]
+  return [
+    sys.executable,
+    str(SCRIPT),
+    f"--config={REPO / 'configs' / 'quickstart.py'}:{CONFIG_ARG}",
+    f"--workdir={workdir}",
+    f"--compilation_cache={CACHE}",
+    "--verbosity=-1",
+    *flags,
+    *extra,
+  ]
 
 
 def env(devices: int = 8) -> dict:
-  e = {k: v for k, v in os.environ.items()
-       if k not in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")}
+  e = {
+    k: v
+    for k, v in os.environ.items()
+    if k not in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+  }
   e["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
   e["JAX_PLATFORMS"] = "cpu"
   return e
@@ -161,6 +190,7 @@ def key_bits(tree):
   def leaf(x):
     x = jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x
     return np.asarray(x)
+
   return jax.tree.map(leaf, tree)
 
 
@@ -168,7 +198,9 @@ def assert_same_checkpoint(dir_a, dir_b, step, other_step=None):
   """Checkpoint `step` of dir_a equals `other_step` (default `step`) of dir_b, bit for bit (all but
   the step counter itself when the steps differ)."""
   a = ckpt_lib.load_for_analysis(Path(dir_a) / "checkpoints", step)
-  b = ckpt_lib.load_for_analysis(Path(dir_b) / "checkpoints", step if other_step is None else other_step)
+  b = ckpt_lib.load_for_analysis(
+    Path(dir_b) / "checkpoints", step if other_step is None else other_step
+  )
   if other_step is not None and other_step != step:
     a, b = ({k: v for k, v in t.items() if k != "step"} for t in (a, b))
   a, b = key_bits(a), key_bits(b)
@@ -198,6 +230,7 @@ def assert_same_metrics(records, reference):
 def free_port() -> int:
   try:
     import portpicker
+
     return portpicker.pick_unused_port()
   except ImportError:
     with socket.socket() as s:
@@ -216,8 +249,10 @@ def all_finite(tree) -> bool:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
   if jax.device_count() != 8:
-    pytest.skip(f"needs the 8 fake CPU devices of conftest.py, have {jax.device_count()} (XLA_FLAGS="
-                f"{os.environ.get('XLA_FLAGS')!r})")
+    pytest.skip(
+      f"needs the 8 fake CPU devices of conftest.py, have {jax.device_count()} (XLA_FLAGS="
+      f"{os.environ.get('XLA_FLAGS')!r})"
+    )
   workdir = tmp_path_factory.mktemp("reference")
   final = train.train_and_evaluate(tiny_config(), str(workdir))
   return workdir, final
@@ -278,7 +313,9 @@ def test_same_config_and_seed_give_bit_identical_metrics(reference, tmp_path):
   train.train_and_evaluate(config, str(tmp_path))
   records = read_metrics(tmp_path)
   assert_one_line_per_step(records, total=steps)
-  training = [k for k in DETERMINISTIC if not k.startswith("test_")]  # the reference evaluates at 10
+  training = [
+    k for k in DETERMINISTIC if not k.startswith("test_")
+  ]  # the reference evaluates at 10
   for r, ref in zip(records, read_metrics(ref_dir)[:steps]):
     assert {k: r[k] for k in training} == {k: ref[k] for k in training}, r["step"]
 
@@ -293,15 +330,19 @@ def test_resume_after_sigkill_is_exact(reference, tmp_path):
   proc = Proc(cli(workdir), tmp_path / "killed")
   # Kill between two checkpoints, with metrics lines after the last one to be dropped on resume.
   wait_until(lambda: any(s >= 10 for s in checkpoint_steps(workdir)), proc, "checkpoint >= 10")
-  wait_until(lambda: max((r["step"] for r in read_metrics(workdir)), default=0) >= 12, proc,
-             "a metrics line for step >= 12")
+  wait_until(
+    lambda: max((r["step"] for r in read_metrics(workdir)), default=0) >= 12,
+    proc,
+    "a metrics line for step >= 12",
+  )
   proc.popen.send_signal(signal.SIGKILL)
   assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
   killed_ckpt = max(checkpoint_steps(workdir))
   assert killed_ckpt < STEPS
   assert read_status(workdir)["status"] == "running"
-  assert max(r["step"] for r in read_metrics(workdir)) > killed_ckpt, \
-      "the kill landed on a checkpoint step: nothing to truncate, the test proves less"
+  assert max(r["step"] for r in read_metrics(workdir)) > killed_ckpt, (
+    "the kill landed on a checkpoint step: nothing to truncate, the test proves less"
+  )
 
   resumed = run_cli(cli(workdir), tmp_path / "resumed")
   assert resumed.popen.returncode == 0, resumed.tail()
@@ -366,8 +407,11 @@ def test_sigterm_preempts_and_relaunch_finishes(reference, tmp_path):
   proc = Proc(cli(workdir, checkpoint_every_steps=every), tmp_path / "preempted")
   # Past the first periodic checkpoint's step. Not "once checkpoints/15 exists": the first save is
   # written in the background and can take seconds, by which time the loop may be near step 30.
-  wait_until(lambda: max((r["step"] for r in read_metrics(workdir)), default=0) > every, proc,
-             f"a metrics line for step > {every}")
+  wait_until(
+    lambda: max((r["step"] for r in read_metrics(workdir)), default=0) > every,
+    proc,
+    f"a metrics line for step > {every}",
+  )
   proc.popen.send_signal(signal.SIGTERM)
   assert proc.wait() == 4, proc.tail()
   assert "Traceback" not in proc.stderr(), proc.tail()
@@ -391,8 +435,12 @@ def test_sigterm_preempts_and_relaunch_finishes(reference, tmp_path):
 # 4. Divergence
 
 
-DIVERGENT = {"learning_rate": 1e4, "num_train_steps": 10, "checkpoint_every_steps": 2,
-             "eval_every_steps": 100}  # loss ~1e16 by step 4, NaN at step 5 (plain-8, digits)
+DIVERGENT = {
+  "learning_rate": 1e4,
+  "num_train_steps": 10,
+  "checkpoint_every_steps": 2,
+  "eval_every_steps": 100,
+}  # loss ~1e16 by step 4, NaN at step 5 (plain-8, digits)
 
 
 def test_divergence_stops_with_status_and_a_finite_checkpoint(tmp_path):
@@ -415,8 +463,9 @@ def test_divergence_stops_with_status_and_a_finite_checkpoint(tmp_path):
 @pytest.fixture(scope="module")
 def skip_run(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("skip")
-  config = tiny_config(**{**DIVERGENT, "on_nonfinite": "skip", "checkpoint_every_steps": 1,
-                          "keep_checkpoints": 10})
+  config = tiny_config(
+    **{**DIVERGENT, "on_nonfinite": "skip", "checkpoint_every_steps": 1, "keep_checkpoints": 10}
+  )
   final = train.train_and_evaluate(config, str(workdir))
   return workdir, final
 
@@ -512,9 +561,20 @@ def test_two_processes_match_one(reference, tmp_path):
   steps = 5
   workdir = tmp_path / "run"  # one workdir, as on a shared filesystem: only process 0 writes logs
   port = free_port()
-  procs = [Proc(cli(workdir, f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
-                    f"--process_id={i}", num_train_steps=steps), tmp_path / f"process{i}", devices=4)
-           for i in range(2)]
+  procs = [
+    Proc(
+      cli(
+        workdir,
+        f"--coordinator_address=127.0.0.1:{port}",
+        "--num_processes=2",
+        f"--process_id={i}",
+        num_train_steps=steps,
+      ),
+      tmp_path / f"process{i}",
+      devices=4,
+    )
+    for i in range(2)
+  ]
   # If one process fails the other waits for it in a collective: stop both at the first failure.
   deadline = time.monotonic() + SUBPROCESS_TIMEOUT
   try:
@@ -581,38 +641,69 @@ def reference_copy(reference_dir, workdir, **saved_config):
 #   'file': --workdir is a file. Data dirs under {tmp}: empty/, cifar100/ (CIFAR-100 pickles),
 #   truncated/ (CIFAR-10 with half of data_batch_3).
 BAD_INPUTS = {
-    "unknown config key": ({"dept": 56}, "--config.dept names no field of the config", "run"),
-    "unknown config key, no workdir": ({"dept": 56}, "--config.dept", "none"),
-    "depth not 6n+2": ({"model.depth": 21}, "6n+2", "run"),
-    "depth not 6n+2, no workdir": ({"model.depth": 21}, "6n+2", "none"),
-    "depth not 9n+2": ({"model.family": "cifar_preact", "model.block": "bottleneck", "model.depth": 21},
-                       "9n+2", "run"),
-    "bottleneck blocks at a basic-block depth": ({"model.block": "bottleneck"}, "9n+2", "none"),
-    "a field the family does not read": ({"model.family": "imagenet_resnet", "model.depth": 18,
-                                          "model.block": "bottleneck"},
-                                         "block='bottleneck' does not apply to family", "none"),
-    "unknown model family": ({"model.family": "vgg99"}, "unknown model family 'vgg99'", "run"),
-    "unknown dataset": ({"dataset.name": "mnist"}, "unknown dataset 'mnist'", "run"),
-    "unknown optimiser": ({"optimizer": "adam"}, "unknown optimizer 'adam'", "run"),
-    "unknown BN implementation": ({"model.bn_impl": "cudnn"}, "bn_impl must be 'fused' or 'flax'",
-                                  "none"),
-    "survival above 1": ({"model.family": "cifar_resnet", "model.survival_last": 1.5}, "[0, 1]", "run"),
-    "survival below 0": ({"model.survival_last": -0.5}, "[0, 1]", "none"),
-    "batch not divisible by devices": ({"batch_size": 36}, "not divisible by the 8 devices", "run"),
-    "data dir missing": ({"dataset.name": "cifar10", "dataset.data_dir": "{tmp}/nonexistent"},
-                         "does not exist", "cifar run"),
-    "data dir empty": ({"dataset.name": "cifar10", "dataset.data_dir": "{tmp}/empty"},
-                       "the folder is empty", "cifar run"),
-    "data dir holds CIFAR-100": ({"dataset.name": "cifar10", "dataset.data_dir": "{tmp}/cifar100"},
-                                 "holds CIFAR-100 data, but 'cifar10' was asked for", "cifar run"),
-    "truncated data file": ({"dataset.name": "cifar10", "dataset.data_dir": "{tmp}/truncated"},
-                            "data_batch_3 is corrupt or truncated", "cifar run"),
-    "corrupt checkpoint": ({"num_train_steps": 50}, "could not restore checkpoint step 40", "corrupt run"),
-    "resume with another depth": ({"model.depth": 14}, "model.depth=8", "run"),
-    "resume with another width": ({"model.width": 8}, "model.width=4", "run"),
-    "resume with another dataset": ({"dataset.name": "cifar10", "dataset.data_dir": "{tmp}/nonexistent"},
-                                    "dataset.name='digits'", "run"),
-    "workdir is a file": ({}, "is a file, not a directory", "file"),
+  "unknown config key": ({"dept": 56}, "--config.dept names no field of the config", "run"),
+  "unknown config key, no workdir": ({"dept": 56}, "--config.dept", "none"),
+  "depth not 6n+2": ({"model.depth": 21}, "6n+2", "run"),
+  "depth not 6n+2, no workdir": ({"model.depth": 21}, "6n+2", "none"),
+  "depth not 9n+2": (
+    {"model.family": "cifar_preact", "model.block": "bottleneck", "model.depth": 21},
+    "9n+2",
+    "run",
+  ),
+  "bottleneck blocks at a basic-block depth": ({"model.block": "bottleneck"}, "9n+2", "none"),
+  "a field the family does not read": (
+    {"model.family": "imagenet_resnet", "model.depth": 18, "model.block": "bottleneck"},
+    "block='bottleneck' does not apply to family",
+    "none",
+  ),
+  "unknown model family": ({"model.family": "vgg99"}, "unknown model family 'vgg99'", "run"),
+  "unknown dataset": ({"dataset.name": "mnist"}, "unknown dataset 'mnist'", "run"),
+  "unknown optimiser": ({"optimizer": "adam"}, "unknown optimizer 'adam'", "run"),
+  "unknown BN implementation": (
+    {"model.bn_impl": "cudnn"},
+    "bn_impl must be 'fused' or 'flax'",
+    "none",
+  ),
+  "survival above 1": (
+    {"model.family": "cifar_resnet", "model.survival_last": 1.5},
+    "[0, 1]",
+    "run",
+  ),
+  "survival below 0": ({"model.survival_last": -0.5}, "[0, 1]", "none"),
+  "batch not divisible by devices": ({"batch_size": 36}, "not divisible by the 8 devices", "run"),
+  "data dir missing": (
+    {"dataset.name": "cifar10", "dataset.data_dir": "{tmp}/nonexistent"},
+    "does not exist",
+    "cifar run",
+  ),
+  "data dir empty": (
+    {"dataset.name": "cifar10", "dataset.data_dir": "{tmp}/empty"},
+    "the folder is empty",
+    "cifar run",
+  ),
+  "data dir holds CIFAR-100": (
+    {"dataset.name": "cifar10", "dataset.data_dir": "{tmp}/cifar100"},
+    "holds CIFAR-100 data, but 'cifar10' was asked for",
+    "cifar run",
+  ),
+  "truncated data file": (
+    {"dataset.name": "cifar10", "dataset.data_dir": "{tmp}/truncated"},
+    "data_batch_3 is corrupt or truncated",
+    "cifar run",
+  ),
+  "corrupt checkpoint": (
+    {"num_train_steps": 50},
+    "could not restore checkpoint step 40",
+    "corrupt run",
+  ),
+  "resume with another depth": ({"model.depth": 14}, "model.depth=8", "run"),
+  "resume with another width": ({"model.width": 8}, "model.width=4", "run"),
+  "resume with another dataset": (
+    {"dataset.name": "cifar10", "dataset.data_dir": "{tmp}/nonexistent"},
+    "dataset.name='digits'",
+    "run",
+  ),
+  "workdir is a file": ({}, "is a file, not a directory", "file"),
 }
 
 
@@ -635,7 +726,7 @@ def test_bad_input_exits_2_with_one_sentence(case, request, tmp_path):
   write_cifar_pickles(tmp_path / "cifar100", "cifar100")
   folder, _ = write_cifar_pickles(tmp_path / "truncated")
   raw = (folder / "data_batch_3").read_bytes()
-  (folder / "data_batch_3").write_bytes(raw[:len(raw) // 2])
+  (folder / "data_batch_3").write_bytes(raw[: len(raw) // 2])
   before = files_of(workdir)
 
   proc = run_cli(cli(workdir, **overrides), tmp_path / "cli")

@@ -5,16 +5,18 @@ import os
 
 import jax
 import pytest
+from test_data import write_fake_imagenet
 
 from cnn_depth import train
 from cnn_depth import workdir as workdir_lib
-from test_data import write_fake_imagenet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def imagenet_config(arg):
-  spec = importlib.util.spec_from_file_location("c", os.path.join(ROOT, "configs", "imagenet_resnet.py"))
+  spec = importlib.util.spec_from_file_location(
+    "c", os.path.join(ROOT, "configs", "imagenet_resnet.py")
+  )
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(arg)

@@ -15,22 +15,28 @@ from cnn_depth.workdir import WorkdirError
 def test_logs_does_not_import_jax():
   code = "import sys, cnn_depth.workdir; print('jax' in sys.modules, 'numpy' in sys.modules)"
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                       cwd=root)
+  out = subprocess.run(
+    [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
+  )
   assert out.stdout.split() == ["False", "False"]
 
 
 def test_config_round_trip(tmp_path):
   assert workdir_lib.read_config(tmp_path) is None
-  config = {"model": {"depth": 20, "family": "cifar_resnet", "widths": (16, 32, 64)},
-            "lr": np.float32(0.5), "dataset": {"name": "digits"}}
+  config = {
+    "model": {"depth": 20, "family": "cifar_resnet", "widths": (16, 32, 64)},
+    "lr": np.float32(0.5),
+    "dataset": {"name": "digits"},
+  }
   workdir_lib.write_config(tmp_path, config)
   text = (tmp_path / "config.json").read_text()
   assert text.index('"dataset"') < text.index('"lr"') < text.index('"model"')  # sorted keys
   assert '\n  "dataset": {' in text  # indent 2
-  assert workdir_lib.read_config(tmp_path) == {"model": {"depth": 20, "family": "cifar_resnet",
-                                                  "widths": [16, 32, 64]},
-                                        "lr": 0.5, "dataset": {"name": "digits"}}
+  assert workdir_lib.read_config(tmp_path) == {
+    "model": {"depth": 20, "family": "cifar_resnet", "widths": [16, 32, 64]},
+    "lr": 0.5,
+    "dataset": {"name": "digits"},
+  }
 
 
 def test_metrics_append_read_and_truncated_last_line(tmp_path):
@@ -43,8 +49,13 @@ def test_metrics_append_read_and_truncated_last_line(tmp_path):
   lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
   assert lines[0].startswith('{"step": 1,')
   records = workdir_lib.read_metrics(tmp_path)
-  assert records[0] == {"step": 1, "loss": 2.5, "accuracy": 0.25, "per_class": [1.0, 2.0],
-                        "name": "train"}
+  assert records[0] == {
+    "step": 1,
+    "loss": 2.5,
+    "accuracy": 0.25,
+    "per_class": [1.0, 2.0],
+    "name": "train",
+  }
   assert isinstance(records[0]["per_class"][0], float) and np.isnan(records[1]["loss"])
 
   with open(tmp_path / "metrics.jsonl", "a") as f:  # a process killed mid-write
@@ -69,7 +80,9 @@ def test_truncate_metrics_for_resume(tmp_path):
   assert workdir_lib.truncate_metrics(tmp_path, 20) == 2
   assert [r["step"] for r in workdir_lib.read_metrics(tmp_path)] == [0, 10, 20]
   assert (tmp_path / "metrics.jsonl").read_text().endswith("}\n")
-  with workdir_lib.MetricsWriter(tmp_path, truncate_after=10) as w:  # the resumed run: no duplicates
+  with workdir_lib.MetricsWriter(
+    tmp_path, truncate_after=10
+  ) as w:  # the resumed run: no duplicates
     w.write(20, loss=0.5)
     w.write(30, loss=0.4)
   assert [r["step"] for r in workdir_lib.read_metrics(tmp_path)] == [0, 10, 20, 30]
@@ -87,7 +100,9 @@ def test_status_validated_and_atomic(tmp_path):
     workdir_lib.write_status(tmp_path, "crashed")
   with pytest.raises(ValueError, match="set by write_status"):
     workdir_lib.write_status(tmp_path, "done", time=3)
-  assert workdir_lib.read_status(tmp_path)["status"] == "preempted"  # a refused write changes nothing
+  assert (
+    workdir_lib.read_status(tmp_path)["status"] == "preempted"
+  )  # a refused write changes nothing
   assert os.listdir(tmp_path) == ["status.json"]  # no temporary files left behind
 
 
@@ -96,11 +111,13 @@ def test_status_write_replaces_the_file(tmp_path, monkeypatch):
   workdir_lib.write_status(tmp_path, "running", step=1)
   replaced = []
   real_replace = os.replace
+
   def spy(src, dst):
     assert json.load(open(src))["status"] == "done"  # complete before it becomes visible
     assert workdir_lib.read_status(tmp_path)["status"] == "running"
     replaced.append(dst)
     real_replace(src, dst)
+
   monkeypatch.setattr(workdir_lib.os, "replace", spy)
   workdir_lib.write_status(tmp_path, "done", step=2)
   assert replaced == [os.path.join(tmp_path, "status.json")]
@@ -118,8 +135,10 @@ def test_check_workdir_creates_and_rejects_files(tmp_path):
     workdir_lib.check_workdir(afile / "sub")
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
-                    reason="root ignores directory permissions, so chmod cannot make a read-only dir")
+@pytest.mark.skipif(
+  hasattr(os, "geteuid") and os.geteuid() == 0,
+  reason="root ignores directory permissions, so chmod cannot make a read-only dir",
+)
 def test_check_workdir_read_only_by_permissions(tmp_path):
   ro = tmp_path / "ro"
   ro.mkdir()
@@ -147,24 +166,38 @@ def test_check_workdir_read_only_filesystem():
     workdir_lib.check_workdir("/sys")
 
 
-@pytest.mark.parametrize("error", [PermissionError(errno.EACCES, "Permission denied"),
-                                   OSError(errno.ENOSPC, "No space left on device"),
-                                   OSError(errno.EDQUOT, "Disk quota exceeded")])
+@pytest.mark.parametrize(
+  "error",
+  [
+    PermissionError(errno.EACCES, "Permission denied"),
+    OSError(errno.ENOSPC, "No space left on device"),
+    OSError(errno.EDQUOT, "Disk quota exceeded"),
+  ],
+)
 def test_check_workdir_write_probe_failure(tmp_path, monkeypatch, error):
   """Any OSError of the write probe (read-only mount, full disk, quota, permissions) is a WorkdirError
   that names the cause, before any training time is spent."""
+
   def refuse(*args, **kwargs):
     raise error
+
   monkeypatch.setattr("builtins.open", refuse)
-  with pytest.raises(WorkdirError, match=f"--workdir {tmp_path} is not writable \\({error.strerror}\\)"):
+  with pytest.raises(
+    WorkdirError, match=f"--workdir {tmp_path} is not writable \\({error.strerror}\\)"
+  ):
     workdir_lib.check_workdir(tmp_path)
 
 
 def test_check_resume_compatible_names_the_field():
-  saved = {"model": {"depth": 20, "width": 16, "family": "cifar_resnet", "widths": [16, 32]},
-           "dataset": {"name": "cifar10"}}
-  same = {"model": {"depth": 20, "width": 16, "family": "cifar_resnet", "widths": (16, 32)},
-          "dataset": {"name": "cifar10"}, "lr": 0.1}
+  saved = {
+    "model": {"depth": 20, "width": 16, "family": "cifar_resnet", "widths": [16, 32]},
+    "dataset": {"name": "cifar10"},
+  }
+  same = {
+    "model": {"depth": 20, "width": 16, "family": "cifar_resnet", "widths": (16, 32)},
+    "dataset": {"name": "cifar10"},
+    "lr": 0.1,
+  }
   fields = ["model.depth", "model.width", "model.family", "model.widths", "dataset.name"]
   workdir_lib.check_resume_compatible(saved, same, fields)
   deeper = {**same, "model": {**same["model"], "depth": 56}}
@@ -184,4 +217,6 @@ def test_check_resume_compatible_fills_fields_added_later():
   with pytest.raises(WorkdirError, match=r"model\.growth_rate='<missing>'"):
     workdir_lib.check_resume_compatible(saved, current, fields)
   with pytest.raises(WorkdirError, match=r"model\.growth_rate=0.*model\.growth_rate=24"):
-    workdir_lib.check_resume_compatible(saved, {"model": {"depth": 20, "growth_rate": 24}}, fields, added)
+    workdir_lib.check_resume_compatible(
+      saved, {"model": {"depth": 20, "growth_rate": 24}}, fields, added
+    )

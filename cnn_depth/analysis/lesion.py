@@ -44,32 +44,44 @@ class ErrorFunction:
   permutation of the blocks) reuse the compilation. `traces` counts how often it was traced.
   """
 
-  def __init__(self, model, variables: Mapping[str, Any], images: np.ndarray, labels: np.ndarray,
-               mean: Sequence[float], std: Sequence[float], batch_size: int = 500):
+  def __init__(
+    self,
+    model,
+    variables: Mapping[str, Any],
+    images: np.ndarray,
+    labels: np.ndarray,
+    mean: Sequence[float],
+    std: Sequence[float],
+    batch_size: int = 500,
+  ):
     self.model, self.num_blocks = model, int(model.num_blocks)
     self.variables = dict(variables)
     self._split = evaluation.pad_split(images, labels, min(int(batch_size), len(labels)))
     self.num_examples = self._split.num_examples
-    self._sums = functools.partial(steps.eval_sums, model=model, mean=tuple(map(float, mean)),
-                                   std=tuple(map(float, std)))
+    self._sums = functools.partial(
+      steps.eval_sums, model=model, mean=tuple(map(float, mean)), std=tuple(map(float, std))
+    )
     self.traces = 0
     self.jitted = jax.jit(self._error)
 
   def _error(self, variables, gates, split):
     self.traces += 1  # Python side effect: runs once per trace, not per call
-    sums = evaluation.sum_over_split(
-        lambda batch: self._sums(variables, batch, gates=gates), split)
+    sums = evaluation.sum_over_split(lambda batch: self._sums(variables, batch, gates=gates), split)
     return 1.0 - sums["correct"] / split.num_examples
 
   def __call__(self, gates=None, variables: Mapping[str, Any] | None = None) -> float:
     gates = np.ones(self.num_blocks, np.float32) if gates is None else np.asarray(gates, np.float32)
     if gates.shape != (self.num_blocks,):
-      raise ValueError(f"gates must have shape ({self.num_blocks},) (one per block), got {gates.shape}")
+      raise ValueError(
+        f"gates must have shape ({self.num_blocks},) (one per block), got {gates.shape}"
+      )
     v = self.variables if variables is None else dict(variables)
     return float(self.jitted(v, gates, self._split))
 
 
-def make_error_fn(model, variables, images, labels, mean, std, batch_size: int = 500) -> ErrorFunction:
+def make_error_fn(
+  model, variables, images, labels, mean, std, batch_size: int = 500
+) -> ErrorFunction:
   """The test error as a function of the per-block gates; see `ErrorFunction`."""
   return ErrorFunction(model, variables, images, labels, mean, std, batch_size)
 
@@ -101,8 +113,9 @@ def block_sets(num_blocks: int, k: int, samples: int, rng: np.random.Generator) 
   return [tuple(sorted(rng.choice(num_blocks, k, replace=False).tolist())) for _ in range(samples)]
 
 
-def multi_block_lesion(error_fn, num_blocks: int, ks: Sequence[int], samples: int,
-                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def multi_block_lesion(
+  error_fn, num_blocks: int, ks: Sequence[int], samples: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
   """(means, stds) aligned with `ks`: the test error with k random blocks deleted (§4.2, Fig. 5a).
 
   For each k, `samples` sets of k blocks are drawn uniformly without replacement; where there are no
@@ -155,7 +168,8 @@ def swappable_groups(model, variables: Mapping[str, Any]) -> list[list[int]]:
 
   def shapes(name):
     return jax.tree_util.tree_map(
-        lambda a: tuple(a.shape), {c: t[name] for c, t in flat.items() if name in t})
+      lambda a: tuple(a.shape), {c: t[name] for c, t in flat.items() if name in t}
+    )
 
   groups, start = [], 0
   for n in model.stage_sizes:
@@ -168,7 +182,9 @@ def swappable_groups(model, variables: Mapping[str, Any]) -> list[list[int]]:
   return groups
 
 
-def permute_blocks(variables: Mapping[str, Any], names: Sequence[str], order: Sequence[int]) -> dict:
+def permute_blocks(
+  variables: Mapping[str, Any], names: Sequence[str], order: Sequence[int]
+) -> dict:
   """Variables (unrolled layout) whose block at position i is the original block `order[i]`."""
   out = {}
   for col, tree in variables.items():
@@ -178,8 +194,9 @@ def permute_blocks(variables: Mapping[str, Any], names: Sequence[str], order: Se
   return out
 
 
-def random_swaps(groups: Sequence[Sequence[int]], num_blocks: int, num_swaps: int,
-                 rng: np.random.Generator) -> np.ndarray:
+def random_swaps(
+  groups: Sequence[Sequence[int]], num_blocks: int, num_swaps: int, rng: np.random.Generator
+) -> np.ndarray:
   """A block order made by `num_swaps` swaps, each of a pair drawn uniformly from all compatible pairs."""
   pairs = [p for g in groups for p in itertools.combinations(g, 2)]
   order = np.arange(num_blocks)
@@ -191,8 +208,18 @@ def random_swaps(groups: Sequence[Sequence[int]], num_blocks: int, num_swaps: in
   return order
 
 
-def reorder_lesion(model, variables, images, labels, mean, std, max_swaps: int, samples: int,
-                   seed: int = 0, batch_size: int = 500) -> list[tuple[float, float]]:
+def reorder_lesion(
+  model,
+  variables,
+  images,
+  labels,
+  mean,
+  std,
+  max_swaps: int,
+  samples: int,
+  seed: int = 0,
+  batch_size: int = 500,
+) -> list[tuple[float, float]]:
   """[(kendall_tau, test_error)] for `samples` random reorderings of the blocks (§4.3, Fig. 5b).
 
   Each reordering swaps a number of random pairs of compatible blocks (`swappable_groups`) drawn
@@ -227,7 +254,9 @@ def _write_rows(path, header, rows) -> None:
     w.writerows(rows)
 
 
-def write_single_csv(path, results: Mapping[str, tuple[float, Sequence[float], Sequence[bool]]]) -> None:
+def write_single_csv(
+  path, results: Mapping[str, tuple[float, Sequence[float], Sequence[bool]]]
+) -> None:
   """Columns model,block,downsampling,test_error for each model of `results` (label -> (intact error,
   error per deleted block, downsampling flag per block)); block -1 is the intact net."""
   rows = []
@@ -235,22 +264,29 @@ def write_single_csv(path, results: Mapping[str, tuple[float, Sequence[float], S
     if len(errors) != len(downsampling):
       raise ValueError(f"{len(errors)} errors but {len(downsampling)} downsampling flags")
     rows.append((model_name, -1, 0, float(errors_intact)))
-    rows += [(model_name, i, int(bool(d)), float(e))
-             for i, (e, d) in enumerate(zip(errors, downsampling))]
+    rows += [
+      (model_name, i, int(bool(d)), float(e)) for i, (e, d) in enumerate(zip(errors, downsampling))
+    ]
   _write_rows(path, ("model", "block", "downsampling", "test_error"), rows)
 
 
-def write_multi_csv(path, results: Mapping[str, tuple[Sequence[int], Sequence[float], Sequence[float]]]
-                    ) -> None:
+def write_multi_csv(
+  path, results: Mapping[str, tuple[Sequence[int], Sequence[float], Sequence[float]]]
+) -> None:
   """Columns model,k,test_error_mean,test_error_std for each model of `results` (label -> (ks, mean
   error, std of the error over the sampled block sets))."""
-  rows = [(model_name, int(k), float(m), float(s)) for model_name, (ks, means, stds) in results.items()
-          for k, m, s in zip(ks, means, stds, strict=True)]
+  rows = [
+    (model_name, int(k), float(m), float(s))
+    for model_name, (ks, means, stds) in results.items()
+    for k, m, s in zip(ks, means, stds, strict=True)
+  ]
   _write_rows(path, ("model", "k", "test_error_mean", "test_error_std"), rows)
 
 
 def write_reorder_csv(path, results: Mapping[str, Sequence[tuple[float, float]]]) -> None:
   """Columns model,kendall_tau,test_error (one row per reordering) for each model of `results`
   (label -> [(tau, error), ...])."""
-  rows = [(model_name, float(t), float(e)) for model_name, pairs in results.items() for t, e in pairs]
+  rows = [
+    (model_name, float(t), float(e)) for model_name, pairs in results.items() for t, e in pairs
+  ]
   _write_rows(path, ("model", "kendall_tau", "test_error"), rows)

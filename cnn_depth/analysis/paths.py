@@ -34,8 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnn_depth import steps
-from cnn_depth.models import gating
 from cnn_depth.analysis.lesion import block_sets
+from cnn_depth.models import gating
 
 # ----------------------------------------------------------------------------------------------------
 # Counting paths.
@@ -50,7 +50,7 @@ def path_counts(n: int) -> list[int]:
 
 def path_length_distribution(n: int) -> np.ndarray:
   """C(n, k) / 2**n for k = 0..n: the share of all paths that have length k (binomial, p = 1/2)."""
-  total = 2 ** n
+  total = 2**n
   return np.asarray([c / total for c in path_counts(n)])  # int / int: exact, then rounded once
 
 
@@ -65,8 +65,9 @@ def route_for(num_blocks: int, blocks: Sequence[int]) -> np.ndarray:
   return route
 
 
-def sample_routes(num_blocks: int, ks: Sequence[int], samples: int,
-                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def sample_routes(
+  num_blocks: int, ks: Sequence[int], samples: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
   """(routes (R, num_blocks), k of each row (R,)): for each k, `samples` sets of k blocks drawn
   uniformly without replacement, or every set where there are no more than `samples` of them
   (k = 0, 1, n-1, n for small n; the exact mean, at less cost)."""
@@ -92,12 +93,19 @@ def _objective(mode: str | Objective) -> Objective:
     return steps.cross_entropy
   if mode == "logit":
     return lambda logits, labels: jnp.take_along_axis(logits, labels[:, None], axis=-1)[:, 0]
-  raise ValueError(f"mode must be 'loss', 'logit' or a function (logits, labels) -> (batch,), "
-                   f"got {mode!r}")
+  raise ValueError(
+    f"mode must be 'loss', 'logit' or a function (logits, labels) -> (batch,), got {mode!r}"
+  )
 
 
-def routed_input_gradient(model, variables: Mapping[str, Any], x: jax.Array, labels: jax.Array,
-                          grad_route, mode: str | Objective = "loss") -> tuple[jax.Array, jax.Array]:
+def routed_input_gradient(
+  model,
+  variables: Mapping[str, Any],
+  x: jax.Array,
+  labels: jax.Array,
+  grad_route,
+  mode: str | Objective = "loss",
+) -> tuple[jax.Array, jax.Array]:
   """(objective (B,), d objective_b / d x_b (B, H, W, C)) with the gradient restricted by `grad_route`.
 
   `x` is the *normalised* input. BN runs in inference mode (running statistics), so examples do not
@@ -128,21 +136,33 @@ class PathGradientFunction:
   keeps a whole forward pass of activations; on CPU, chunks beyond 1 gain only ~10%).
   """
 
-  def __init__(self, model, variables, images, labels, mean, std, mode: str | Objective = "loss",
-               chunk_size: int | None = None):
+  def __init__(
+    self,
+    model,
+    variables,
+    images,
+    labels,
+    mean,
+    std,
+    mode: str | Objective = "loss",
+    chunk_size: int | None = None,
+  ):
     if not getattr(model, "residual", True):
-      raise ValueError("path gradients need a residual net: a plain net (residual=False) has one "
-                       "path only, through every block")
+      raise ValueError(
+        "path gradients need a residual net: a plain net (residual=False) has one "
+        "path only, through every block"
+      )
     self.model, self.num_blocks = model, int(model.num_blocks)
     if chunk_size is None:
       work = int(np.prod(np.shape(images)[:3])) * max(self.num_blocks, 1)  # batch * H * W * blocks
-      chunk_size = max(1, min(8, 2 ** 20 // max(work, 1)))
+      chunk_size = max(1, min(8, 2**20 // max(work, 1)))
     if chunk_size < 1:
       raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     self.variables, self.chunk_size = dict(variables), int(chunk_size)
     self._objective = _objective(mode)
-    self._x = steps.normalize(jnp.asarray(images), tuple(map(float, mean)), tuple(map(float, std)),
-                              model.dtype)
+    self._x = steps.normalize(
+      jnp.asarray(images), tuple(map(float, mean)), tuple(map(float, std)), model.dtype
+    )
     self._labels = jnp.asarray(np.asarray(labels), jnp.int32)
     self.traces = 0
     self.jitted = jax.jit(self._norms)
@@ -161,7 +181,7 @@ class PathGradientFunction:
     routes = np.asarray(routes, np.int32).reshape(-1, self.num_blocks)
     out = []
     for start in range(0, len(routes), self.chunk_size):
-      chunk = routes[start:start + self.chunk_size]
+      chunk = routes[start : start + self.chunk_size]
       n = len(chunk)
       if n < self.chunk_size:
         fill = np.full((self.chunk_size - n, self.num_blocks), gating.ROUTE_BOTH, np.int32)
@@ -170,16 +190,27 @@ class PathGradientFunction:
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
-def make_path_gradient_fn(model, variables, images, labels, mean, std, mode="loss",
-                          chunk_size: int | None = None) -> PathGradientFunction:
+def make_path_gradient_fn(
+  model, variables, images, labels, mean, std, mode="loss", chunk_size: int | None = None
+) -> PathGradientFunction:
   """The routed input-gradient magnitude of a fixed batch as a function of the routes; see
   `PathGradientFunction`."""
   return PathGradientFunction(model, variables, images, labels, mean, std, mode, chunk_size)
 
 
-def path_gradient_norms(model, variables, images, labels, mean, std, ks: Sequence[int],
-                        samples: int, seed: int = 0, mode: str | Objective = "loss",
-                        chunk_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def path_gradient_norms(
+  model,
+  variables,
+  images,
+  labels,
+  mean,
+  std,
+  ks: Sequence[int],
+  samples: int,
+  seed: int = 0,
+  mode: str | Objective = "loss",
+  chunk_size: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
   """(mean, std) aligned with `ks`: the gradient magnitude at the input carried by paths of length k
   (Veit et al. 2016, §5, Fig. 6a).
 
@@ -208,12 +239,15 @@ def total_gradient(counts: Sequence[int], mean: Sequence[float]) -> np.ndarray:
   counts = np.asarray([float(c) for c in counts])
   mean = np.asarray(mean, np.float64)
   if counts.shape != mean.shape:
-    raise ValueError(f"counts and mean must align (one value per path length): {counts.shape} vs "
-                     f"{mean.shape}")
+    raise ValueError(
+      f"counts and mean must align (one value per path length): {counts.shape} vs {mean.shape}"
+    )
   return counts * mean
 
 
-def effective_paths(counts: Sequence[int], mean: Sequence[float], share: float = 0.9) -> tuple[int, int]:
+def effective_paths(
+  counts: Sequence[int], mean: Sequence[float], share: float = 0.9
+) -> tuple[int, int]:
   """(lo, hi): the shortest contiguous range of path lengths holding at least `share` of the total
   gradient (`total_gradient`), with counts[k], mean[k] for k = 0..n.
 
@@ -242,8 +276,9 @@ def effective_paths(counts: Sequence[int], mean: Sequence[float], share: float =
   return int(lo), int(lo + width)
 
 
-def write_csv(path, ks: Sequence[int], counts: Sequence[int], mean: Sequence[float],
-              std: Sequence[float]) -> None:
+def write_csv(
+  path, ks: Sequence[int], counts: Sequence[int], mean: Sequence[float], std: Sequence[float]
+) -> None:
   """Columns k,num_paths,grad_norm_mean,grad_norm_std,total_grad (counts aligned with ks)."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   with open(path, "w", newline="") as f:

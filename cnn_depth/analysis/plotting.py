@@ -8,9 +8,9 @@ from typing import Sequence
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.lines  # noqa: E402
 import matplotlib.patches  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
 from cnn_depth.analysis.runs import Run  # noqa: E402
@@ -27,18 +27,29 @@ def _save(fig, path: str):
   return stem + ".png"
 
 
-def error_curves(panels: Sequence[tuple[str, dict[str, Run]]], path: str, *,
-                 train_key: str = "train_error", test_key: str = "test_error",
-                 x_unit: str = "steps", ylim: tuple[float, float] | None = None,
-                 caption: str | None = None) -> str:
+def error_curves(
+  panels: Sequence[tuple[str, dict[str, Run]]],
+  path: str,
+  *,
+  train_key: str = "train_error",
+  test_key: str = "test_error",
+  x_unit: str = "steps",
+  ylim: tuple[float, float] | None = None,
+  caption: str | None = None,
+) -> str:
   """He et al. 2016, Fig. 6: training error dashed (thin), test error bold, one colour a net.
 
   `panels` is [(title, {label: Run})]; writes PNG and PDF next to `path` and returns the PNG path.
   """
-  fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.0), sharey=True, squeeze=False)
+  fig, axes = plt.subplots(
+    1, len(panels), figsize=(5.2 * len(panels), 4.0), sharey=True, squeeze=False
+  )
   for ax, (title, runs) in zip(axes[0], panels):
     for color, (label, run) in zip(_COLORS, runs.items()):
-      for key, style, width, suffix in ((train_key, "--", 1.0, "train"), (test_key, "-", 2.2, "test")):
+      for key, style, width, suffix in (
+        (train_key, "--", 1.0, "train"),
+        (test_key, "-", 2.2, "test"),
+      ):
         steps, err = run.curve(key)
         if not len(steps):
           continue
@@ -57,15 +68,19 @@ def error_curves(panels: Sequence[tuple[str, dict[str, Run]]], path: str, *,
   return _save(fig, path)
 
 
-def lesion_single(results: dict[str, tuple[float, Sequence[float], Sequence[bool]]], path: str,
-                  caption: str | None = None) -> str:
+def lesion_single(
+  results: dict[str, tuple[float, Sequence[float], Sequence[bool]]],
+  path: str,
+  caption: str | None = None,
+) -> str:
   """Veit et al. 2016, Fig. 3: test error after deleting each single block, one panel per net.
 
   `results` maps a label to (intact error, error per deleted block, downsampling flag per block);
   the intact net's error is the dashed line, downsampling blocks are hatched.
   """
-  fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 3.6), sharey=True,
-                           squeeze=False)
+  fig, axes = plt.subplots(
+    1, len(results), figsize=(5.2 * len(results), 3.6), sharey=True, squeeze=False
+  )
   for ax, color, (label, (intact, errors, down)) in zip(axes[0], _COLORS, results.items()):
     blocks = range(len(errors))
     bars = ax.bar(blocks, [100 * e for e in errors], color=color, alpha=0.8)
@@ -80,12 +95,19 @@ def lesion_single(results: dict[str, tuple[float, Sequence[float], Sequence[bool
     ax.set_ylim(0, 130)  # room above 100% for the legend
     ax.set_yticks(range(0, 101, 20))
     ax.grid(alpha=0.3, axis="y")
-    handles = [matplotlib.lines.Line2D([], [], color="black", linestyle="--", linewidth=1.2),
-               matplotlib.patches.Patch(facecolor=color, alpha=0.8),
-               matplotlib.patches.Patch(facecolor=color, alpha=0.8, hatch="//", edgecolor="black")]
-    ax.legend(handles, [f"intact net ({100 * intact:.1f}%)", "one block deleted",
-                        "downsampling block deleted"], fontsize=8, frameon=False, loc="upper left",
-              ncol=2)
+    handles = [
+      matplotlib.lines.Line2D([], [], color="black", linestyle="--", linewidth=1.2),
+      matplotlib.patches.Patch(facecolor=color, alpha=0.8),
+      matplotlib.patches.Patch(facecolor=color, alpha=0.8, hatch="//", edgecolor="black"),
+    ]
+    ax.legend(
+      handles,
+      [f"intact net ({100 * intact:.1f}%)", "one block deleted", "downsampling block deleted"],
+      fontsize=8,
+      frameon=False,
+      loc="upper left",
+      ncol=2,
+    )
   axes[0][0].set_ylabel("test error (%)")
   if caption:
     fig.text(0.5, -0.05, caption, ha="center", fontsize=8, wrap=True)
@@ -93,9 +115,16 @@ def lesion_single(results: dict[str, tuple[float, Sequence[float], Sequence[bool
   return _save(fig, path)
 
 
-def path_gradients(ks: Sequence[int], counts: Sequence[int], grad_mean: Sequence[float],
-                   grad_std: Sequence[float], effective: tuple[int, int], path: str,
-                   caption: str | None = None, samples: int | None = None) -> str:
+def path_gradients(
+  ks: Sequence[int],
+  counts: Sequence[int],
+  grad_mean: Sequence[float],
+  grad_std: Sequence[float],
+  effective: tuple[int, int],
+  path: str,
+  caption: str | None = None,
+  samples: int | None = None,
+) -> str:
   """Veit et al. 2016, Fig. 6: (a) path-length distribution, (b) gradient magnitude per path length
   (log scale), (c) total gradient per path length = magnitude x number of paths, with the range of
   "effective paths" shaded.
@@ -112,24 +141,34 @@ def path_gradients(ks: Sequence[int], counts: Sequence[int], grad_mean: Sequence
   n = int(ks.max())
   fig, (a, b, c) = plt.subplots(1, 3, figsize=(15, 3.8))
   a.bar(ks, counts / counts.sum(), color=_COLORS[0])
-  a.set(title=f"(a) path lengths ({n} blocks, 2^{n} paths)", xlabel="path length k",
-        ylabel="share of paths")
+  a.set(
+    title=f"(a) path lengths ({n} blocks, 2^{n} paths)",
+    xlabel="path length k",
+    ylabel="share of paths",
+  )
   if samples:
     yerr, bars = std / np.sqrt(samples), f"mean ± s.e.m. over {samples} sampled paths per length"
   else:
     yerr, bars = np.stack([np.zeros_like(std), std]), "mean + std over the sampled paths"
   b.errorbar(ks, mean, yerr=yerr, fmt="o-", color=_COLORS[1], markersize=3, capsize=2, label=bars)
   b.set_yscale("log")
-  b.set(title="(b) gradient magnitude per path", xlabel="path length k",
-        ylabel="|d loss / d input| (mean per example)")
+  b.set(
+    title="(b) gradient magnitude per path",
+    xlabel="path length k",
+    ylabel="|d loss / d input| (mean per example)",
+  )
   b.legend(fontsize=8, frameon=False)
   total = counts * mean
   c.plot(ks, total / total.sum(), "o-", color=_COLORS[2], markersize=3)
   lo, hi = effective
-  c.axvspan(lo - 0.5, hi + 0.5, color=_COLORS[2], alpha=0.15,
-            label=f"effective paths: lengths {lo}-{hi}")
-  c.set(title="(c) total gradient per path length", xlabel="path length k",
-        ylabel="share of total gradient magnitude")
+  c.axvspan(
+    lo - 0.5, hi + 0.5, color=_COLORS[2], alpha=0.15, label=f"effective paths: lengths {lo}-{hi}"
+  )
+  c.set(
+    title="(c) total gradient per path length",
+    xlabel="path length k",
+    ylabel="share of total gradient magnitude",
+  )
   c.legend(fontsize=8, frameon=False)
   for ax in (a, b, c):
     ax.grid(alpha=0.3)
@@ -139,8 +178,9 @@ def path_gradients(ks: Sequence[int], counts: Sequence[int], grad_mean: Sequence
   return _save(fig, path)
 
 
-def gradient_flow(runs: dict[str, Run], path: str, key: str = "block_grad_norms",
-                  caption: str | None = None) -> str:
+def gradient_flow(
+  runs: dict[str, Run], path: str, key: str = "block_grad_norms", caption: str | None = None
+) -> str:
   """Per-block gradient norm (log10, colour) over training steps, one panel per run on one colour
   scale: the vanishing-gradient picture of plain nets next to their residual twins."""
   import numpy as np
@@ -155,11 +195,25 @@ def gradient_flow(runs: dict[str, Run], path: str, key: str = "block_grad_norms"
     raise ValueError(f"no '{key}' in the metrics of {list(runs)}: train with log_block_norms=True")
   lo = min(float(v.min()) for _, v in data.values())
   hi = max(float(v.max()) for _, v in data.values())
-  fig, axes = plt.subplots(1, len(data), figsize=(5.2 * len(data) + 1.2, 3.6), squeeze=False,
-                           sharey=True, layout="constrained")
+  fig, axes = plt.subplots(
+    1,
+    len(data),
+    figsize=(5.2 * len(data) + 1.2, 3.6),
+    squeeze=False,
+    sharey=True,
+    layout="constrained",
+  )
   for ax, (label, (steps, grid)) in zip(axes[0], data.items()):
-    im = ax.imshow(grid, aspect="auto", origin="lower", cmap="viridis", vmin=lo, vmax=hi,
-                   extent=(steps[0], steps[-1], -0.5, grid.shape[0] - 0.5), interpolation="nearest")
+    im = ax.imshow(
+      grid,
+      aspect="auto",
+      origin="lower",
+      cmap="viridis",
+      vmin=lo,
+      vmax=hi,
+      extent=(steps[0], steps[-1], -0.5, grid.shape[0] - 0.5),
+      interpolation="nearest",
+    )
     ax.set(title=label, xlabel="iteration")
     ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
   axes[0][0].set_ylabel("block (input side at the bottom)")
@@ -170,9 +224,12 @@ def gradient_flow(runs: dict[str, Run], path: str, key: str = "block_grad_norms"
   return _save(fig, path)
 
 
-def lesion_multi(results: dict[str, tuple[Sequence[int], Sequence[float], Sequence[float]]],
-                 path: str, reorder: dict[str, Sequence[tuple[float, float]]] | None = None,
-                 caption: str | None = None) -> str:
+def lesion_multi(
+  results: dict[str, tuple[Sequence[int], Sequence[float], Sequence[float]]],
+  path: str,
+  reorder: dict[str, Sequence[tuple[float, float]]] | None = None,
+  caption: str | None = None,
+) -> str:
   """Veit et al. 2016, Fig. 5: (a) test error vs number of deleted blocks (mean ± std over the sampled
   sets), one line a net; (b) test error vs Kendall tau of random block reorderings, if given."""
   import numpy as np
@@ -184,8 +241,12 @@ def lesion_multi(results: dict[str, tuple[Sequence[int], Sequence[float], Sequen
     mean, std = 100 * np.asarray(mean), 100 * np.asarray(std)
     a.plot(ks, mean, "o-", color=color, markersize=3, label=label)
     a.fill_between(ks, mean - std, mean + std, color=color, alpha=0.2)
-  a.set(title="(a) deleting k blocks", xlabel="number of deleted blocks k", ylabel="test error (%)",
-        ylim=(0, 100))
+  a.set(
+    title="(a) deleting k blocks",
+    xlabel="number of deleted blocks k",
+    ylabel="test error (%)",
+    ylim=(0, 100),
+  )
   a.grid(alpha=0.3)
   a.legend(fontsize=8, frameon=False)
   if reorder:
@@ -193,8 +254,12 @@ def lesion_multi(results: dict[str, tuple[Sequence[int], Sequence[float], Sequen
     for color, (label, pairs) in zip(_COLORS, reorder.items()):
       taus, errs = zip(*pairs) if pairs else ((), ())
       b.scatter(taus, 100 * np.asarray(errs), s=10, color=color, label=label)
-    b.set(title="(b) reordering blocks", xlabel="Kendall tau of the block order",
-          ylabel="test error (%)", ylim=(0, 100))
+    b.set(
+      title="(b) reordering blocks",
+      xlabel="Kendall tau of the block order",
+      ylabel="test error (%)",
+      ylim=(0, 100),
+    )
     b.invert_xaxis()
     b.grid(alpha=0.3)
     b.legend(fontsize=8, frameon=False)
@@ -204,8 +269,9 @@ def lesion_multi(results: dict[str, tuple[Sequence[int], Sequence[float], Sequen
   return _save(fig, path)
 
 
-def stochastic_depth_curves(runs: dict[str, Run], path: str, steps_per_epoch: int | None = None,
-                            caption: str | None = None) -> str:
+def stochastic_depth_curves(
+  runs: dict[str, Run], path: str, steps_per_epoch: int | None = None, caption: str | None = None
+) -> str:
   """Huang et al. 2016, Fig. 3: test error (bold) and training loss (dashed, right axis) over training,
   constant depth vs stochastic depth. The x axis is in epochs when `steps_per_epoch` is given."""
   fig, ax = plt.subplots(figsize=(6.4, 4.0))
@@ -214,8 +280,12 @@ def stochastic_depth_curves(runs: dict[str, Run], path: str, steps_per_epoch: in
     steps, err = run.curve("test_error")
     lsteps, loss = run.curve("train_loss")
     scale = 1.0 / steps_per_epoch if steps_per_epoch else 1.0
-    ax.plot(steps * scale, 100 * err, "-", color=color, linewidth=2.2, label=f"{label} (test error)")
-    loss_ax.plot(lsteps * scale, loss, "--", color=color, linewidth=1.0, label=f"{label} (training loss)")
+    ax.plot(
+      steps * scale, 100 * err, "-", color=color, linewidth=2.2, label=f"{label} (test error)"
+    )
+    loss_ax.plot(
+      lsteps * scale, loss, "--", color=color, linewidth=1.0, label=f"{label} (training loss)"
+    )
   ax.set_xlabel("epoch" if steps_per_epoch else "iteration")
   ax.set_ylabel("test error (%)")
   loss_ax.set_ylabel("training loss")

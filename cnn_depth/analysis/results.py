@@ -21,17 +21,20 @@ def summary(runs: dict[str, Run]) -> dict[str, dict]:
   for name, run in runs.items():
     steps, _ = run.curve("train_error")
     out[name] = {
-        "family": run.family, "depth": run.depth,
-        "final_train_error": run.last("train_error"),
-        "final_test_error": run.last("test_error"),
-        "final_train_eval_error": run.last("train_eval_error"),
-        "steps": int(steps[-1]) if len(steps) else 0,
-        "status": (run.status or {}).get("status"),
+      "family": run.family,
+      "depth": run.depth,
+      "final_train_error": run.last("train_error"),
+      "final_test_error": run.last("test_error"),
+      "final_train_eval_error": run.last("train_eval_error"),
+      "steps": int(steps[-1]) if len(steps) else 0,
+      "status": (run.status or {}).get("status"),
     }
   return out
 
 
-def error_table(runs: dict[str, Run], params: dict[tuple[str, int], int] | None = None) -> list[dict]:
+def error_table(
+  runs: dict[str, Run], params: dict[tuple[str, int], int] | None = None
+) -> list[dict]:
   """He et al. 2016 Table 6 layout: one row per (family, depth), mean and std over seeds.
 
   Final errors as in `summary`; `params` optionally maps (family, depth) to a parameter count.
@@ -41,8 +44,12 @@ def error_table(runs: dict[str, Run], params: dict[tuple[str, int], int] | None 
     groups.setdefault((run.family, run.depth), []).append(run)
   rows = []
   for (family, depth), members in sorted(groups.items()):
-    row = {"family": family, "depth": depth, "params": (params or {}).get((family, depth)),
-           "seeds": len(members)}
+    row = {
+      "family": family,
+      "depth": depth,
+      "params": (params or {}).get((family, depth)),
+      "seeds": len(members),
+    }
     for key in ("train_error", "test_error"):
       values = [v for v in (r.last(key) for r in members) if v is not None]
       row[key] = float(np.mean(values)) if values else None
@@ -56,8 +63,18 @@ def write_error_table(rows: list[dict], csv_path: str, md_path: str) -> None:
   """CSV (family, depth, params, train_error, test_error, seeds, ...) and a Markdown table of errors
   in %, "mean ± std (best)" where there are several seeds, as He et al. report ResNet-110."""
   os.makedirs(os.path.dirname(os.path.abspath(csv_path)), exist_ok=True)
-  fields = ["family", "depth", "params", "train_error", "test_error", "seeds", "train_error_std",
-            "test_error_std", "train_error_best", "test_error_best"]
+  fields = [
+    "family",
+    "depth",
+    "params",
+    "train_error",
+    "test_error",
+    "seeds",
+    "train_error_std",
+    "test_error_std",
+    "train_error_best",
+    "test_error_best",
+  ]
   with open(csv_path, "w", newline="") as f:
     writer = csv.DictWriter(f, fields)
     writer.writeheader()
@@ -71,11 +88,15 @@ def write_error_table(rows: list[dict], csv_path: str, md_path: str) -> None:
       text += f" ± {100 * row[key + '_std']:.2f} (best {100 * row[key + '_best']:.2f})"
     return text
 
-  lines = ["| family | depth | params | train error (%) | test error (%) | seeds |",
-           "|---|---|---|---|---|---|"]
+  lines = [
+    "| family | depth | params | train error (%) | test error (%) | seeds |",
+    "|---|---|---|---|---|---|",
+  ]
   for r in rows:
     params = "-" if r["params"] is None else f"{r['params'] / 1e6:.2f}M"
-    lines.append(f"| {r['family']} | {r['depth']} | {params} | {pct(r, 'train_error')} | "
-                 f"{pct(r, 'test_error')} | {r['seeds']} |")
+    lines.append(
+      f"| {r['family']} | {r['depth']} | {params} | {pct(r, 'train_error')} | "
+      f"{pct(r, 'test_error')} | {r['seeds']} |"
+    )
   with open(md_path, "w") as f:
     f.write("\n".join(lines) + "\n")

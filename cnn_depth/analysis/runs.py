@@ -55,8 +55,12 @@ def load_run(workdir: str) -> Run:
   config = workdir_lib.read_config(workdir)
   if config is None:
     raise FileNotFoundError(f"{workdir} holds no config.json: is it a training workdir?")
-  return Run(os.path.abspath(workdir), config, workdir_lib.read_metrics(workdir),
-             workdir_lib.read_status(workdir))
+  return Run(
+    os.path.abspath(workdir),
+    config,
+    workdir_lib.read_metrics(workdir),
+    workdir_lib.read_status(workdir),
+  )
 
 
 def find_runs(root: str) -> dict[str, Run]:
@@ -72,8 +76,10 @@ def _has_checkpoint(directory: str) -> bool:
   """True if `directory` holds a finished orbax step (a folder named by its step number)."""
   if not os.path.isdir(directory):
     return False
-  return any(name.isdigit() and os.path.isdir(os.path.join(directory, name))
-             for name in os.listdir(directory))
+  return any(
+    name.isdigit() and os.path.isdir(os.path.join(directory, name))
+    for name in os.listdir(directory)
+  )
 
 
 def load_trained(workdir: str | os.PathLike):
@@ -92,14 +98,18 @@ def load_trained(workdir: str | os.PathLike):
     raise ValueError(f"no checkpoint in {ckpt_dir}: train it first")
   dcfg = config["dataset"]
   if data.get(dcfg["name"]).streamed:
-    raise ValueError(f"load_trained reads in-memory datasets, and {dcfg['name']} is streamed: load "
-                     "the checkpoint with checkpoint.load_for_analysis and stream the test split "
-                     "with data.open_dataset(...).batches")
-  ds = data.load_dataset(dcfg["name"], dcfg.get("data_dir") or None,
-                         validation_size=dcfg.get("validation_size", 0), seed=config["seed"])
+    raise ValueError(
+      f"load_trained reads in-memory datasets, and {dcfg['name']} is streamed: load "
+      "the checkpoint with checkpoint.load_for_analysis and stream the test split "
+      "with data.open_dataset(...).batches"
+    )
+  ds = data.load_dataset(
+    dcfg["name"],
+    dcfg.get("data_dir") or None,
+    validation_size=dcfg.get("validation_size", 0),
+    seed=config["seed"],
+  )
   model = models.build_model(config["model"], num_classes=ds.num_classes)
   restored = checkpoint.load_for_analysis(ckpt_dir)
   variables = {"params": restored["params"], "batch_stats": restored["batch_stats"] or {}}
   return model, variables, config, ds
-
-

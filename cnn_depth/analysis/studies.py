@@ -21,9 +21,19 @@ def net_label(config: dict) -> str:
   return models.registry.get(model["family"]).net_label(model["depth"], model)
 
 
-def lesion_study(workdirs: Sequence[str], out_dir: str, labels: Sequence[str | None] | None = None,
-                 *, multi: bool = True, reorder: bool = True, k_max: int = 0, samples: int = 20,
-                 max_swaps: int = 10, seed: int = 0, caption: str | None = None) -> dict:
+def lesion_study(
+  workdirs: Sequence[str],
+  out_dir: str,
+  labels: Sequence[str | None] | None = None,
+  *,
+  multi: bool = True,
+  reorder: bool = True,
+  k_max: int = 0,
+  samples: int = 20,
+  max_swaps: int = 10,
+  seed: int = 0,
+  caption: str | None = None,
+) -> dict:
   """Veit et al. 2016 §4 on every workdir's test set, all nets in the same files of `out_dir`.
 
   Each block deleted in turn (lesion_single.csv/png, Fig. 3); with `multi`, k random blocks deleted
@@ -46,24 +56,39 @@ def lesion_study(workdirs: Sequence[str], out_dir: str, labels: Sequence[str | N
     single[label] = (intact, errors, models.downsampling_blocks(model))
     if multi:
       ks = list(range(1, (min(k_max, model.num_blocks) or model.num_blocks) + 1))
-      multi_rows[label] = (ks, *lesion.multi_block_lesion(error, model.num_blocks, ks, samples, seed))
+      multi_rows[label] = (
+        ks,
+        *lesion.multi_block_lesion(error, model.num_blocks, ks, samples, seed),
+      )
     if reorder and model.residual:  # reordering a plain net is not one of the paper's experiments
-      reorder_rows[label] = lesion.reorder_lesion(model, variables, ds.test_images, ds.test_labels,
-                                                  ds.mean, ds.std, max_swaps, samples, seed)
+      reorder_rows[label] = lesion.reorder_lesion(
+        model, variables, ds.test_images, ds.test_labels, ds.mean, ds.std, max_swaps, samples, seed
+      )
   lesion.write_single_csv(os.path.join(out_dir, "lesion_single.csv"), single)
   plotting.lesion_single(single, os.path.join(out_dir, "lesion_single.png"), caption=caption)
   if multi:
     lesion.write_multi_csv(os.path.join(out_dir, "lesion_multi.csv"), multi_rows)
     if reorder_rows:
       lesion.write_reorder_csv(os.path.join(out_dir, "lesion_reorder.csv"), reorder_rows)
-    plotting.lesion_multi(multi_rows, os.path.join(out_dir, "lesion_multi.png"),
-                          reorder_rows or None, caption=caption)
-  return {label: {"intact": intact, "errors": errors, "downsampling": down}
-          for label, (intact, errors, down) in single.items()}
+    plotting.lesion_multi(
+      multi_rows, os.path.join(out_dir, "lesion_multi.png"), reorder_rows or None, caption=caption
+    )
+  return {
+    label: {"intact": intact, "errors": errors, "downsampling": down}
+    for label, (intact, errors, down) in single.items()
+  }
 
 
-def path_gradient_study(workdir: str, out_dir: str, *, samples: int = 100, batch: int = 128,
-                        share: float = 0.9, seed: int = 0, caption: str | None = None) -> dict:
+def path_gradient_study(
+  workdir: str,
+  out_dir: str,
+  *,
+  samples: int = 100,
+  batch: int = 128,
+  share: float = 0.9,
+  seed: int = 0,
+  caption: str | None = None,
+) -> dict:
   """Veit et al. 2016 §5 on a residual workdir: the gradient magnitude at the input carried by paths
   of each length, on its first `batch` training images (path_gradients.csv/png, Fig. 6).
 
@@ -73,13 +98,34 @@ def path_gradient_study(workdir: str, out_dir: str, *, samples: int = 100, batch
   model, variables, config, ds = runs.load_trained(workdir)
   ks = list(range(model.num_blocks + 1))
   rows = slice(0, batch)
-  mean, std = paths.path_gradient_norms(model, variables, ds.train_images[rows],
-                                        ds.train_labels[rows], ds.mean, ds.std, ks,
-                                        samples=samples, seed=seed)
+  mean, std = paths.path_gradient_norms(
+    model,
+    variables,
+    ds.train_images[rows],
+    ds.train_labels[rows],
+    ds.mean,
+    ds.std,
+    ks,
+    samples=samples,
+    seed=seed,
+  )
   counts = paths.path_counts(model.num_blocks)
   effective = paths.effective_paths(counts, mean, share=share)
   paths.write_csv(os.path.join(out_dir, "path_gradients.csv"), ks, counts, mean, std)
-  plotting.path_gradients(ks, counts, mean, std, effective, os.path.join(out_dir, "path_gradients.png"),
-                          caption=caption, samples=samples)
-  return {"label": net_label(config), "num_blocks": model.num_blocks, "effective": effective,
-          "mean": np.asarray(mean), "std": np.asarray(std)}
+  plotting.path_gradients(
+    ks,
+    counts,
+    mean,
+    std,
+    effective,
+    os.path.join(out_dir, "path_gradients.png"),
+    caption=caption,
+    samples=samples,
+  )
+  return {
+    "label": net_label(config),
+    "num_blocks": model.num_blocks,
+    "effective": effective,
+    "mean": np.asarray(mean),
+    "std": np.asarray(std),
+  }

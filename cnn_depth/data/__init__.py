@@ -18,19 +18,51 @@ that read through them, so a synthetic benchmark needs none of them.
 """
 
 from cnn_depth.data import registry  # noqa: F401  (data.registry.DATASETS)
-from cnn_depth.data.registry import (DataError, DatasetSpec, InMemoryDataset, StreamedDataset,
-                                     channel_stats, get, load_dataset, names, open_dataset,
-                                     pad_to_batches, register, unregister)
+from cnn_depth.data.registry import (
+  DataError,
+  DatasetSpec,
+  InMemoryDataset,
+  StreamedDataset,
+  channel_stats,
+  get,
+  load_dataset,
+  names,
+  open_dataset,
+  pad_to_batches,
+  register,
+  unregister,
+)
 
 # The sources register their datasets when imported, in this order (that of `names()` and messages).
 from cnn_depth.data import digits, cifar, imagenet, synthetic  # noqa: F401  # isort: skip
 from cnn_depth.data.digits import stratified_holdout
-from cnn_depth.data.imagenet import (PaddedBatches, center_crop, imagenet_info, imagenet_loader,
-                                     inception_crop_box, random_resized_crop)
+from cnn_depth.data.imagenet import (
+  PaddedBatches,
+  center_crop,
+  imagenet_info,
+  imagenet_loader,
+  inception_crop_box,
+  random_resized_crop,
+)
 
 __all__ = [
-    "DataError", "DatasetSpec", "InMemoryDataset", "StreamedDataset", "register", "unregister",
-    "get", "names", "load_dataset", "open_dataset", "channel_stats", "pad_to_batches",
-    "imagenet_loader", "imagenet_info", "center_crop", "random_resized_crop", "inception_crop_box",
-    "stratified_holdout", "PaddedBatches",
+  "DataError",
+  "DatasetSpec",
+  "InMemoryDataset",
+  "StreamedDataset",
+  "register",
+  "unregister",
+  "get",
+  "names",
+  "load_dataset",
+  "open_dataset",
+  "channel_stats",
+  "pad_to_batches",
+  "imagenet_loader",
+  "imagenet_info",
+  "center_crop",
+  "random_resized_crop",
+  "inception_crop_box",
+  "stratified_holdout",
+  "PaddedBatches",
 ]

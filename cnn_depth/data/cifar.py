@@ -25,22 +25,24 @@ from cnn_depth.data.tfds import read_images
 class _CifarSpec:
   """One CIFAR release: where its files are, what they are called, and how to get them."""
 
-  name: str            # our name and the TFDS name
-  title: str           # for messages
-  folder: str          # what the python tarball extracts to
+  name: str  # our name and the TFDS name
+  title: str  # for messages
+  folder: str  # what the python tarball extracts to
   tarball: str
-  binary_folder: str   # the other release, which this loader does not read
+  binary_folder: str  # the other release, which this loader does not read
   train_files: tuple[str, ...]
   test_file: str
   label_key: bytes
   num_classes: int
 
   def how_to_get(self, data_dir) -> str:
-    return (f"expected a '{self.folder}' folder (download {self.tarball} from "
-            f"https://www.cs.toronto.edu/~kriz/cifar.html and extract it there: "
-            f"`tar xzf {self.tarball} -C {data_dir}`) or a TFDS-prepared '{self.name}' dataset "
-            f"(run `tfds build {self.name} --data_dir={data_dir} --file_format=array_record` on a "
-            "machine with internet and TensorFlow, then copy the folder)")
+    return (
+      f"expected a '{self.folder}' folder (download {self.tarball} from "
+      f"https://www.cs.toronto.edu/~kriz/cifar.html and extract it there: "
+      f"`tar xzf {self.tarball} -C {data_dir}`) or a TFDS-prepared '{self.name}' dataset "
+      f"(run `tfds build {self.name} --data_dir={data_dir} --file_format=array_record` on a "
+      "machine with internet and TensorFlow, then copy the folder)"
+    )
 
   def read(self, data_dir, seed: int):
     """(train_x, train_y, test_x, test_y) from `data_dir`, as `DatasetSpec.read` (`seed` unused)."""
@@ -49,15 +51,34 @@ class _CifarSpec:
 
 
 _CIFAR_SPECS = {
-    "cifar10": _CifarSpec("cifar10", "CIFAR-10", "cifar-10-batches-py", "cifar-10-python.tar.gz",
-                          "cifar-10-batches-bin", tuple(f"data_batch_{i}" for i in range(1, 6)),
-                          "test_batch", b"labels", 10),
-    "cifar100": _CifarSpec("cifar100", "CIFAR-100", "cifar-100-python", "cifar-100-python.tar.gz",
-                           "cifar-100-binary", ("train",), "test", b"fine_labels", 100),
+  "cifar10": _CifarSpec(
+    "cifar10",
+    "CIFAR-10",
+    "cifar-10-batches-py",
+    "cifar-10-python.tar.gz",
+    "cifar-10-batches-bin",
+    tuple(f"data_batch_{i}" for i in range(1, 6)),
+    "test_batch",
+    b"labels",
+    10,
+  ),
+  "cifar100": _CifarSpec(
+    "cifar100",
+    "CIFAR-100",
+    "cifar-100-python",
+    "cifar-100-python.tar.gz",
+    "cifar-100-binary",
+    ("train",),
+    "test",
+    b"fine_labels",
+    100,
+  ),
 }
 # Files by which a folder is recognised as the python release of each dataset.
-_CIFAR_MARKERS = {"cifar10": ("data_batch_1", "batches.meta"),
-                  "cifar100": ("train", "test", "meta")}
+_CIFAR_MARKERS = {
+  "cifar10": ("data_batch_1", "batches.meta"),
+  "cifar100": ("train", "test", "meta"),
+}
 
 
 def _read_cifar(spec: _CifarSpec, data_dir):
@@ -75,8 +96,9 @@ def _read_cifar(spec: _CifarSpec, data_dir):
   if any((root / f).is_file() for f in (*spec.train_files, spec.test_file)):  # it is the folder
     return _read_cifar_pickles(spec, root)
   if (root / spec.name).is_dir():
-    splits = read_images(spec.name, root, spec.how_to_get(root), title=spec.title,
-                         num_classes=spec.num_classes)
+    splits = read_images(
+      spec.name, root, spec.how_to_get(root), title=spec.title, num_classes=spec.num_classes
+    )
     return (*splits["train"], *splits["test"])
   raise DataError(_describe_missing_cifar(spec, root))
 
@@ -89,22 +111,35 @@ def _looks_like_other_cifar(spec: _CifarSpec, folder: Path) -> bool:
 def _describe_missing_cifar(spec: _CifarSpec, root: Path) -> str:
   """Why no data of `spec` was found under `root`, in one message."""
   other = _CIFAR_SPECS["cifar100" if spec.name == "cifar10" else "cifar10"]
-  if ((root / other.folder).is_dir() or _looks_like_other_cifar(spec, root)
-      or (root / other.name).is_dir()):
-    return (f"{root} holds {other.title} data, but {spec.name!r} was asked for: pass "
-            f"load_dataset({other.name!r}, ...) or point data_dir at {spec.title} data; "
-            f"{spec.how_to_get(root)}")
+  if (
+    (root / other.folder).is_dir()
+    or _looks_like_other_cifar(spec, root)
+    or (root / other.name).is_dir()
+  ):
+    return (
+      f"{root} holds {other.title} data, but {spec.name!r} was asked for: pass "
+      f"load_dataset({other.name!r}, ...) or point data_dir at {spec.title} data; "
+      f"{spec.how_to_get(root)}"
+    )
   if (root / spec.tarball).is_file():
-    return (f"No {spec.title} data under {root}: found {spec.tarball} but not its extracted "
-            f"'{spec.folder}' folder; run `tar xzf {root / spec.tarball} -C {root}`")
+    return (
+      f"No {spec.title} data under {root}: found {spec.tarball} but not its extracted "
+      f"'{spec.folder}' folder; run `tar xzf {root / spec.tarball} -C {root}`"
+    )
   if (root / spec.binary_folder).is_dir():
-    return (f"No {spec.title} data under {root}: found the binary version "
-            f"'{spec.binary_folder}', but this loader reads the python version; "
-            f"{spec.how_to_get(root)}")
+    return (
+      f"No {spec.title} data under {root}: found the binary version "
+      f"'{spec.binary_folder}', but this loader reads the python version; "
+      f"{spec.how_to_get(root)}"
+    )
   entries = sorted(p.name for p in root.iterdir())
-  found = ("the folder is empty" if not entries else
-           "it holds " + ", ".join(repr(e) for e in entries[:8])
-           + (", ..." if len(entries) > 8 else ""))
+  found = (
+    "the folder is empty"
+    if not entries
+    else "it holds "
+    + ", ".join(repr(e) for e in entries[:8])
+    + (", ..." if len(entries) > 8 else "")
+  )
   return f"No {spec.title} data under {root} ({found}): {spec.how_to_get(root)}"
 
 
@@ -112,8 +147,10 @@ def _read_cifar_pickles(spec: _CifarSpec, folder: Path):
   """The original python-pickle release: rows of 3072 bytes, channel-major (R, G, B planes)."""
   missing = [f for f in (*spec.train_files, spec.test_file) if not (folder / f).is_file()]
   if missing:
-    raise DataError(f"{spec.title} folder {folder} is incomplete: missing {', '.join(missing)}. "
-                    f"Extract {spec.tarball} (https://www.cs.toronto.edu/~kriz/cifar.html) again.")
+    raise DataError(
+      f"{spec.title} folder {folder} is incomplete: missing {', '.join(missing)}. "
+      f"Extract {spec.tarball} (https://www.cs.toronto.edu/~kriz/cifar.html) again."
+    )
   train = [_read_cifar_batch(spec, folder / f) for f in spec.train_files]
   test_x, test_y = _read_cifar_batch(spec, folder / spec.test_file)
   train_x = np.concatenate([x for x, _ in train]) if len(train) > 1 else train[0][0]
@@ -123,9 +160,11 @@ def _read_cifar_pickles(spec: _CifarSpec, folder: Path):
 
 def _read_cifar_batch(spec: _CifarSpec, path: Path) -> tuple[np.ndarray, np.ndarray]:
   def corrupt(why: str) -> DataError:
-    return DataError(f"{spec.title} file {path} is corrupt or truncated ({why}). Download "
-                     f"{spec.tarball} from https://www.cs.toronto.edu/~kriz/cifar.html and extract "
-                     "it again.")
+    return DataError(
+      f"{spec.title} file {path} is corrupt or truncated ({why}). Download "
+      f"{spec.tarball} from https://www.cs.toronto.edu/~kriz/cifar.html and extract "
+      "it again."
+    )
 
   try:
     with open(path, "rb") as f:
@@ -144,8 +183,10 @@ def _read_cifar_batch(spec: _CifarSpec, path: Path) -> tuple[np.ndarray, np.ndar
       hint = " (this is CIFAR-100 data: its labels are b'fine_labels')"
     elif b"labels" in batch:
       hint = " (this is CIFAR-10 data: its labels are b'labels')"
-    raise DataError(f"{path} has no {spec.label_key!r} for {spec.title}{hint}; keys: "
-                    f"{sorted(batch)}. {spec.how_to_get(path.parent)}")
+    raise DataError(
+      f"{path} has no {spec.label_key!r} for {spec.title}{hint}; keys: "
+      f"{sorted(batch)}. {spec.how_to_get(path.parent)}"
+    )
   if b"data" not in batch:
     raise corrupt("no b'data' entry")
   data = np.asarray(batch[b"data"])
@@ -161,8 +202,15 @@ def _read_cifar_batch(spec: _CifarSpec, path: Path) -> tuple[np.ndarray, np.ndar
 
 
 for _spec in _CIFAR_SPECS.values():
-  register(DatasetSpec(
-      name=_spec.name, summary=f"{_spec.title}, read from data_dir: python pickles or a TFDS build",
-      image_shape=(32, 32, 3), num_classes=_spec.num_classes, read=_spec.read, crop_padding=4,
-      flip=True))
+  register(
+    DatasetSpec(
+      name=_spec.name,
+      summary=f"{_spec.title}, read from data_dir: python pickles or a TFDS build",
+      image_shape=(32, 32, 3),
+      num_classes=_spec.num_classes,
+      read=_spec.read,
+      crop_padding=4,
+      flip=True,
+    )
+  )
 del _spec

@@ -20,8 +20,10 @@ def read(data_dir, seed: int):
   try:
     from sklearn.datasets import load_digits
   except ImportError as e:
-    raise DataError("The 'digits' dataset ships with scikit-learn: `pip install scikit-learn` "
-                    "(or the package's `data` extra).") from e
+    raise DataError(
+      "The 'digits' dataset ships with scikit-learn: `pip install scikit-learn` "
+      "(or the package's `data` extra)."
+    ) from e
   digits = load_digits()
   images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]  # 0..16 -> 0..255
   labels = digits.target.astype(np.int32)
@@ -39,7 +41,7 @@ def stratified_holdout(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
   quota = counts * size / len(labels)
   take = np.floor(quota).astype(int)
   order = np.argsort(-(quota - take), kind="stable")
-  take[order[:size - take.sum()]] += 1
+  take[order[: size - take.sum()]] += 1
   rng = np.random.default_rng(seed)
   mask = np.zeros(len(labels), bool)
   for c, k in zip(classes, take):
@@ -47,6 +49,14 @@ def stratified_holdout(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
   return mask
 
 
-DIGITS = register(DatasetSpec(
-    name="digits", summary="embedded in scikit-learn, no download", image_shape=(8, 8, 1),
-    num_classes=10, read=read, crop_padding=1, flip=False))
+DIGITS = register(
+  DatasetSpec(
+    name="digits",
+    summary="embedded in scikit-learn, no download",
+    image_shape=(8, 8, 1),
+    num_classes=10,
+    read=read,
+    crop_padding=1,
+    flip=False,
+  )
+)

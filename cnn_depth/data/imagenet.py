@@ -29,13 +29,15 @@ IMAGENET_NAME = "imagenet2012"
 
 
 def _imagenet_how_to_get(data_dir) -> str:
-  return ("ImageNet must be prepared once with TFDS on a machine with TensorFlow: register at "
-          "https://image-net.org/download-images, download ILSVRC2012_img_train.tar and "
-          f"ILSVRC2012_img_val.tar into {data_dir}/downloads/manual/, run "
-          f"`tfds build {IMAGENET_NAME} --data_dir={data_dir} --file_format=array_record` (needs "
-          "`pip install tensorflow "
-          "tensorflow-datasets`; hours and ~300 GB of disk), then copy "
-          f"{data_dir}/{IMAGENET_NAME} to this machine's data_dir")
+  return (
+    "ImageNet must be prepared once with TFDS on a machine with TensorFlow: register at "
+    "https://image-net.org/download-images, download ILSVRC2012_img_train.tar and "
+    f"ILSVRC2012_img_val.tar into {data_dir}/downloads/manual/, run "
+    f"`tfds build {IMAGENET_NAME} --data_dir={data_dir} --file_format=array_record` (needs "
+    "`pip install tensorflow "
+    "tensorflow-datasets`; hours and ~300 GB of disk), then copy "
+    f"{data_dir}/{IMAGENET_NAME} to this machine's data_dir"
+  )
 
 
 def _imagenet_builder(data_dir):
@@ -53,7 +55,7 @@ def _imagenet_builder(data_dir):
 class ImageNetInfo:
   """What `imagenet_info` reads off a prepared ImageNet, and its fixed channel statistics."""
 
-  num_examples: dict[str, int]   # per prepared split: 'train', 'validation' (, 'test': labels -1)
+  num_examples: dict[str, int]  # per prepared split: 'train', 'validation' (, 'test': labels -1)
   num_classes: int
   mean: tuple[float, ...] = IMAGENET_MEAN
   std: tuple[float, ...] = IMAGENET_STD
@@ -67,8 +69,9 @@ def imagenet_info(data_dir: str | os.PathLike) -> ImageNetInfo:
   """Split sizes and number of classes of the prepared `imagenet2012` under `data_dir`."""
   builder, _ = _imagenet_builder(data_dir)
   return ImageNetInfo(
-      num_examples={k: int(v.num_examples) for k, v in builder.info.splits.items()},
-      num_classes=int(builder.info.features["label"].num_classes))
+    num_examples={k: int(v.num_examples) for k, v in builder.info.splits.items()},
+    num_classes=int(builder.info.features["label"].num_classes),
+  )
 
 
 def _decode_image(image):
@@ -81,10 +84,14 @@ def _decode_image(image):
   return pil if pil.mode == "RGB" else pil.convert("RGB")
 
 
-def inception_crop_box(height: int, width: int, rng: np.random.Generator,
-                       scale: tuple[float, float] = (0.08, 1.0),
-                       ratio: tuple[float, float] = (3 / 4, 4 / 3),
-                       attempts: int = 10) -> tuple[int, int, int, int]:
+def inception_crop_box(
+  height: int,
+  width: int,
+  rng: np.random.Generator,
+  scale: tuple[float, float] = (0.08, 1.0),
+  ratio: tuple[float, float] = (3 / 4, 4 / 3),
+  attempts: int = 10,
+) -> tuple[int, int, int, int]:
   """(top, left, crop_height, crop_width) of an Inception-style random crop (Szegedy et al. 2015).
 
   Area uniform in `scale` of the image, aspect ratio log-uniform in `ratio`; after `attempts`
@@ -109,8 +116,9 @@ def inception_crop_box(height: int, width: int, rng: np.random.Generator,
   return (height - h) // 2, (width - w) // 2, h, w
 
 
-def random_resized_crop(image, rng: np.random.Generator, size: int = 224,
-                        flip: bool = True) -> np.ndarray:
+def random_resized_crop(
+  image, rng: np.random.Generator, size: int = 224, flip: bool = True
+) -> np.ndarray:
   """Training view: an Inception crop resized to size x size (bilinear), flipped half the time."""
   from PIL import Image
 
@@ -138,8 +146,10 @@ def center_crop(image, size: int = 224, resize_size: int = 256) -> np.ndarray:
 
 
 def _train_example(example, rng, image_size):
-  return {"image": random_resized_crop(example["image"], rng, image_size),
-          "label": np.int32(example["label"])}
+  return {
+    "image": random_resized_crop(example["image"], rng, image_size),
+    "label": np.int32(example["label"]),
+  }
 
 
 def _eval_example(example, image_size):
@@ -204,15 +214,27 @@ class PaddedBatches:
       yield batch
     for _ in range(count, self._num_batches):
       size = self._image_size
-      yield {"image": np.zeros((self.batch_size, size, size, 3), np.uint8),
-             "label": np.zeros((self.batch_size,), np.int32),
-             "mask": np.zeros((self.batch_size,), np.float32)}
+      yield {
+        "image": np.zeros((self.batch_size, size, size, 3), np.uint8),
+        "label": np.zeros((self.batch_size,), np.int32),
+        "mask": np.zeros((self.batch_size,), np.float32),
+      }
 
 
-def imagenet_loader(data_dir: str | os.PathLike, split: str, global_batch_size: int, *, train: bool,
-                    seed: int = 0, shard_index: int = 0, shard_count: int = 1,
-                    num_epochs: int | None = None, image_size: int = 224, worker_count: int = 0,
-                    num_threads: int = 16) -> Iterable[dict[str, np.ndarray]]:
+def imagenet_loader(
+  data_dir: str | os.PathLike,
+  split: str,
+  global_batch_size: int,
+  *,
+  train: bool,
+  seed: int = 0,
+  shard_index: int = 0,
+  shard_count: int = 1,
+  num_epochs: int | None = None,
+  image_size: int = 224,
+  worker_count: int = 0,
+  num_threads: int = 16,
+) -> Iterable[dict[str, np.ndarray]]:
   """Batches of a TFDS-prepared `imagenet2012` split, built with grain, for one host.
 
   Each host reads its own contiguous shard (`shard_index` of `shard_count`, grain's ShardOptions;
@@ -233,33 +255,42 @@ def imagenet_loader(data_dir: str | os.PathLike, split: str, global_batch_size: 
   import grain
 
   if global_batch_size % shard_count:
-    raise DataError(f"global_batch_size={global_batch_size} is not divisible by "
-                    f"shard_count={shard_count}")
+    raise DataError(
+      f"global_batch_size={global_batch_size} is not divisible by shard_count={shard_count}"
+    )
   batch_size = global_batch_size // shard_count
   shard = grain.sharding.ShardOptions(shard_index, shard_count, drop_remainder=train)
   builder, how_to_get = _imagenet_builder(data_dir)
   source = split_source(builder, split, how_to_get)
   start, stop = _shard_bounds(len(source), shard)
   if stop == start:
-    raise DataError(f"split {split!r} ({len(source)} examples) leaves shard {shard_index} of "
-                    f"{shard_count} empty")
+    raise DataError(
+      f"split {split!r} ({len(source)} examples) leaves shard {shard_index} of {shard_count} empty"
+    )
   ds = grain.MapDataset.source(_ShardSource(source, start, stop))
-  read_options = grain.ReadOptions(num_threads=num_threads,
-                                   prefetch_buffer_size=max(2 * batch_size, 64))
+  read_options = grain.ReadOptions(
+    num_threads=num_threads, prefetch_buffer_size=max(2 * batch_size, 64)
+  )
   if train:
     if stop - start < batch_size:
-      raise DataError(f"split {split!r} has {stop - start} examples per host, fewer than one "
-                      f"batch of {batch_size}")
+      raise DataError(
+        f"split {split!r} has {stop - start} examples per host, fewer than one "
+        f"batch of {batch_size}"
+      )
     # Distinct augmentation streams per host; the shuffle is per shard already.
     aug_seed = int(np.random.SeedSequence([seed, shard_index]).generate_state(1)[0])
-    ds = (ds.shuffle(seed=seed).repeat(num_epochs)
-          .random_map(functools.partial(_train_example, image_size=image_size), seed=aug_seed))
+    ds = (
+      ds.shuffle(seed=seed)
+      .repeat(num_epochs)
+      .random_map(functools.partial(_train_example, image_size=image_size), seed=aug_seed)
+    )
     ds = ds.to_iter_dataset(read_options).batch(batch_size, drop_remainder=True)
   else:
     ds = ds.map(functools.partial(_eval_example, image_size=image_size))
     ds = ds.to_iter_dataset(read_options).batch(batch_size, drop_remainder=False)
   if worker_count:
     from absl import flags
+
     if not flags.FLAGS.is_parsed():  # grain's workers read its absl flags; defaults outside app.run
       flags.FLAGS.mark_as_parsed()
     ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
@@ -269,7 +300,18 @@ def imagenet_loader(data_dir: str | os.PathLike, split: str, global_batch_size: 
   return PaddedBatches(ds, batch_size, -(-largest_shard // batch_size), image_size)
 
 
-IMAGENET = register(DatasetSpec(
-    name=IMAGENET_NAME, summary="ImageNet, streamed from a TFDS build in data_dir",
-    image_shape=(224, 224, 3), num_classes=1000, stream=imagenet_loader, info=imagenet_info,
-    mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_padding=0, flip=False, test_split="validation"))
+IMAGENET = register(
+  DatasetSpec(
+    name=IMAGENET_NAME,
+    summary="ImageNet, streamed from a TFDS build in data_dir",
+    image_shape=(224, 224, 3),
+    num_classes=1000,
+    stream=imagenet_loader,
+    info=imagenet_info,
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+    crop_padding=0,
+    flip=False,
+    test_split="validation",
+  )
+)

@@ -55,17 +55,20 @@ class DatasetSpec:
 
   def __post_init__(self):
     if (self.read is None) == (self.stream is None):
-      raise ValueError(f"DatasetSpec {self.name!r} needs exactly one of read (in memory) and "
-                       "stream (streamed)")
+      raise ValueError(
+        f"DatasetSpec {self.name!r} needs exactly one of read (in memory) and stream (streamed)"
+      )
     if (self.mean is None) != (self.std is None):
       raise ValueError(f"DatasetSpec {self.name!r}: give both mean and std, or neither")
     if self.streamed:
       if self.info is None or self.mean is None:
         raise ValueError(f"Streamed DatasetSpec {self.name!r} needs info and fixed mean and std")
       if self.crop_padding or self.flip:
-        raise ValueError(f"Streamed DatasetSpec {self.name!r} is augmented by its stream on the "
-                         "host: set crop_padding=0 and flip=False so the device does not augment "
-                         "again")
+        raise ValueError(
+          f"Streamed DatasetSpec {self.name!r} is augmented by its stream on the "
+          "host: set crop_padding=0 and flip=False so the device does not augment "
+          "again"
+        )
 
   @property
   def streamed(self) -> bool:
@@ -78,8 +81,9 @@ DATASETS: dict[str, DatasetSpec] = {}
 def register(spec: DatasetSpec, replace: bool = False) -> DatasetSpec:
   """Adds `spec` under `spec.name`, refusing a name already taken unless `replace`; returns it."""
   if spec.name in DATASETS and not replace:
-    raise ValueError(f"a dataset named {spec.name!r} is already registered "
-                     f"({DATASETS[spec.name].summary})")
+    raise ValueError(
+      f"a dataset named {spec.name!r} is already registered ({DATASETS[spec.name].summary})"
+    )
   DATASETS[spec.name] = spec
   return spec
 
@@ -169,15 +173,33 @@ class StreamedDataset:
   def test_split(self) -> str:
     return self.spec.test_split
 
-  def batches(self, split: str, global_batch_size: int, *, train: bool, seed: int = 0,
-              shard_index: int = 0, shard_count: int = 1, **options: Any):
+  def batches(
+    self,
+    split: str,
+    global_batch_size: int,
+    *,
+    train: bool,
+    seed: int = 0,
+    shard_index: int = 0,
+    shard_count: int = 1,
+    **options: Any,
+  ):
     """This host's batches of `split`; `options` go to the stream (e.g. `imagenet_loader`)."""
-    return self.spec.stream(self.data_dir, split, global_batch_size, train=train, seed=seed,
-                            shard_index=shard_index, shard_count=shard_count, **options)
+    return self.spec.stream(
+      self.data_dir,
+      split,
+      global_batch_size,
+      train=train,
+      seed=seed,
+      shard_index=shard_index,
+      shard_count=shard_count,
+      **options,
+    )
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike | None = None, validation_size: int = 0,
-                 seed: int = 0) -> InMemoryDataset:
+def load_dataset(
+  name: str, data_dir: str | os.PathLike | None = None, validation_size: int = 0, seed: int = 0
+) -> InMemoryDataset:
   """Reads the in-memory dataset `name` (e.g. 'digits', 'cifar10', 'cifar100', 'synthetic') whole.
 
   Args:
@@ -194,17 +216,23 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, validatio
   """
   spec = get(name)
   if spec.streamed:
-    raise DataError(f"Dataset {name!r} is streamed from disk, not read into memory: use "
-                    f"open_dataset({name!r}, data_dir)")
+    raise DataError(
+      f"Dataset {name!r} is streamed from disk, not read into memory: use "
+      f"open_dataset({name!r}, data_dir)"
+    )
   train_x, train_y, test_x, test_y = spec.read(data_dir, seed)
   if tuple(train_x.shape[1:]) != tuple(spec.image_shape):
-    raise DataError(f"Dataset {name!r} read images of shape {tuple(train_x.shape[1:])}, but its "
-                    f"spec says {tuple(spec.image_shape)}")
+    raise DataError(
+      f"Dataset {name!r} read images of shape {tuple(train_x.shape[1:])}, but its "
+      f"spec says {tuple(spec.image_shape)}"
+    )
   if validation_size:
     n = len(train_y)
     if not 0 < validation_size < n:
-      raise DataError(f"validation_size={validation_size} must be between 1 and {n - 1}: the "
-                      f"{name} training set has {n} examples")
+      raise DataError(
+        f"validation_size={validation_size} must be between 1 and {n - 1}: the "
+        f"{name} training set has {n} examples"
+      )
     perm = np.random.default_rng(seed).permutation(n)
     keep, held_out = np.sort(perm[:-validation_size]), np.sort(perm[-validation_size:])
     test_x, test_y = train_x[held_out], train_y[held_out]
@@ -212,13 +240,22 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, validatio
     name = f"{name}:val{validation_size}"
   mean, std = (spec.mean, spec.std) if spec.mean is not None else channel_stats(train_x)
   return InMemoryDataset(
-      name=name, train_images=train_x, train_labels=train_y, test_images=test_x, test_labels=test_y,
-      num_classes=spec.num_classes, mean=mean, std=std, crop_padding=spec.crop_padding,
-      flip=spec.flip)
+    name=name,
+    train_images=train_x,
+    train_labels=train_y,
+    test_images=test_x,
+    test_labels=test_y,
+    num_classes=spec.num_classes,
+    mean=mean,
+    std=std,
+    crop_padding=spec.crop_padding,
+    flip=spec.flip,
+  )
 
 
-def open_dataset(name: str, data_dir: str | os.PathLike | None = None, validation_size: int = 0,
-                 seed: int = 0) -> InMemoryDataset | StreamedDataset:
+def open_dataset(
+  name: str, data_dir: str | os.PathLike | None = None, validation_size: int = 0, seed: int = 0
+) -> InMemoryDataset | StreamedDataset:
   """Dataset `name` as the training loop takes it: read whole (`load_dataset`), or opened to stream.
 
   A streamed dataset is only opened here (split sizes and classes from the files); `batches` reads
@@ -228,22 +265,31 @@ def open_dataset(name: str, data_dir: str | os.PathLike | None = None, validatio
   if not spec.streamed:
     return load_dataset(name, data_dir, validation_size=validation_size, seed=seed)
   if validation_size:
-    raise DataError(f"validation_size={validation_size}: {name!r} is streamed and cannot hold out "
-                    f"part of its training set; it is evaluated on its {spec.test_split!r} split "
-                    "(set validation_size=0)")
+    raise DataError(
+      f"validation_size={validation_size}: {name!r} is streamed and cannot hold out "
+      f"part of its training set; it is evaluated on its {spec.test_split!r} split "
+      "(set validation_size=0)"
+    )
   info = spec.info(data_dir)
   return StreamedDataset(
-      name=name, spec=spec, data_dir=data_dir, num_classes=int(info.num_classes),
-      num_train=int(info.num_examples.get("train", 0)), image_shape=tuple(spec.image_shape),
-      mean=tuple(spec.mean), std=tuple(spec.std))
+    name=name,
+    spec=spec,
+    data_dir=data_dir,
+    num_classes=int(info.num_classes),
+    num_train=int(info.num_examples.get("train", 0)),
+    image_shape=tuple(spec.image_shape),
+    mean=tuple(spec.mean),
+    std=tuple(spec.std),
+  )
 
 
 # --------------------------------------------------------------------------------------------------
 # numpy helpers shared by the sources and the evaluation code.
 
 
-def channel_stats(images: np.ndarray,
-                  chunk: int = 1024) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def channel_stats(
+  images: np.ndarray, chunk: int = 1024
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
   """Per-channel mean and (population) std of uint8 images (N, H, W, C), on the 0..255 scale.
 
   Exact integer sums of x and x^2 over chunks of images: no 1.2 GB float64 copy of 50k CIFAR images.
@@ -251,7 +297,7 @@ def channel_stats(images: np.ndarray,
   c = images.shape[-1]
   total, total_sq, count = np.zeros(c, np.int64), np.zeros(c, np.int64), 0
   for start in range(0, len(images), chunk):
-    x = images[start:start + chunk].reshape(-1, c)
+    x = images[start : start + chunk].reshape(-1, c)
     total += x.sum(0, dtype=np.int64)
     wide = x.astype(np.uint16)
     total_sq += (wide * wide).sum(0, dtype=np.int64)
@@ -281,5 +327,7 @@ def pad_to_batches(arrays: dict[str, np.ndarray], batch_size: int) -> dict[str, 
   pad = -n % batch_size
   if not pad:
     return dict(arrays)
-  return {k: np.concatenate([v, np.zeros((pad, *np.shape(v)[1:]), np.asarray(v).dtype)])
-          for k, v in arrays.items()}
+  return {
+    k: np.concatenate([v, np.zeros((pad, *np.shape(v)[1:]), np.asarray(v).dtype)])
+    for k, v in arrays.items()
+  }

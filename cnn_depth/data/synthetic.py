@@ -22,6 +22,14 @@ def read(data_dir, seed: int):
   return train_x, train_y, test_x, test_y
 
 
-SYNTHETIC = register(DatasetSpec(
-    name="synthetic", summary="random CIFAR-shaped data, for timing", image_shape=(32, 32, 3),
-    num_classes=10, read=read, crop_padding=4, flip=True))
+SYNTHETIC = register(
+  DatasetSpec(
+    name="synthetic",
+    summary="random CIFAR-shaped data, for timing",
+    image_shape=(32, 32, 3),
+    num_classes=10,
+    read=read,
+    crop_padding=4,
+    flip=True,
+  )
+)

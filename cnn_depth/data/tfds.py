@@ -26,9 +26,11 @@ def import_tfds():
   try:
     import tensorflow_datasets as tfds
   except ImportError as e:
-    raise DataError("Reading TFDS-prepared data needs tensorflow-datasets (not TensorFlow): "
-                    "`pip install tensorflow-datasets importlib_resources` or the package's `data` "
-                    "extra") from e
+    raise DataError(
+      "Reading TFDS-prepared data needs tensorflow-datasets (not TensorFlow): "
+      "`pip install tensorflow-datasets importlib_resources` or the package's `data` "
+      "extra"
+    ) from e
   return tfds
 
 
@@ -42,22 +44,28 @@ def prepared_builder(name: str, data_dir: Path, how_to_get: str):
   infos = (*root.glob("*/dataset_info.json"), *root.glob("*/*/dataset_info.json"))
   versions = [p.parent for p in infos if _VERSION_RE.match(p.parent.name)]
   if not versions:
-    raise DataError(f"No prepared TFDS dataset '{name}' under {data_dir} (no {root}/<version>/"
-                    "dataset_info.json; an interrupted build leaves only 'incomplete.*' folders): "
-                    f"{how_to_get}")
+    raise DataError(
+      f"No prepared TFDS dataset '{name}' under {data_dir} (no {root}/<version>/"
+      "dataset_info.json; an interrupted build leaves only 'incomplete.*' folders): "
+      f"{how_to_get}"
+    )
   path = max(versions, key=lambda p: tuple(int(v) for v in _VERSION_RE.match(p.name).groups()))
   tfds = import_tfds()
   try:
     builder = tfds.builder_from_directory(str(path))
   except Exception as e:
-    raise DataError(f"Cannot read the TFDS dataset at {path} ({type(e).__name__}: {e}); prepare it "
-                    f"again: {how_to_get}") from e
+    raise DataError(
+      f"Cannot read the TFDS dataset at {path} ({type(e).__name__}: {e}); prepare it "
+      f"again: {how_to_get}"
+    ) from e
   file_format = getattr(builder.info, "file_format", None)
   file_format = str(getattr(file_format, "value", file_format) or "").lower()
   if "array_record" not in file_format and "parquet" not in file_format:
-    raise DataError(f"The TFDS dataset at {path} is stored as {file_format or 'tfrecord'}, which "
-                    "only TensorFlow reads. Prepare it again with `--file_format=array_record`: "
-                    f"{how_to_get}")
+    raise DataError(
+      f"The TFDS dataset at {path} is stored as {file_format or 'tfrecord'}, which "
+      "only TensorFlow reads. Prepare it again with `--file_format=array_record`: "
+      f"{how_to_get}"
+    )
   return builder
 
 
@@ -66,27 +74,41 @@ def split_source(builder, split: str, how_to_get: str, skip_image_decoding: bool
   tfds = import_tfds()
   available = sorted(builder.info.splits.keys())
   if split not in available:
-    raise DataError(f"The TFDS dataset at {builder.data_dir} has no split {split!r} (it has "
-                    f"{', '.join(available) or 'none'}); {how_to_get}")
+    raise DataError(
+      f"The TFDS dataset at {builder.data_dir} has no split {split!r} (it has "
+      f"{', '.join(available) or 'none'}); {how_to_get}"
+    )
   decoders = {"image": tfds.decode.SkipDecoding()} if skip_image_decoding else None
   try:
     missing = [os.fspath(p) for p in builder.info.splits[split].filepaths if not os.path.exists(p)]
   except Exception:  # an older TFDS without `filepaths`: reading will tell
     missing = []
   if missing:
-    raise DataError(f"The TFDS dataset at {builder.data_dir} is incomplete: split {split!r} lacks "
-                    f"{len(missing)} file(s), e.g. {missing[0]}; copy or prepare it again: "
-                    f"{how_to_get}")
+    raise DataError(
+      f"The TFDS dataset at {builder.data_dir} is incomplete: split {split!r} lacks "
+      f"{len(missing)} file(s), e.g. {missing[0]}; copy or prepare it again: "
+      f"{how_to_get}"
+    )
   try:
     return builder.as_data_source(split=split, decoders=decoders)
   except Exception as e:
-    raise DataError(f"Cannot open split {split!r} of the TFDS dataset at {builder.data_dir} "
-                    f"({type(e).__name__}: {e}); copy or prepare it again: {how_to_get}") from e
+    raise DataError(
+      f"Cannot open split {split!r} of the TFDS dataset at {builder.data_dir} "
+      f"({type(e).__name__}: {e}); copy or prepare it again: {how_to_get}"
+    ) from e
 
 
-def read_images(name: str, data_dir: Path, how_to_get: str, *, title: str, num_classes: int,
-                image_shape: tuple[int, int, int] = (32, 32, 3), splits=("train", "test"),
-                chunk: int = 8192) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def read_images(
+  name: str,
+  data_dir: Path,
+  how_to_get: str,
+  *,
+  title: str,
+  num_classes: int,
+  image_shape: tuple[int, int, int] = (32, 32, 3),
+  splits=("train", "test"),
+  chunk: int = 8192,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """Decodes `splits` of the prepared TFDS dataset `name` into uint8 images and int32 labels.
 
   The dataset must have 'image' and 'label' features and `num_classes` classes (`title` names it in
@@ -99,20 +121,26 @@ def read_images(name: str, data_dir: Path, how_to_get: str, *, title: str, num_c
   builder = prepared_builder(name, data_dir, how_to_get)
   features = builder.info.features
   if "image" not in features or "label" not in features:
-    raise DataError(f"The TFDS dataset at {builder.data_dir} has features "
-                    f"{sorted(features.keys())}, not 'image' and 'label'; {how_to_get}")
+    raise DataError(
+      f"The TFDS dataset at {builder.data_dir} has features "
+      f"{sorted(features.keys())}, not 'image' and 'label'; {how_to_get}"
+    )
   found = features["label"].num_classes
   if found != num_classes:
-    raise DataError(f"The TFDS dataset at {builder.data_dir} has {found} classes, not "
-                    f"{num_classes} as {title} has; {how_to_get}")
+    raise DataError(
+      f"The TFDS dataset at {builder.data_dir} has {found} classes, not "
+      f"{num_classes} as {title} has; {how_to_get}"
+    )
   out = {}
   for split in splits:
     source = split_source(builder, split, how_to_get)
     try:
       out[split] = _decode_split(source, image_shape, chunk)
     except Exception as e:
-      raise DataError(f"Cannot read split {split!r} of the TFDS dataset at {builder.data_dir} "
-                      f"({type(e).__name__}: {e}); copy or prepare it again: {how_to_get}") from e
+      raise DataError(
+        f"Cannot read split {split!r} of the TFDS dataset at {builder.data_dir} "
+        f"({type(e).__name__}: {e}); copy or prepare it again: {how_to_get}"
+      ) from e
   return out
 
 
@@ -126,8 +154,11 @@ def _decode_split(source, image_shape, chunk: int) -> tuple[np.ndarray, np.ndarr
   labels = np.empty((n,), np.int32)
   for start in range(0, n, chunk):
     stop = min(n, start + chunk)
-    examples = (source.__getitems__(range(start, stop)) if hasattr(source, "__getitems__")
-                else [source[i] for i in range(start, stop)])
+    examples = (
+      source.__getitems__(range(start, stop))
+      if hasattr(source, "__getitems__")
+      else [source[i] for i in range(start, stop)]
+    )
     for i, example in enumerate(examples, start):
       image = example["image"]
       if not isinstance(image, np.ndarray):

@@ -15,19 +15,58 @@ Importing this package registers every family. A new family is one file that cal
 # isort: off
 from cnn_depth.models import registry, resnet  # noqa: F401
 from cnn_depth.models import lenet, alexnet, vgg, nin, googlenet, densenet  # noqa: F401
+
 # isort: on
 from cnn_depth.models.counting import count_params, init_shapes, multiply_adds
-from cnn_depth.models.gating import (DROP_RNG, ROUTE_BOTH, ROUTE_BRANCH, ROUTE_SKIP,
-                                     stochastic_depth_gates, survival_probabilities)
-from cnn_depth.models.layout import (block_names, block_variables, convert_variables,
-                                     downsampling_blocks, stack_stages, unstack_stages)
+from cnn_depth.models.gating import (
+  DROP_RNG,
+  ROUTE_BOTH,
+  ROUTE_BRANCH,
+  ROUTE_SKIP,
+  stochastic_depth_gates,
+  survival_probabilities,
+)
+from cnn_depth.models.layout import (
+  block_names,
+  block_variables,
+  convert_variables,
+  downsampling_blocks,
+  stack_stages,
+  unstack_stages,
+)
 from cnn_depth.models.registry import FAMILIES, Family, build_model, register
-from cnn_depth.models.resnet import ResNet, cifar_preact, cifar_resnet, imagenet_resnet, resolve_unroll
+from cnn_depth.models.resnet import (
+  ResNet,
+  cifar_preact,
+  cifar_resnet,
+  imagenet_resnet,
+  resolve_unroll,
+)
 
 __all__ = [
-    "DROP_RNG", "FAMILIES", "ROUTE_BOTH", "ROUTE_BRANCH", "ROUTE_SKIP", "Family", "ResNet",
-    "block_names", "block_variables", "build_model", "cifar_preact", "cifar_resnet",
-    "convert_variables", "count_params", "downsampling_blocks", "imagenet_resnet", "init_shapes",
-    "multiply_adds", "register", "registry", "resolve_unroll", "stack_stages",
-    "stochastic_depth_gates", "survival_probabilities", "unstack_stages",
+  "DROP_RNG",
+  "FAMILIES",
+  "ROUTE_BOTH",
+  "ROUTE_BRANCH",
+  "ROUTE_SKIP",
+  "Family",
+  "ResNet",
+  "block_names",
+  "block_variables",
+  "build_model",
+  "cifar_preact",
+  "cifar_resnet",
+  "convert_variables",
+  "count_params",
+  "downsampling_blocks",
+  "imagenet_resnet",
+  "init_shapes",
+  "multiply_adds",
+  "register",
+  "registry",
+  "resolve_unroll",
+  "stack_stages",
+  "stochastic_depth_gates",
+  "survival_probabilities",
+  "unstack_stages",
 ]

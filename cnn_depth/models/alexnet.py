@@ -33,8 +33,10 @@ class AlexNet(layout.Blockless, nn.Module):
   def __call__(self, x, *, train: bool, gates=None, grad_route=None):
     gating.block_controls(gates, grad_route, 0, "AlexNet")
     if min(x.shape[1:3]) < 63:
-      raise ValueError(f"AlexNet needs images of at least 63x63 (three 3x3/2 max pools after a /4 "
-                       f"convolution), got {x.shape[1]}x{x.shape[2]}")
+      raise ValueError(
+        f"AlexNet needs images of at least 63x63 (three 3x3/2 max pools after a /4 "
+        f"convolution), got {x.shape[1]}x{x.shape[2]}"
+      )
     conv = functools.partial(Conv, dtype=self.dtype, conv_impl=self.conv_impl, use_bias=True)
     pool = lambda y: nn.max_pool(y, (3, 3), (2, 2))
     w = self.widths
@@ -57,5 +59,14 @@ def alexnet(depth: int = 8, **kw) -> AlexNet:
   return AlexNet(**kw)
 
 
-registry.register(registry.Family("alexnet", alexnet, ("dropout",), "AlexNet", "AlexNet",
-                                  input_shape=(224, 224, 3), num_classes=1000))
+registry.register(
+  registry.Family(
+    "alexnet",
+    alexnet,
+    ("dropout",),
+    "AlexNet",
+    "AlexNet",
+    input_shape=(224, 224, 3),
+    num_classes=1000,
+  )
+)

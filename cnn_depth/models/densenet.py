@@ -41,7 +41,9 @@ class DenseLayer(nn.Module):
   def __call__(self, x, gate=None, route=None):
     conv = functools.partial(Conv, dtype=self.dtype, conv_impl=self.conv_impl)
     y = x
-    convs = ((self.bottleneck, 1), (self.growth_rate, 3)) if self.bottleneck else ((self.growth_rate, 3),)
+    convs = (
+      ((self.bottleneck, 1), (self.growth_rate, 3)) if self.bottleneck else ((self.growth_rate, 3),)
+    )
     for j, (maps, k) in enumerate(convs, start=1):
       y = self.drop()(conv(maps, k, name=f"conv{j}")(self.norm(name=f"bn{j}", relu=True)(y)))
     return gating.concat_merge(x, y, gate, route)
@@ -78,7 +80,9 @@ class DenseNet(nn.Module):
     if self.stem not in ("cifar", "imagenet"):
       raise ValueError(f"DenseNet stem must be 'cifar' or 'imagenet', got {self.stem!r}")
     if self.stages != "unroll":
-      raise ValueError(f"DenseNets are always unrolled: stages must be 'unroll', got {self.stages!r}")
+      raise ValueError(
+        f"DenseNets are always unrolled: stages must be 'unroll', got {self.stages!r}"
+      )
     if not 0.0 < self.compression <= 1.0:
       raise ValueError(f"DenseNet compression theta must lie in (0, 1], got {self.compression}")
     norm = layers.batch_norm(train, self.dtype, self.bn_groups, self.bn_impl)
@@ -101,8 +105,15 @@ class DenseNet(nn.Module):
         x = drop()(conv(maps, 1, name=f"transition{s}_conv")(x))
         x = nn.avg_pool(x, (2, 2), (2, 2))
       for b in range(n):
-        layer = DenseLayer(self.growth_rate, bottleneck, norm, drop, self.dtype, self.conv_impl,
-                           name=f"stage{s}_block{b}")
+        layer = DenseLayer(
+          self.growth_rate,
+          bottleneck,
+          norm,
+          drop,
+          self.dtype,
+          self.conv_impl,
+          name=f"stage{s}_block{b}",
+        )
         x = layer(x, *gating.at((g, r), i))
         i += 1
     x = jnp.mean(norm(name="bn_final", relu=True)(x), axis=(1, 2))
@@ -110,14 +121,25 @@ class DenseNet(nn.Module):
 
 
 # ImageNet DenseNets (Huang et al. 2017, Table 1): depth -> (layers per dense block, growth rate k).
-IMAGENET_DENSENETS = {121: ((6, 12, 24, 16), 32), 169: ((6, 12, 32, 32), 32),
-                      201: ((6, 12, 48, 32), 32), 264: ((6, 12, 64, 48), 32), 161: ((6, 12, 36, 24), 48)}
+IMAGENET_DENSENETS = {
+  121: ((6, 12, 24, 16), 32),
+  169: ((6, 12, 32, 32), 32),
+  201: ((6, 12, 48, 32), 32),
+  264: ((6, 12, 64, 48), 32),
+  161: ((6, 12, 36, 24), 48),
+}
 # CIFAR DenseNet-BC growth rates of Huang et al. 2017, Table 2 (other depths default to 12).
 CIFAR_BC_GROWTH = {100: 12, 250: 24, 190: 40}
 
 
-def cifar_densenet(depth: int, *, bc: bool = False, growth_rate: int | None = None,
-                   compression: float | None = None, **kw) -> DenseNet:
+def cifar_densenet(
+  depth: int,
+  *,
+  bc: bool = False,
+  growth_rate: int | None = None,
+  compression: float | None = None,
+  **kw,
+) -> DenseNet:
   """CIFAR DenseNet of depth L = 3n + 4 (k = 12 by default) or DenseNet-BC of depth 6n + 4 (k from
   Huang et al. Table 2: 12 at 100, 24 at 250, 40 at 190; 12 otherwise), three blocks of n layers."""
   per_layer = 6 if bc else 3
@@ -127,14 +149,23 @@ def cifar_densenet(depth: int, *, bc: bool = False, growth_rate: int | None = No
     upper = 4 + per_layer * (max(n, 0) + 1)
     near = " and ".join(str(d) for d in (lower, upper) if d and d != depth)
     examples = "100, 190, 250" if bc else "40, 100"
-    raise ValueError(f"depth {depth} is not a valid depth for a CIFAR DenseNet{'-BC' if bc else ''}: "
-                     f"it must be {per_layer}n+4 with n >= 1 (e.g. {examples}); nearest valid depths: "
-                     f"{near}")
+    raise ValueError(
+      f"depth {depth} is not a valid depth for a CIFAR DenseNet{'-BC' if bc else ''}: "
+      f"it must be {per_layer}n+4 with n >= 1 (e.g. {examples}); nearest valid depths: "
+      f"{near}"
+    )
   k = growth_rate or (CIFAR_BC_GROWTH.get(depth, 12) if bc else 12)
   if compression is None:
     compression = 0.5 if bc else 1.0
-  return DenseNet((n,) * 3, k, bottleneck=bc, compression=compression, stem="cifar",
-                  stem_width=2 * k if bc else 16, **kw)
+  return DenseNet(
+    (n,) * 3,
+    k,
+    bottleneck=bc,
+    compression=compression,
+    stem="cifar",
+    stem_width=2 * k if bc else 16,
+    **kw,
+  )
 
 
 def imagenet_densenet(depth: int = 121, *, growth_rate: int | None = None, **kw) -> DenseNet:
@@ -143,21 +174,40 @@ def imagenet_densenet(depth: int = 121, *, growth_rate: int | None = None, **kw)
   sizes, k = IMAGENET_DENSENETS[depth]
   k = growth_rate or k
   kw.setdefault("num_classes", 1000)
-  return DenseNet(sizes, k, bottleneck=True, compression=0.5, stem="imagenet", stem_width=2 * k, **kw)
+  return DenseNet(
+    sizes, k, bottleneck=True, compression=0.5, stem="imagenet", stem_width=2 * k, **kw
+  )
 
 
 def _cifar_label(bc: bool):
   def label(depth, options):
     k = options.get("growth_rate") or (CIFAR_BC_GROWTH.get(depth, 12) if bc else 12)
     return f"DenseNet{'-BC' if bc else ''} (L={depth}, k={k})"
+
   return label
 
 
 FIELDS = ("growth_rate", "dropout", "bn_groups", "bn_impl")
-registry.register(registry.Family("cifar_densenet", cifar_densenet, FIELDS, _cifar_label(False),
-                                  "DenseNets"))
-registry.register(registry.Family("cifar_densenet_bc", functools.partial(cifar_densenet, bc=True),
-                                  FIELDS, _cifar_label(True), "DenseNets-BC"))
-registry.register(registry.Family("imagenet_densenet", imagenet_densenet, FIELDS, "DenseNet-{depth}",
-                                  "DenseNets (ImageNet)", input_shape=(224, 224, 3),
-                                  num_classes=1000))
+registry.register(
+  registry.Family("cifar_densenet", cifar_densenet, FIELDS, _cifar_label(False), "DenseNets")
+)
+registry.register(
+  registry.Family(
+    "cifar_densenet_bc",
+    functools.partial(cifar_densenet, bc=True),
+    FIELDS,
+    _cifar_label(True),
+    "DenseNets-BC",
+  )
+)
+registry.register(
+  registry.Family(
+    "imagenet_densenet",
+    imagenet_densenet,
+    FIELDS,
+    "DenseNet-{depth}",
+    "DenseNets (ImageNet)",
+    input_shape=(224, 224, 3),
+    num_classes=1000,
+  )
+)

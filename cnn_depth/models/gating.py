@@ -28,7 +28,9 @@ import numpy as np
 
 from cnn_depth import layers
 
-DROP_RNG = "drop"  # the rng stream of stochastic depth and dropout: apply(..., rngs={DROP_RNG: key})
+DROP_RNG = (
+  "drop"  # the rng stream of stochastic depth and dropout: apply(..., rngs={DROP_RNG: key})
+)
 
 # Where the gradient may flow through a block (the `grad_route` codes).
 ROUTE_BOTH, ROUTE_BRANCH, ROUTE_SKIP = 0, 1, 2
@@ -102,8 +104,11 @@ def block_controls(gates, grad_route, num_blocks: int, net: str):
       if value is not None and np.size(value):
         raise ValueError(f"{net} has no blocks to gate or route: {name} must be None or empty")
     return None, None
-  g = None if gates is None else jnp.asarray(gates, jnp.float32).reshape(
-      (num_blocks,) + jnp.shape(gates)[1:])
+  g = (
+    None
+    if gates is None
+    else jnp.asarray(gates, jnp.float32).reshape((num_blocks,) + jnp.shape(gates)[1:])
+  )
   r = None if grad_route is None else jnp.asarray(grad_route, jnp.int32).reshape((num_blocks,))
   return g, r
 

@@ -28,12 +28,21 @@ Dtype = Any
 # Szegedy et al. 2015, Table 1: #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj; one tuple of
 # modules per stage (3a-3b, 4a-4e, 5a-5b).
 INCEPTION_STAGES = (
-    ((64, 96, 128, 16, 32, 32), (128, 128, 192, 32, 96, 64)),
-    ((192, 96, 208, 16, 48, 64), (160, 112, 224, 24, 64, 64), (128, 128, 256, 24, 64, 64),
-     (112, 144, 288, 32, 64, 64), (256, 160, 320, 32, 128, 128)),
-    ((256, 160, 320, 32, 128, 128), (384, 192, 384, 48, 128, 128)),
+  ((64, 96, 128, 16, 32, 32), (128, 128, 192, 32, 96, 64)),
+  (
+    (192, 96, 208, 16, 48, 64),
+    (160, 112, 224, 24, 64, 64),
+    (128, 128, 256, 24, 64, 64),
+    (112, 144, 288, 32, 64, 64),
+    (256, 160, 320, 32, 128, 128),
+  ),
+  ((256, 160, 320, 32, 128, 128), (384, 192, 384, 48, 128, 128)),
 )
-INCEPTION_NAMES = (("3a", "3b"), ("4a", "4b", "4c", "4d", "4e"), ("5a", "5b"))  # for reading results
+INCEPTION_NAMES = (
+  ("3a", "3b"),
+  ("4a", "4b", "4c", "4d", "4e"),
+  ("5a", "5b"),
+)  # for reading results
 
 
 def inception_width(spec: Sequence[int]) -> int:
@@ -116,7 +125,9 @@ class GoogLeNet(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool, gates=None, grad_route=None):
     if self.stages != "unroll":
-      raise ValueError(f"GoogLeNet is always unrolled: stages must be 'unroll', got {self.stages!r}")
+      raise ValueError(
+        f"GoogLeNet is always unrolled: stages must be 'unroll', got {self.stages!r}"
+      )
     g, r = gating.block_controls(gates, grad_route, self.num_blocks, "GoogLeNet")
     conv = functools.partial(Conv, dtype=self.dtype, conv_impl=self.conv_impl, use_bias=True)
     pool = lambda y: nn.max_pool(y, (3, 3), (2, 2), padding="SAME")
@@ -137,8 +148,11 @@ class GoogLeNet(nn.Module):
           name = f"aux{aux_after.index((s, b)) + 1}"
           logits = AuxHead(self.num_classes, self.dtype, self.conv_impl, name=name)(x, train)
           if train:
-            self.sow(registry.AUX_COLLECTION, f"{name}_logits",
-                     {"logits": logits, "weight": jnp.asarray(self.aux_weight, jnp.float32)})
+            self.sow(
+              registry.AUX_COLLECTION,
+              f"{name}_logits",
+              {"logits": logits, "weight": jnp.asarray(self.aux_weight, jnp.float32)},
+            )
     x = gating.dropout(self.dropout, train)(jnp.mean(x, axis=(1, 2)))
     return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x).astype(jnp.float32)
 
@@ -151,9 +165,21 @@ def googlenet(depth: int = 22, **kw) -> GoogLeNet:
 
 
 def _label(depth: int, options) -> str:
-  return ("GoogLeNet" + (" without 1x1 reductions" if options.get("reduce") is False else "")
-          + (" + auxiliary heads" if options.get("aux_heads") else ""))
+  return (
+    "GoogLeNet"
+    + (" without 1x1 reductions" if options.get("reduce") is False else "")
+    + (" + auxiliary heads" if options.get("aux_heads") else "")
+  )
 
 
-registry.register(registry.Family("googlenet", googlenet, ("dropout", "aux_heads", "reduce"), _label,
-                                  "GoogLeNet", input_shape=(224, 224, 3), num_classes=1000))
+registry.register(
+  registry.Family(
+    "googlenet",
+    googlenet,
+    ("dropout", "aux_heads", "reduce"),
+    _label,
+    "GoogLeNet",
+    input_shape=(224, 224, 3),
+    num_classes=1000,
+  )
+)

@@ -61,8 +61,13 @@ def unstack_stages(tree: Mapping[str, Any]) -> dict:
     n = jax.tree_util.tree_leaves(value)[0].shape[0]
     for j in range(n):
       out[f"stage{m.group(1)}_block{j + 1}"] = jax.tree_util.tree_map(
-          lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype) if isinstance(a, jax.ShapeDtypeStruct)
-          else a[j], value)
+        lambda a: (
+          jax.ShapeDtypeStruct(a.shape[1:], a.dtype)
+          if isinstance(a, jax.ShapeDtypeStruct)
+          else a[j]
+        ),
+        value,
+      )
   return out
 
 

@@ -26,9 +26,24 @@ Dtype = Any
 
 # LeCun et al. 1998, Table I: the S2 maps each C3 map reads (6 read 3 contiguous maps, 6 read 4
 # contiguous, 3 read 4 discontinuous, 1 reads all 6): 60 connections of 25 weights, + 16 biases = 1,516.
-LENET_C3_TABLE = ((0, 1, 2), (1, 2, 3), (2, 3, 4), (3, 4, 5), (0, 4, 5), (0, 1, 5),
-                  (0, 1, 2, 3), (1, 2, 3, 4), (2, 3, 4, 5), (0, 3, 4, 5), (0, 1, 4, 5), (0, 1, 2, 5),
-                  (0, 1, 3, 4), (1, 2, 4, 5), (0, 2, 3, 5), (0, 1, 2, 3, 4, 5))
+LENET_C3_TABLE = (
+  (0, 1, 2),
+  (1, 2, 3),
+  (2, 3, 4),
+  (3, 4, 5),
+  (0, 4, 5),
+  (0, 1, 5),
+  (0, 1, 2, 3),
+  (1, 2, 3, 4),
+  (2, 3, 4, 5),
+  (0, 3, 4, 5),
+  (0, 1, 4, 5),
+  (0, 1, 2, 5),
+  (0, 1, 3, 4),
+  (1, 2, 4, 5),
+  (0, 2, 3, 5),
+  (0, 1, 2, 3, 4, 5),
+)
 
 
 def lecun_tanh(x):
@@ -54,7 +69,7 @@ class ConnectionTableConv(nn.Module):
 
   def multiply_adds(self, in_shape, out_shape) -> int:
     del in_shape
-    return math.prod(out_shape[1:3]) * self.kernel_size ** 2 * sum(len(t) for t in self.table)
+    return math.prod(out_shape[1:3]) * self.kernel_size**2 * sum(len(t) for t in self.table)
 
   @nn.compact
   def __call__(self, x):
@@ -62,12 +77,21 @@ class ConnectionTableConv(nn.Module):
     if rows.max() >= x.shape[-1]:
       raise ValueError(f"the connection table reads map {rows.max()} of a {x.shape[-1]}-map input")
     fan_in = np.asarray([k * k * len(self.table[j]) for j in cols], np.float32)
-    init = lambda key, shape, dtype=jnp.float32: jax.random.normal(key, shape, dtype) / np.sqrt(fan_in)
+    init = lambda key, shape, dtype=jnp.float32: (
+      jax.random.normal(key, shape, dtype) / np.sqrt(fan_in)
+    )
     w = self.param("kernel", init, (k, k, len(rows)), jnp.float32)
     b = self.param("bias", nn.initializers.zeros, (len(self.table),), jnp.float32)
-    kernel = jnp.zeros((k, k, x.shape[-1], len(self.table)), jnp.float32).at[:, :, rows, cols].set(w)
-    y = lax.conv_general_dilated(x.astype(self.dtype), kernel.astype(self.dtype), (1, 1), "VALID",
-                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    kernel = (
+      jnp.zeros((k, k, x.shape[-1], len(self.table)), jnp.float32).at[:, :, rows, cols].set(w)
+    )
+    y = lax.conv_general_dilated(
+      x.astype(self.dtype),
+      kernel.astype(self.dtype),
+      (1, 1),
+      "VALID",
+      dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
     return y + b.astype(self.dtype)
 
 
@@ -91,7 +115,9 @@ class LeNet5(layout.Blockless, nn.Module):
   as LeCun et al. did. See the module docstring."""
 
   num_classes: int = 10
-  connection_table: bool = True  # False: C3 reads all six S2 maps (2,416 instead of 1,516 parameters)
+  connection_table: bool = (
+    True  # False: C3 reads all six S2 maps (2,416 instead of 1,516 parameters)
+  )
   dtype: Dtype = jnp.float32
   conv_impl: str = "auto"
 
@@ -104,11 +130,16 @@ class LeNet5(layout.Blockless, nn.Module):
       raise ValueError(f"LeNet-5 takes images of at most 32x32 (it pads smaller ones), got {h}x{w}")
     top, left = (32 - h) // 2, (32 - w) // 2
     x = jnp.pad(x.astype(self.dtype), ((0, 0), (top, 32 - h - top), (left, 32 - w - left), (0, 0)))
-    conv = functools.partial(Conv, dtype=self.dtype, conv_impl=self.conv_impl, padding=0, use_bias=True)
+    conv = functools.partial(
+      Conv, dtype=self.dtype, conv_impl=self.conv_impl, padding=0, use_bias=True
+    )
     x = lecun_tanh(conv(6, 5, name="c1")(x))  # 28x28x6
     x = lecun_tanh(Subsampling(self.dtype, name="s2")(x))  # 14x14x6
-    c3 = ConnectionTableConv(LENET_C3_TABLE, 5, self.dtype, name="c3") if self.connection_table \
-        else conv(16, 5, name="c3")
+    c3 = (
+      ConnectionTableConv(LENET_C3_TABLE, 5, self.dtype, name="c3")
+      if self.connection_table
+      else conv(16, 5, name="c3")
+    )
     x = lecun_tanh(c3(x))  # 10x10x16
     x = lecun_tanh(Subsampling(self.dtype, name="s4")(x))  # 5x5x16
     x = lecun_tanh(conv(120, 5, name="c5")(x))  # 1x1x120
@@ -123,4 +154,6 @@ def lenet5(depth: int = 5, **kw) -> LeNet5:
   return LeNet5(**kw)
 
 
-registry.register(registry.Family("lenet5", lenet5, (), "LeNet-5", "LeNet-5", input_shape=(32, 32, 1)))
+registry.register(
+  registry.Family("lenet5", lenet5, (), "LeNet-5", "LeNet-5", input_shape=(32, 32, 1))
+)

@@ -22,13 +22,17 @@ Dtype = Any
 # depth -> mlpconv blocks (maps of the first conv, its kernel, stride and padding, maps of the two
 # 1x1 convs; None = one map per class), the pool after each block ('max', 'avg' or None = global).
 NIN_CONFIGS = {
-    9: (((192, 5, 1, 2, (160, 96)), "max"),  # Lin et al. 2014, CIFAR-10
-        ((192, 5, 1, 2, (192, 192)), "avg"),
-        ((192, 3, 1, 1, (192, None)), None)),
-    12: (((96, 11, 4, 0, (96, 96)), "max"),  # Lin et al.'s ImageNet model
-         ((256, 5, 1, 2, (256, 256)), "max"),
-         ((384, 3, 1, 1, (384, 384)), "max"),
-         ((1024, 3, 1, 1, (1024, None)), None)),
+  9: (
+    ((192, 5, 1, 2, (160, 96)), "max"),  # Lin et al. 2014, CIFAR-10
+    ((192, 5, 1, 2, (192, 192)), "avg"),
+    ((192, 3, 1, 1, (192, None)), None),
+  ),
+  12: (
+    ((96, 11, 4, 0, (96, 96)), "max"),  # Lin et al.'s ImageNet model
+    ((256, 5, 1, 2, (256, 256)), "max"),
+    ((384, 3, 1, 1, (384, 384)), "max"),
+    ((1024, 3, 1, 1, (1024, None)), None),
+  ),
 }
 
 
@@ -55,7 +59,9 @@ class NiN(layout.Blockless, nn.Module):
     for i, ((maps, k, stride, pad, ones), pool) in enumerate(NIN_CONFIGS[self.depth]):
       x = nn.relu(conv(maps, k, stride, padding=pad, name=f"mlpconv{i}_conv")(x))
       for j, m in enumerate(ones):
-        x = nn.relu(conv(self.num_classes if m is None else m, 1, name=f"mlpconv{i}_cccp{j + 1}")(x))
+        x = nn.relu(
+          conv(self.num_classes if m is None else m, 1, name=f"mlpconv{i}_cccp{j + 1}")(x)
+        )
       padding = "SAME" if cifar else "VALID"
       if pool == "max":
         x = nn.max_pool(x, (3, 3), (2, 2), padding=padding)
@@ -73,6 +79,12 @@ def nin(depth: int = 9, **kw) -> NiN:
   return NiN(depth, **kw)
 
 
-registry.register(registry.Family(
-    "nin", nin, ("dropout",), lambda depth, o: "NiN (CIFAR)" if depth == 9 else "NiN (ImageNet)",
-    "NiN"))
+registry.register(
+  registry.Family(
+    "nin",
+    nin,
+    ("dropout",),
+    lambda depth, o: "NiN (CIFAR)" if depth == 9 else "NiN (ImageNet)",
+    "NiN",
+  )
+)

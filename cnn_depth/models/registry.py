@@ -33,26 +33,28 @@ class Field:
   """How `build_model` treats an optional `config.model` field (its default is config.base()'s)."""
 
   shapes: bool = False  # changes the variables' shapes: a workdir cannot resume with another value
-  auto: Callable[[Any], bool] | None = None  # values that leave the choice to the family (not passed)
+  auto: Callable[[Any], bool] | None = (
+    None  # values that leave the choice to the family (not passed)
+  )
   harmless: tuple = ()  # values besides the default that change nothing in a family not reading it
 
 
 FIELDS = {
-    "width": Field(shapes=True, auto=lambda v: v == 0, harmless=(0,)),
-    "shortcut": Field(shapes=True),
-    "block": Field(shapes=True, auto=lambda v: v in ("", None), harmless=(None,)),
-    "survival_last": Field(),
-    "drop_mode": Field(),
-    "stages": Field(harmless=("unroll",)),
-    "unroll": Field(harmless=(1,)),
-    "remat": Field(),
-    "zero_init_last": Field(),
-    "bn_groups": Field(),
-    "bn_impl": Field(),
-    "growth_rate": Field(shapes=True, auto=lambda v: v == 0),
-    "dropout": Field(auto=lambda v: v is None or v < 0, harmless=(None,)),
-    "aux_heads": Field(shapes=True),
-    "reduce": Field(shapes=True),
+  "width": Field(shapes=True, auto=lambda v: v == 0, harmless=(0,)),
+  "shortcut": Field(shapes=True),
+  "block": Field(shapes=True, auto=lambda v: v in ("", None), harmless=(None,)),
+  "survival_last": Field(),
+  "drop_mode": Field(),
+  "stages": Field(harmless=("unroll",)),
+  "unroll": Field(harmless=(1,)),
+  "remat": Field(),
+  "zero_init_last": Field(),
+  "bn_groups": Field(),
+  "bn_impl": Field(),
+  "growth_rate": Field(shapes=True, auto=lambda v: v == 0),
+  "dropout": Field(auto=lambda v: v is None or v < 0, harmless=(None,)),
+  "aux_heads": Field(shapes=True),
+  "reduce": Field(shapes=True),
 }
 
 
@@ -77,8 +79,10 @@ class Family:
   def __post_init__(self):
     unknown = sorted(set(self.fields) - set(FIELDS))
     if unknown:
-      raise ValueError(f"family {self.name!r} reads fields {unknown} that config.model does not have;"
-                       f" known: {', '.join(FIELDS)}")
+      raise ValueError(
+        f"family {self.name!r} reads fields {unknown} that config.model does not have;"
+        f" known: {', '.join(FIELDS)}"
+      )
 
   def net_label(self, depth: int, options: Mapping[str, Any] | None = None) -> str:
     """The name of the family's net of `depth` with `options`, e.g. 'ResNet-56'."""
@@ -119,8 +123,11 @@ def defaults() -> dict[str, Any]:
 
 def _asks_nothing(field: str, value) -> bool:
   spec = FIELDS[field]
-  return (value == defaults()[field] or value in spec.harmless
-          or (spec.auto is not None and spec.auto(value)))
+  return (
+    value == defaults()[field]
+    or value in spec.harmless
+    or (spec.auto is not None and spec.auto(value))
+  )
 
 
 def family_options(family: Family, config: Mapping[str, Any]) -> dict:
@@ -128,8 +135,9 @@ def family_options(family: Family, config: Mapping[str, Any]) -> dict:
   ValueError naming a field that does not apply."""
   unknown = sorted(set(config) - set(FIELDS) - set(COMMON_FIELDS))
   if unknown:
-    raise ValueError(f"unknown model config fields {unknown}; known: "
-                     f"{sorted([*COMMON_FIELDS, *FIELDS])}")
+    raise ValueError(
+      f"unknown model config fields {unknown}; known: {sorted([*COMMON_FIELDS, *FIELDS])}"
+    )
   options = {}
   for field, value in config.items():
     if field in COMMON_FIELDS or field in family.fields:
@@ -139,9 +147,10 @@ def family_options(family: Family, config: Mapping[str, Any]) -> dict:
     elif not _asks_nothing(field, value):
       readers = [f.name for f in FAMILIES.values() if field in f.fields]
       raise ValueError(
-          f"model field {field}={value!r} does not apply to family {family.name!r}; it applies to "
-          f"{', '.join(readers) or 'no registered family'}: leave it out or reset it "
-          f"(to {defaults()[field]!r})")
+        f"model field {field}={value!r} does not apply to family {family.name!r}; it applies to "
+        f"{', '.join(readers) or 'no registered family'}: leave it out or reset it "
+        f"(to {defaults()[field]!r})"
+      )
   if "dtype" in options:
     options["dtype"] = jnp.dtype(options["dtype"])
   if "bn_impl" in options:

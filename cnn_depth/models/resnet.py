@@ -70,7 +70,8 @@ class _Block(nn.Module):
     if self.residual and self.shortcut == "B":
       src = x if projection_input is None else projection_input
       return layers.ProjectionShortcut(
-          self.features, self.strides, self.norm, self.dtype, self.conv_impl, name="proj")(src)
+        self.features, self.strides, self.norm, self.dtype, self.conv_impl, name="proj"
+      )(src)
     return layers.shortcut_a(x, self.features, self.strides)
 
   def merge(self, skip, branch, gate, route, post_relu: bool):
@@ -138,10 +139,10 @@ class PreActBottleneckBlock(_Block):
 
 
 BLOCKS = {
-    ("basic", False): BasicBlock,
-    ("bottleneck", False): BottleneckBlock,
-    ("basic", True): PreActBasicBlock,
-    ("bottleneck", True): PreActBottleneckBlock,
+  ("basic", False): BasicBlock,
+  ("bottleneck", False): BottleneckBlock,
+  ("basic", True): PreActBasicBlock,
+  ("bottleneck", True): PreActBottleneckBlock,
 }
 
 
@@ -184,8 +185,13 @@ class ResNet(nn.Module):
   def shape_changing_blocks(self) -> np.ndarray:
     """True for a stage's first block where it changes the map size or the channel count."""
     widths_in = [self.stem_width] + list(self.stage_widths[:-1])
-    return np.asarray([b == 0 and (s > 0 or widths_in[0] != self.stage_widths[0])
-                       for s, n in enumerate(self.stage_sizes) for b in range(n)])
+    return np.asarray(
+      [
+        b == 0 and (s > 0 or widths_in[0] != self.stage_widths[0])
+        for s, n in enumerate(self.stage_sizes)
+        for b in range(n)
+      ]
+    )
 
   def block_gates(self, train: bool, batch_size: int):
     """The stochastic-depth gates (all ones when it is off)."""
@@ -225,8 +231,14 @@ class ResNet(nn.Module):
     if self.remat:
       block_cls = nn.remat(block_cls, prevent_cse=self.stages == "unroll")
     make_block = functools.partial(
-        block_cls, residual=self.residual, shortcut=self.shortcut, norm=norm, dtype=self.dtype,
-        conv_impl=self.conv_impl, zero_init_last=self.zero_init_last)
+      block_cls,
+      residual=self.residual,
+      shortcut=self.shortcut,
+      norm=norm,
+      dtype=self.dtype,
+      conv_impl=self.conv_impl,
+      zero_init_last=self.zero_init_last,
+    )
 
     start = 0
     for s, (n, width) in enumerate(zip(self.stage_sizes, self.stage_widths)):
@@ -240,11 +252,12 @@ class ResNet(nn.Module):
         rest = slice(start + 1, start + n)
         xs = (g[rest],) + (() if route is None else (route[rest],))
         scan = nn.scan(
-            lambda mdl, carry, xs: (mdl(carry, *xs), None),
-            variable_axes={"params": 0, "batch_stats": 0},
-            split_rngs={"params": True},
-            length=n - 1,
-            unroll=resolve_unroll(self.unroll, n - 1))
+          lambda mdl, carry, xs: (mdl(carry, *xs), None),
+          variable_axes={"params": 0, "batch_stats": 0},
+          split_rngs={"params": True},
+          length=n - 1,
+          unroll=resolve_unroll(self.unroll, n - 1),
+        )
         x, _ = scan(make_block(width, 1, name=f"stage{s}_blocks"), x, xs)
       start += n
 
@@ -269,18 +282,20 @@ def resolve_unroll(unroll: int, length: int) -> int:
     return unroll
   if jax.default_backend() == "cpu":
     return 1
-  return length if length <= 17 else 4  # 17: a ResNet-110 stage (18 blocks, the first outside the scan)
+  return (
+    length if length <= 17 else 4
+  )  # 17: a ResNet-110 stage (18 blocks, the first outside the scan)
 
 
 # ----------------------------------------------------------------------------------------------------
 # Families and depths.
 
 IMAGENET_STAGES = {  # depth -> block, blocks per stage (He et al. 2016, Table 1)
-    18: ("basic", (2, 2, 2, 2)),
-    34: ("basic", (3, 4, 6, 3)),
-    50: ("bottleneck", (3, 4, 6, 3)),
-    101: ("bottleneck", (3, 4, 23, 3)),
-    152: ("bottleneck", (3, 8, 36, 3)),
+  18: ("basic", (2, 2, 2, 2)),
+  34: ("basic", (3, 4, 6, 3)),
+  50: ("bottleneck", (3, 4, 6, 3)),
+  101: ("bottleneck", (3, 4, 23, 3)),
+  152: ("bottleneck", (3, 8, 36, 3)),
 }
 
 
@@ -294,12 +309,14 @@ def blocks_per_stage(depth: int, layers_per_block: int, stages: int = 3) -> int:
   kind = {2: "basic", 3: "bottleneck"}[layers_per_block]
   examples = "20, 32, 44, 56, 110, 1202" if step == 6 else "29, 56, 164, 1001"
   raise ValueError(
-      f"depth {depth} is not a valid depth for a CIFAR net of {kind} blocks: it must be {step}n+2 with "
-      f"n >= 1 (e.g. {examples}); nearest valid depths: {' and '.join(map(str, near))}")
+    f"depth {depth} is not a valid depth for a CIFAR net of {kind} blocks: it must be {step}n+2 with "
+    f"n >= 1 (e.g. {examples}); nearest valid depths: {' and '.join(map(str, near))}"
+  )
 
 
-def cifar_resnet(depth: int, *, residual: bool = True, block: str = "basic", width: int = 16,
-                 **kw) -> ResNet:
+def cifar_resnet(
+  depth: int, *, residual: bool = True, block: str = "basic", width: int = 16, **kw
+) -> ResNet:
   """He et al. CIFAR net: basic blocks, depth 6n+2, 16/32/64 channels x width/16; or bottleneck
   blocks, depth 9n+2, 4x those channels out of each block (ResNet-164 of He et al. 2016b)."""
   if block not in ("basic", "bottleneck"):
@@ -323,28 +340,72 @@ def imagenet_resnet(depth: int, *, residual: bool = True, width: int = 64, **kw)
   expansion = 4 if block == "bottleneck" else 1
   kw.setdefault("shortcut", "B")
   kw.setdefault("num_classes", 1000)
-  return ResNet(sizes, tuple(expansion * width * m for m in (1, 2, 4, 8)), block, residual=residual,
-                stem="imagenet", stem_width=width, **kw)
+  return ResNet(
+    sizes,
+    tuple(expansion * width * m for m in (1, 2, 4, 8)),
+    block,
+    residual=residual,
+    stem="imagenet",
+    stem_width=width,
+    **kw,
+  )
 
 
 # The config.model fields the ResNet families read (the ImageNet ones take their block from the depth).
-FIELDS = ("width", "shortcut", "block", "survival_last", "drop_mode", "stages", "unroll", "remat",
-          "zero_init_last", "bn_groups", "bn_impl")
+FIELDS = (
+  "width",
+  "shortcut",
+  "block",
+  "survival_last",
+  "drop_mode",
+  "stages",
+  "unroll",
+  "remat",
+  "zero_init_last",
+  "bn_groups",
+  "bn_impl",
+)
 IMAGENET_FIELDS = tuple(f for f in FIELDS if f != "block")
 IMAGENET_INPUT = {"input_shape": (224, 224, 3), "num_classes": 1000}
 
-registry.register(registry.Family(
-    "cifar_resnet", cifar_resnet, FIELDS, "ResNet-{depth}", "ResNets"))
-registry.register(registry.Family(
-    "cifar_plain", functools.partial(cifar_resnet, residual=False), FIELDS, "plain-{depth}",
-    "plain nets"))
-registry.register(registry.Family(
-    "cifar_preact", cifar_preact, FIELDS,
+registry.register(
+  registry.Family("cifar_resnet", cifar_resnet, FIELDS, "ResNet-{depth}", "ResNets")
+)
+registry.register(
+  registry.Family(
+    "cifar_plain",
+    functools.partial(cifar_resnet, residual=False),
+    FIELDS,
+    "plain-{depth}",
+    "plain nets",
+  )
+)
+registry.register(
+  registry.Family(
+    "cifar_preact",
+    cifar_preact,
+    FIELDS,
     lambda depth, o: f"PreAct ResNet-{depth}" + (" (basic)" if o.get("block") == "basic" else ""),
-    "pre-activation ResNets"))
-registry.register(registry.Family(
-    "imagenet_resnet", imagenet_resnet, IMAGENET_FIELDS, "ResNet-{depth} (ImageNet)", "ResNets",
-    **IMAGENET_INPUT))
-registry.register(registry.Family(
-    "imagenet_plain", functools.partial(imagenet_resnet, residual=False), IMAGENET_FIELDS,
-    "plain-{depth} (ImageNet)", "plain nets", **IMAGENET_INPUT))
+    "pre-activation ResNets",
+  )
+)
+registry.register(
+  registry.Family(
+    "imagenet_resnet",
+    imagenet_resnet,
+    IMAGENET_FIELDS,
+    "ResNet-{depth} (ImageNet)",
+    "ResNets",
+    **IMAGENET_INPUT,
+  )
+)
+registry.register(
+  registry.Family(
+    "imagenet_plain",
+    functools.partial(imagenet_resnet, residual=False),
+    IMAGENET_FIELDS,
+    "plain-{depth} (ImageNet)",
+    "plain nets",
+    **IMAGENET_INPUT,
+  )
+)

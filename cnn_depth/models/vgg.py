@@ -59,7 +59,9 @@ class VGG(nn.Module):
   stage_sizes: Sequence[int] = (2, 2, 3, 3, 3)
   width: int = 64
   bn: bool = False
-  head: str = "imagenet"  # 'imagenet': adaptive 7x7 pool, hidden-hidden-classes | 'cifar': GAP, dense
+  head: str = (
+    "imagenet"  # 'imagenet': adaptive 7x7 pool, hidden-hidden-classes | 'cifar': GAP, dense
+  )
   hidden: int = 4096
   dropout: float = 0.5
   num_classes: int = 1000
@@ -67,7 +69,9 @@ class VGG(nn.Module):
   conv_impl: str = "auto"
   bn_groups: int = 1
   bn_impl: str = "fused"
-  stages: str = "unroll"  # always unrolled (the field lets analysis code ask for the unrolled layout)
+  stages: str = (
+    "unroll"  # always unrolled (the field lets analysis code ask for the unrolled layout)
+  )
 
   residual = False
 
@@ -77,20 +81,27 @@ class VGG(nn.Module):
 
   @property
   def stage_widths(self) -> tuple[int, ...]:
-    return tuple(self.width * min(2 ** s, 8) for s in range(len(self.stage_sizes)))
+    return tuple(self.width * min(2**s, 8) for s in range(len(self.stage_sizes)))
 
   def shape_changing_blocks(self) -> np.ndarray:
     """True for a stage's first layer where it changes the channel count (always stage 0's: the image)."""
     widths_in = (None,) + self.stage_widths[:-1]
-    return np.asarray([b == 0 and widths_in[s] != self.stage_widths[s]
-                       for s, n in enumerate(self.stage_sizes) for b in range(n)])
+    return np.asarray(
+      [
+        b == 0 and widths_in[s] != self.stage_widths[s]
+        for s, n in enumerate(self.stage_sizes)
+        for b in range(n)
+      ]
+    )
 
   @nn.compact
   def __call__(self, x, *, train: bool, gates=None, grad_route=None):
     if self.head not in ("imagenet", "cifar"):
       raise ValueError(f"VGG head must be 'imagenet' or 'cifar', got {self.head!r}")
     if self.stages != "unroll":
-      raise ValueError(f"VGG stacks are always unrolled: stages must be 'unroll', got {self.stages!r}")
+      raise ValueError(
+        f"VGG stacks are always unrolled: stages must be 'unroll', got {self.stages!r}"
+      )
     norm = layers.batch_norm(train, self.dtype, self.bn_groups, self.bn_impl)
     g, r = gating.block_controls(gates, grad_route, self.num_blocks, "VGG")
     pools = min(len(self.stage_sizes), int(math.log2(min(x.shape[1:3]))))
@@ -98,7 +109,9 @@ class VGG(nn.Module):
     i = 0
     for s, (n, width) in enumerate(zip(self.stage_sizes, self.stage_widths)):
       for b in range(n):
-        layer = VGGLayer(width, self.bn, norm, self.dtype, self.conv_impl, name=f"stage{s}_block{b}")
+        layer = VGGLayer(
+          width, self.bn, norm, self.dtype, self.conv_impl, name=f"stage{s}_block{b}"
+        )
         x = layer(x, *gating.at((g, r), i))
         i += 1
       if s >= len(self.stage_sizes) - pools:
@@ -132,9 +145,27 @@ VGG_FIELDS = ("width", "dropout")
 VGG_BN_FIELDS = (*VGG_FIELDS, "bn_groups", "bn_impl")
 IMAGENET = {"input_shape": (224, 224, 3), "num_classes": 1000}
 registry.register(registry.Family("vgg", vgg, VGG_FIELDS, "VGG-{depth}", "VGG nets", **IMAGENET))
-registry.register(registry.Family("vgg_bn", functools.partial(vgg, bn=True), VGG_BN_FIELDS,
-                                  "VGG-{depth} BN", "VGG nets (BN)", **IMAGENET))
-registry.register(registry.Family("cifar_vgg", functools.partial(cifar_vgg, bn=False), VGG_FIELDS,
-                                  "VGG-{depth} (CIFAR)", "VGG nets"))
-registry.register(registry.Family("cifar_vgg_bn", cifar_vgg, VGG_BN_FIELDS, "VGG-{depth} BN (CIFAR)",
-                                  "VGG nets (BN)"))
+registry.register(
+  registry.Family(
+    "vgg_bn",
+    functools.partial(vgg, bn=True),
+    VGG_BN_FIELDS,
+    "VGG-{depth} BN",
+    "VGG nets (BN)",
+    **IMAGENET,
+  )
+)
+registry.register(
+  registry.Family(
+    "cifar_vgg",
+    functools.partial(cifar_vgg, bn=False),
+    VGG_FIELDS,
+    "VGG-{depth} (CIFAR)",
+    "VGG nets",
+  )
+)
+registry.register(
+  registry.Family(
+    "cifar_vgg_bn", cifar_vgg, VGG_BN_FIELDS, "VGG-{depth} BN (CIFAR)", "VGG nets (BN)"
+  )
+)
