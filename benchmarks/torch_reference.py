@@ -1,15 +1,16 @@
-"""PyTorch reference timings for the CIFAR ResNet (He et al. 2016, depth 6n+2), eager vs torch.compile.
+"""PyTorch reference timings for the CIFAR ResNet (He et al. 2016, depth 6n+2), eager vs
+torch.compile.
 
-What it measures: images/s of a full training step (forward, cross-entropy, backward, SGD with momentum
-0.9, weight decay 1e-4, lr 0.1) of the same network as `cnn_depth.models.cifar_resnet` with option-A
-shortcuts, on a synthetic CIFAR batch that already lives on the device, in PyTorch eager mode and with
-`torch.compile`, in the same run, so that the JAX/eager/compile ratios are measured rather than quoted.
-For each (depth, mode) it reports the median over `--repeats` runs of `--iters` steps, the time of the
-first compiled step (compile_s) and the peak allocated memory. Parameter counts are asserted to match
-ours (ResNet-20 269,722; 56 853,018; 110 1,727,962; 1202 19,421,274).
+What it measures: images/s of a full training step (forward, cross-entropy, backward, SGD with
+momentum 0.9, weight decay 1e-4, lr 0.1) of the same network as `cnn_depth.models.cifar_resnet` with
+option-A shortcuts, on a synthetic CIFAR batch that already lives on the device, in PyTorch eager
+mode and with `torch.compile`, in the same run, so that the JAX/eager/compile ratios are measured
+rather than quoted. For each (depth, mode) it reports the median over `--repeats` runs of `--iters`
+steps, the time of the first compiled step (compile_s) and the peak allocated memory. Parameter
+counts are asserted to match ours (ResNet-20 269,722; 56 853,018; 110 1,727,962; 1202 19,421,274).
 
-Optional: PyTorch is not a dependency of `cnn_depth`; run this only where torch is installed, e.g. on
-the GPU machine:
+Optional: PyTorch is not a dependency of `cnn_depth`; run this only where torch is installed, e.g.
+on the GPU machine:
 
     python benchmarks/torch_reference.py --depths 20,56,110 --out results/benchmarks/torch_h100.json
 

@@ -12,19 +12,19 @@ What happens when things go wrong, as measured with orbax-checkpoint 0.12.8 on a
   previous finished step. The leftover is deleted when the next writing `Checkpointer` opens the
   directory (`cleanup_tmp_directories`), so the same step can be saved again.
 * **Corrupt step** (files truncated or lost after the rename). orbax fails with whatever the storage
-  layer raises (tensorstore `Exception`, `ValueError`, `KeyError`, `JSONDecodeError`...). `restore` and
-  `load_for_analysis` turn that into a `CheckpointError` naming the step directory and saying to delete
-  it to fall back to the previous step; the orbax error is chained (`from e`). There is no automatic
-  fall-back: silently training on from an older step would hide the problem. orbax stores no checksums:
-  flipped bytes inside an array file restore *without any error*. The failed restore leaves tensorstore
-  reads behind whose callbacks find orbax's event loop closed and report a traceback each ("RuntimeError:
-  Event loop is closed", through `sys.unraisablehook`, ~100, during the restore or at exit, burying
-  the one-line error): restores install a `sys.unraisablehook` filter that drops those reports, and
-  only those.
+  layer raises (tensorstore `Exception`, `ValueError`, `KeyError`, `JSONDecodeError`...). `restore`
+  and `load_for_analysis` turn that into a `CheckpointError` naming the step directory and saying to
+  delete it to fall back to the previous step; the orbax error is chained (`from e`). There is no
+  automatic fall-back: silently training on from an older step would hide the problem. orbax stores
+  no checksums: flipped bytes inside an array file restore *without any error*. The failed restore
+  leaves tensorstore reads behind whose callbacks find orbax's event loop closed and report a
+  traceback each ("RuntimeError: Event loop is closed", through `sys.unraisablehook`, ~100, during
+  the restore or at exit, burying the one-line error): restores install a `sys.unraisablehook`
+  filter that drops those reports, and only those.
 * **Typed PRNG keys** (`jax.random.key`) round-trip: orbax records the key implementation and gives
   back a typed key, with or without a template (its metadata shows the key data, shape (2,) uint32).
-* **Donation.** `save` copies the arrays to host memory before it returns (the file writing may go on
-  in a background thread), so the next train step may donate the state's buffers at once.
+* **Donation.** `save` copies the arrays to host memory before it returns (the file writing may go
+  on in a background thread), so the next train step may donate the state's buffers at once.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ def abstract_state(tree: Any) -> Any:
   """A tree of `jax.ShapeDtypeStruct` (shape, dtype, sharding) for a tree of arrays.
 
   Leaves that already are `ShapeDtypeStruct`s pass through. Typed PRNG keys keep their key dtype
-  (`ocp.utils.to_shape_dtype_struct` would describe them by their uint32 key data, which restores too).
+  (`ocp.utils.to_shape_dtype_struct` would describe them by their uint32 key data, which restores
+  too).
   """
 
   def leaf(x):
@@ -71,8 +72,9 @@ def _first_line(e: BaseException, limit: int = 300) -> str:
 
 
 def _drop_closed_loop_reports() -> None:
-  """Installs (once) a `sys.unraisablehook` filter for the "Event loop is closed" RuntimeErrors that a
-  failed orbax restore's leftover tensorstore reads raise in their callbacks (see the module docstring)."""
+  """Installs (once) a `sys.unraisablehook` filter for the "Event loop is closed" RuntimeErrors that
+  a failed orbax restore's leftover tensorstore reads raise in their callbacks (see the module
+  docstring)."""
   previous = sys.unraisablehook
   if getattr(previous, "drops_closed_loop_reports", False):
     return
@@ -206,7 +208,8 @@ class Checkpointer:
     self.close()
 
   def all_steps(self) -> list[int]:
-    """The finished checkpoints' steps, ascending (unfinished `.orbax-checkpoint-tmp` ones excluded)."""
+    """The finished checkpoints' steps, ascending (unfinished `.orbax-checkpoint-tmp` ones
+    excluded)."""
     return sorted(self._manager.all_steps())
 
   def latest_step(self) -> int | None:

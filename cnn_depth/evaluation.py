@@ -34,8 +34,8 @@ class PaddedSplit:
 
 
 def pad_split(images, labels, batch_size: int, place: Callable = jnp.asarray) -> PaddedSplit:
-  """`images` and `labels` (numpy) padded to whole batches of `batch_size`, placed by `place` (e.g. a
-  replication over the mesh)."""
+  """`images` and `labels` (numpy) padded to whole batches of `batch_size`, placed by `place` (e.g.
+  a replication over the mesh)."""
   labels = np.asarray(labels)
   if len(labels) == 0 or len(images) != len(labels):
     raise ValueError(
@@ -54,8 +54,8 @@ def sum_over_split(
 ) -> dict:
   """The sums `batch_sums(batch)` returns, added over every batch of `split` in one `fori_loop`.
 
-  Traced: call it inside `jax.jit`. A batch is {'image', 'label', 'mask'}; `batch_sharding` splits it
-  over the devices.
+  Traced: call it inside `jax.jit`. A batch is {'image', 'label', 'mask'}; `batch_sharding` splits
+  it over the devices.
   """
 
   def batch(i):

@@ -1,9 +1,9 @@
 """What feeds the train step: a dataset on the device(s), or a stream of host batches.
 
-* `DeviceData`: a CIFAR-sized dataset held on the device(s) in full. Each step gathers its batch from
-  this epoch's permutation inside the one compiled step (normalisation and augmentation run there
-  too, steps.py), so the host only dispatches. The order depends only on (seed, epoch): a resumed run
-  sees exactly what an uninterrupted one would have.
+* `DeviceData`: a CIFAR-sized dataset held on the device(s) in full. Each step gathers its batch
+  from this epoch's permutation inside the one compiled step (normalisation and augmentation run
+  there too, steps.py), so the host only dispatches. The order depends only on (seed, epoch): a
+  resumed run sees exactly what an uninterrupted one would have.
 * `StreamData`: ImageNet through grain, host-side decoding and augmentation, host-local batches per
   process. On resume the stream is re-seeded with (seed, step): deterministic, but not the order an
   uninterrupted run would have seen.

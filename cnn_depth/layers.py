@@ -19,8 +19,9 @@ from jax import lax
 Dtype = Any
 ConvImpl = Literal["auto", "xla", "cpu_vjp"]
 
-# He et al. 2015 ("Delving deep into rectifiers"), eq. (10) in its backward form, std = sqrt(2 / (k*k*c_out)):
-# the initialisation of fb.resnet.torch and torchvision, used for every convolution here.
+# He et al. 2015 ("Delving deep into rectifiers"), eq. (10) in its backward form,
+# std = sqrt(2 / (k*k*c_out)): the initialisation of fb.resnet.torch and torchvision, used for every
+# convolution here.
 he_normal = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 _DN = ("NHWC", "HWIO", "NHWC")
@@ -34,12 +35,12 @@ def _conv(x, kernel, strides, padding):
 def conv_cpu_vjp(x, kernel, strides: tuple[int, int], padding: tuple[tuple[int, int], ...]):
   """A 2-D convolution (NHWC x HWIO) whose backward pass is written out as two forward convolutions.
 
-  Same values and gradients as `lax.conv_general_dilated`. It exists for XLA:CPU: inside a scan/while
-  loop the backward convolutions XLA derives get non-canonical layouts and miss the fast CPU kernels
-  (20-30x slower; jax-ml/jax#12868, see FINDINGS.md). Here the input gradient is a convolution of the
-  output gradient with the flipped, transposed kernel, and the kernel gradient a convolution over
-  transposed activations; `optimization_barrier` keeps XLA from folding the explicit transposes back
-  into a layout-changing convolution.
+  Same values and gradients as `lax.conv_general_dilated`. It exists for XLA:CPU: inside a
+  scan/while loop the backward convolutions XLA derives get non-canonical layouts and miss the fast
+  CPU kernels (20-30x slower; jax-ml/jax#12868, see FINDINGS.md). Here the input gradient is a
+  convolution of the output gradient with the flipped, transposed kernel, and the kernel gradient a
+  convolution over transposed activations; `optimization_barrier` keeps XLA from folding the
+  explicit transposes back into a layout-changing convolution.
   """
   return _conv(x, kernel, strides, padding)
 
@@ -56,14 +57,16 @@ def _conv_cpu_vjp_bwd(strides, padding, res, g):
   # Rows of the padded input that the strided window never reached (r below) shift the padding.
   rem = [(n + lo + hi - k) % s for n, (lo, hi), k, s in zip(in_hw, padding, (kh, kw), strides)]
 
-  # d/dx: convolve the stride-dilated output gradient with the spatially flipped kernel, in/out swapped.
+  # d/dx: convolve the stride-dilated output gradient with the spatially flipped kernel, in/out
+  # swapped.
   flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
   dx_pad = [(k - 1 - lo, k - 1 - hi + r) for (lo, hi), k, r in zip(padding, (kh, kw), rem)]
   dx = lax.conv_general_dilated(
     g, flipped, (1, 1), dx_pad, lhs_dilation=strides, dimension_numbers=_DN
   )
 
-  # d/dkernel: a convolution whose "batch" is the input channels and whose "features" are the examples.
+  # d/dkernel: a convolution whose "batch" is the input channels and whose "features" are the
+  # examples.
   xt = lax.optimization_barrier(x.transpose(3, 1, 2, 0))  # (C_in, H, W, N)
   gt = lax.optimization_barrier(g.transpose(1, 2, 0, 3))  # (H_out, W_out, N, C_out)
   dk_pad = [(lo, hi - r) for (lo, hi), r in zip(padding, rem)]
@@ -76,7 +79,8 @@ conv_cpu_vjp.defvjp(_conv_cpu_vjp_fwd, _conv_cpu_vjp_bwd)
 
 
 def resolve_conv_impl(impl: ConvImpl) -> str:
-  """'auto' picks the explicit-backward convolution on CPU only (the GPU/TPU paths do not need it)."""
+  """'auto' picks the explicit-backward convolution on CPU only (the GPU/TPU paths do not need
+  it)."""
   if impl == "auto":
     return "cpu_vjp" if jax.default_backend() == "cpu" else "xla"
   if impl not in ("xla", "cpu_vjp"):
@@ -85,11 +89,12 @@ def resolve_conv_impl(impl: ConvImpl) -> str:
 
 
 class Conv(nn.Module):
-  """A convolution with He-normal init and torch-style symmetric padding (k//2 unless `padding` says).
+  """A convolution with He-normal init and torch-style symmetric padding (k//2 unless `padding`
+  says).
 
-  Bias-free by default (every ResNet convolution is followed by BN); `use_bias=True` adds a zero-init
-  `bias`, as the classic nets (AlexNet, VGG, NiN, GoogLeNet) have. Parameters are stored as `kernel`
-  (HWIO, float32) and `bias`; computation runs in `dtype`.
+  Bias-free by default (every ResNet convolution is followed by BN); `use_bias=True` adds a
+  zero-init `bias`, as the classic nets (AlexNet, VGG, NiN, GoogLeNet) have. Parameters are stored
+  as `kernel` (HWIO, float32) and `bias`; computation runs in `dtype`.
   """
 
   features: int
@@ -136,15 +141,15 @@ def batch_norm(
 ) -> functools.partial:
   """BatchNorm as the papers use it (momentum 0.9 in flax terms = 0.1 in torch terms, eps 1e-5).
 
-  Statistics and parameters stay float32 whatever `dtype` computes in. Under `jax.jit` with a sharded
-  batch, the statistics are over the *global* batch. `groups > 1` computes them per group of
+  Statistics and parameters stay float32 whatever `dtype` computes in. Under `jax.jit` with a
+  sharded batch, the statistics are over the *global* batch. `groups > 1` computes them per group of
   consecutive examples instead ("ghost" batch norm): with groups = the number of devices, each
   device's shard is one group, which is what the papers' multi-GPU Torch/Caffe code did.
 
   `impl='fused'` is `BatchNorm` below (the same function with a hand-written backward pass, fewer
   kernels on a GPU); `'flax'` is `flax.linen.BatchNorm`, kept as the reference. Both have the same
-  variables, so a checkpoint does not care which one trained. Each takes `relu=True` for BN followed by
-  a ReLU, which the fused one computes inside its forward and backward passes.
+  variables, so a checkpoint does not care which one trained. Each takes `relu=True` for BN followed
+  by a ReLU, which the fused one computes inside its forward and backward passes.
   """
   if groups > 1:
     return functools.partial(
@@ -163,7 +168,8 @@ def batch_norm(
 
 
 class FlaxBatchNorm(nn.BatchNorm):
-  """`flax.linen.BatchNorm`, then a ReLU if `relu`: the reference for `BatchNorm` (same variables)."""
+  """`flax.linen.BatchNorm`, then a ReLU if `relu`: the reference for `BatchNorm` (same
+  variables)."""
 
   relu: bool = False
 
@@ -199,9 +205,9 @@ def bn_train(x, scale, bias, epsilon: float, relu: bool = False):
   statistics over all axes but the last, in float32; y has x's dtype.
 
   The same function as flax's BatchNorm (E[x^2] - E[x]^2 variance, clipped at 0) and `nn.relu`, with
-  the backward pass written out: dx = scale / sigma * (g - mean(g) - xhat * mean(g * xhat)), with both
-  sums from one reduction and the ReLU's mask recomputed inside it. Left to autodiff, XLA:GPU emits
-  about eight reduction kernels per BN layer; this needs two forward and two backward
+  the backward pass written out: dx = scale / sigma * (g - mean(g) - xhat * mean(g * xhat)), with
+  both sums from one reduction and the ReLU's mask recomputed inside it. Left to autodiff, XLA:GPU
+  emits about eight reduction kernels per BN layer; this needs two forward and two backward
   (benchmarks/NOTES.md).
   """
   return _bn_train_fwd(x, scale, bias, epsilon, relu)[0]
@@ -259,8 +265,8 @@ def _bn_inference(module: nn.Module, x, scale, bias, mean, var):
 class BatchNorm(nn.Module):
   """BatchNorm over all axes but the last (then a ReLU if `relu`), with `bn_train`'s backward pass.
 
-  Same variables, arguments and values as `flax.linen.BatchNorm` as `batch_norm` configures it (params
-  scale/bias, batch_stats mean/var; running averages with `momentum`).
+  Same variables, arguments and values as `flax.linen.BatchNorm` as `batch_norm` configures it
+  (params scale/bias, batch_stats mean/var; running averages with `momentum`).
   """
 
   use_running_average: bool
@@ -316,7 +322,8 @@ class GhostBatchNorm(BatchNorm):
 
 
 def shortcut_a(x, features: int, strides: int):
-  """He et al. option A: identity; at a dimension change subsample by the stride and zero-pad channels.
+  """He et al. option A: identity; at a dimension change subsample by the stride and zero-pad
+  channels.
 
   Parameter-free. The channel padding is split evenly before and after, as in the widely used CIFAR
   implementations.
@@ -348,7 +355,8 @@ class ProjectionShortcut(nn.Module):
 
 
 def adaptive_avg_pool(x, size: int):
-  """torch.nn.AdaptiveAvgPool2d((size, size)): output cell i averages rows floor(iH/s)..ceil((i+1)H/s).
+  """torch.nn.AdaptiveAvgPool2d((size, size)): output cell i averages rows
+  floor(iH/s)..ceil((i+1)H/s).
 
   The identity when the map already is size x size; smaller maps are repeated (as in torch).
   """

@@ -1,12 +1,13 @@
-"""Several processes (hosts): start `jax.distributed`, and end a process at once when a peer is gone.
+"""Several processes (hosts): start `jax.distributed`, and end a process at once when a peer is
+gone.
 
 What jax 0.10.2 does by itself when one of the processes dies (measured, 2 CPU processes, gloo):
 
 * The others block in the next cross-process collective (gloo here, NCCL on GPUs) and do not notice.
 * Only the coordination service's heartbeats detect it: after `heartbeat_timeout_seconds` (default
-  100 s) without a heartbeat, every other process is terminated from C++ (`LOG(FATAL)`: SIGABRT, exit
-  status 134, a stack dump, "The following tasks are unhealthy (stopped sending heartbeats): 1"). No
-  Python code runs, so a workdir's status.json would stay 'running'.
+  100 s) without a heartbeat, every other process is terminated from C++ (`LOG(FATAL)`: SIGABRT,
+  exit status 134, a stack dump, "The following tasks are unhealthy (stopped sending heartbeats):
+  1"). No Python code runs, so a workdir's status.json would stay 'running'.
 * If process 0, which hosts the coordination service, dies, the others are terminated the same way
   at once ("Socket closed" from the coordination service).
 * The client's `missed_heartbeat_callback`, which could have turned this into a Python exception, is
@@ -61,7 +62,8 @@ def _first_line(e: BaseException) -> str:
 class PeerWatchdog:
   """Ends this process with one sentence naming the lost process when another process stops.
 
-      watchdog = PeerWatchdog(timeout=60, on_lost=lambda msg: ...)  # after jax.distributed.initialize
+      # after jax.distributed.initialize
+      watchdog = PeerWatchdog(timeout=60, on_lost=lambda msg: ...)
       watchdog.start()
       try:
         ... train ...

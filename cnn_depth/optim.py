@@ -1,7 +1,7 @@
 """The papers' optimiser and learning-rate schedules, as optax transformations.
 
-Durations arrive in the papers' units (He et al.: iterations; Huang et al.: epochs) and are converted
-to steps once, here.
+Durations arrive in the papers' units (He et al.: iterations; Huang et al.: epochs) and are
+converted to steps once, here.
 """
 
 from __future__ import annotations

@@ -55,7 +55,8 @@ class _Clock:
     )
 
   def timed(self) -> dict:
-    """timed_steps and timed_seconds: the steps after the first one, evaluation and logs included."""
+    """timed_steps and timed_seconds: the steps after the first one, evaluation and logs
+    included."""
     if self.step <= self.first + 1:
       return {}
     return {

@@ -1,9 +1,9 @@
 """Device mesh and shardings: the batch is split over a `data` axis, the train state replicated.
 
 Under `jax.jit` with these shardings BatchNorm statistics are computed over the *global* batch (XLA
-inserts the all-reduces), so a run on 8 devices equals the run on 1 device up to float reassociation.
-Multi-host: call `jax.distributed.initialize()` first; each process then feeds its local share of
-the batch and `global_batch` assembles the global array.
+inserts the all-reduces), so a run on 8 devices equals the run on 1 device up to float
+reassociation. Multi-host: call `jax.distributed.initialize()` first; each process then feeds its
+local share of the batch and `global_batch` assembles the global array.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ draws exactly what an uninterrupted one would.
 from __future__ import annotations
 
 import functools
+import operator
 from typing import Sequence
 
 import flax.linen as nn
@@ -105,6 +106,11 @@ def training_loss(params, batch_stats, x, labels, rng, *, model: nn.Module):
   return jnp.mean(losses) + aux_loss, (logits, losses, updates["batch_stats"])
 
 
+def _all_finite(*scalars) -> jax.Array:
+  """True where every one of `scalars` is finite."""
+  return functools.reduce(operator.and_, [jnp.isfinite(s) for s in scalars])
+
+
 def _keep_if_finite(finite, new: TrainState, old: TrainState) -> TrainState:
   """`new`'s parameters, BN statistics and optimiser state where `finite`, else `old`'s."""
   keep = lambda a, b: jax.tree_util.tree_map(lambda x, y: jnp.where(finite, x, y), a, b)
@@ -133,10 +139,10 @@ def train_step(
 
   Returns metrics as sums over the batch (loss_sum, correct, count) so they add up across steps and
   devices; the gradient and parameter L2 norms (and, optionally, per-block gradient norms) are cheap
-  diagnostics computed in the same program. With `skip_nonfinite`, a step whose loss or gradients are
-  not finite leaves parameters, BN statistics and optimiser state unchanged (counted in 'nonfinite'
-  and left out of the loss and error sums). The optimiser's own step count does not advance on a
-  skipped step, so its schedule then lags the logged lr by the number of skipped steps.
+  diagnostics computed in the same program. With `skip_nonfinite`, a step whose loss or gradients
+  are not finite leaves parameters, BN statistics and optimiser state unchanged (counted in
+  'nonfinite' and left out of the loss and error sums). The optimiser's own step count does not
+  advance on a skipped step, so its schedule then lags the logged lr by the number of skipped steps.
   """
   aug_rng, drop_rng = jax.random.split(jax.random.fold_in(state.rng, state.step))
   x = normalize(batch["image"], mean, std, model.dtype)
@@ -154,15 +160,10 @@ def train_step(
   )
   grad_norm, param_norm = global_norm(grads), global_norm(params)
   # One scalar says whether anything went non-finite: loss, gradients, new parameters or BN
-  # statistics (a float32 norm also overflows for finite values beyond ~1e19: diverged all the same).
-  finite = (
-    jnp.isfinite(jnp.sum(losses))
-    & jnp.isfinite(grad_norm)
-    & jnp.isfinite(param_norm)
-    & jnp.isfinite(global_norm(batch_stats))
-  )
-  correct = jnp.argmax(logits, -1) == labels
-  count = jnp.asarray(labels.shape[0], jnp.int32)
+  # statistics (a float32 norm also overflows for finite values beyond ~1e19: diverged all the
+  # same).
+  finite = _all_finite(jnp.sum(losses), grad_norm, param_norm, global_norm(batch_stats))
+  correct, count = jnp.argmax(logits, -1) == labels, jnp.asarray(labels.shape[0], jnp.int32)
   if skip_nonfinite:
     new_state = _keep_if_finite(finite, new_state, state)
     param_norm = jnp.where(finite, param_norm, global_norm(state.params))

@@ -48,7 +48,8 @@ def num_steps(config, steps_per_epoch: int) -> int:
 
 
 def check_config(config, mesh) -> None:
-  """Refuses, in one sentence, a config that cannot run: before the workdir or the data are touched."""
+  """Refuses, in one sentence, a config that cannot run: before the workdir or the data are
+  touched."""
   if config.on_nonfinite not in ("stop", "skip"):
     raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {config.on_nonfinite!r}")
   optimizer = config.get("optimizer", "sgd")
@@ -141,9 +142,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   periodic action one call.
   """
   mesh = sharding.data_mesh()
-  check_config(
-    config, mesh
-  )  # a bad config, then a bad workdir, are refused before anything is written
+  # A bad config, then a bad workdir, are refused before anything is written.
+  check_config(config, mesh)
   workdir_lib.check_workdir(workdir)
   workdir_lib.check_resumable(workdir, config.to_dict(), resume_fields(), _saved_defaults())
   dataset, steps_per_epoch = open_data(config)
@@ -154,9 +154,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   state = state_lib.create_train_state(
     model, tx, jax.random.key(config.seed), dataset.image_shape, sharding.replicated(mesh)
   )
-  ckpt = ckpt_lib.Checkpointer(
-    os.path.join(os.path.abspath(workdir), "checkpoints"), keep=config.keep_checkpoints
-  )
+  ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
   step = ckpt.latest_step()
   if step is not None and step >= total:  # relaunch of a finished run: nothing to do
     ckpt.close()
@@ -164,20 +162,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   state, step = (state, 0) if step is None else (ckpt.restore(state, step), step)
   log = reporting.RunLog(workdir, config, total, steps_per_epoch, step)
   acc, sigterm = feed.new_sums(), _Sigterm()
+  periods = (config.log_every_steps, config.eval_every_steps, config.checkpoint_every_steps)
   try:
     feed.start(step)
     while step < total:
       state, last, acc = feed.train_step(state, acc, step)
       step += 1
       log.clock.tick(last)
-      log_now, eval_now, ckpt_now = (
-        _due(step, every, total)
-        for every in (
-          config.log_every_steps,
-          config.eval_every_steps,
-          config.checkpoint_every_steps,
-        )
-      )
+      log_now, eval_now, ckpt_now = (step % p == 0 or step == total for p in periods)
       stop = sigterm.agreed(log_now)
       if not (log_now or eval_now or ckpt_now or stop):
         continue
@@ -209,10 +201,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     ckpt.close()
     sigterm.close()
   return log.done(step)
-
-
-def _due(step: int, every: int, total: int) -> bool:
-  return step % every == 0 or step == total
 
 
 def _saved_defaults() -> dict:

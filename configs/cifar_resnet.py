@@ -4,7 +4,8 @@
       --config.dataset.data_dir=/data/cifar
 
 Arguments: depth (20), residual (True), shortcut (A), seed (0). ResNet-110 and deeper warm up at
-lr 0.01 for 400 iterations, as the paper does (it waits until training error < 80%, ~400 iterations).
+lr 0.01 for 400 iterations, as the paper does (it waits until training error < 80%, ~400
+iterations).
 """
 
 from cnn_depth import config as config_lib

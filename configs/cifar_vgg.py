@@ -1,9 +1,9 @@
 """CIFAR-10 VGG-11/13/16/19: the plain-net side of a depth comparison with configs/cifar_resnet.py.
 
 Simonyan & Zisserman's stacks (configurations A/B/D/E) on 32x32 images, then a global average (1x1
-after five pools) and one dense layer (cnn_depth/models/vgg.py, family cifar_vgg_bn / cifar_vgg). Trained with He
-et al.'s CIFAR recipe (batch 128, lr 0.1 /10 at 32k and 48k iterations, 64k in all, weight decay 1e-4,
-pad/crop + flip), so the net is the only difference from a cifar_resnet run.
+after five pools) and one dense layer (cnn_depth/models/vgg.py, family cifar_vgg_bn / cifar_vgg).
+Trained with He et al.'s CIFAR recipe (batch 128, lr 0.1 /10 at 32k and 48k iterations, 64k in all,
+weight decay 1e-4, pad/crop + flip), so the net is the only difference from a cifar_resnet run.
 
   python scripts/train.py --config=configs/cifar_vgg.py:depth=19 --workdir=runs/vgg19 \
       --config.dataset.data_dir=/data/cifar

@@ -1,8 +1,8 @@
 """He et al. 2016 §3.4: ImageNet ResNets (18/34/50/101/152) and plain-18/34.
 
 Batch 256, SGD momentum 0.9, weight decay 1e-4, lr 0.1 divided by 10 at epochs 30 and 60, 90 epochs
-(the paper divides "when the error plateaus", 60e4 iterations; 30/60/90 is the common fixed version).
-Needs the TFDS imagenet2012 dataset prepared under --config.dataset.data_dir.
+(the paper divides "when the error plateaus", 60e4 iterations; 30/60/90 is the common fixed
+version). Needs the TFDS imagenet2012 dataset prepared under --config.dataset.data_dir.
   python scripts/train.py --config=configs/imagenet_resnet.py:depth=50 --workdir=runs/in50 \
       --config.dataset.data_dir=/data/tfds
 """

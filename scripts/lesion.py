@@ -10,8 +10,8 @@ pattern): each block deleted in turn (downsampling blocks marked), k random bloc
 Kendall tau). Writes lesion_single.csv (model,block,downsampling,test_error; block -1 = intact),
 lesion_multi.csv (model,k,test_error_mean,test_error_std), lesion_reorder.csv
 (model,kendall_tau,test_error) and the figures lesion_single.png (Veit et al. Fig. 3) and
-lesion_multi.png (Fig. 5), every net of --workdir in the same files, to --out_dir (default: the first
-workdir's analysis/ folder).
+lesion_multi.png (Fig. 5), every net of --workdir in the same files, to --out_dir (default: the
+first workdir's analysis/ folder).
 """
 
 import os

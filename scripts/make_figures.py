@@ -33,7 +33,8 @@ def count_params(run) -> int:
 
 
 def run_labels(runs) -> dict[str, str]:
-  """'ResNet-56' per run (the registry's name), with the run's folder where a net has several seeds."""
+  """'ResNet-56' per run (the registry's name), with the run's folder where a net has several
+  seeds."""
   from cnn_depth import models
 
   labels = {}

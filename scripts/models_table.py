@@ -1,4 +1,5 @@
-"""Print the parameter and multiply-add counts of every model family and depth, beside the papers' figures.
+"""Print the parameter and multiply-add counts of every model family and depth, beside the papers'
+figures.
 
     python scripts/models_table.py                      # Markdown table, all families
     python scripts/models_table.py --families=cifar_resnet,imagenet_resnet
@@ -7,8 +8,8 @@
 Counts come from `cnn_depth.models` (`init_shapes`, `count_params`, `multiply_adds`), all through
 `jax.eval_shape`: nothing is computed, so even ResNet-1202 and ResNet-152 take seconds on a CPU.
 `params` is every trainable parameter (convolutions, dense head, BN scales and offsets; BN running
-statistics are not parameters); `macs` is forward multiply-adds per image of the convolutions and the
-dense head, which is what He et al. call "FLOPs".
+statistics are not parameters); `macs` is forward multiply-adds per image of the convolutions and
+the dense head, which is what He et al. call "FLOPs".
 
 Every net is counted on the input its family was designed for (`Family.input_shape` and
 `num_classes` in the registry): LeNet-5 on 32x32x1 (10 classes), the CIFAR families on CIFAR-10,
@@ -74,13 +75,13 @@ NOTES = {
   "which our count includes.",
   "d": 'He et al. 2016, Table 1 "FLOPs" (multiply-adds), quoted for the plain nets too.',
   "e": "Widely used reference count (torchvision); the paper does not list parameters.",
-  "f": "LeCun et al. 1998, §II.B: 60,000 trainable parameters, the RBF output layer excluded (ours: "
-  "exactly 60,000, plus an 850-parameter dense output layer).",
-  "g": 'Krizhevsky et al. 2012: "60 million parameters" for the two-GPU original; ours is torchvision\'s '
-  "single-stream layout.",
+  "f": "LeCun et al. 1998, §II.B: 60,000 trainable parameters, the RBF output layer excluded "
+  "(ours: exactly 60,000, plus an 850-parameter dense output layer).",
+  "g": 'Krizhevsky et al. 2012: "60 million parameters" for the two-GPU original; ours is '
+  "torchvision's single-stream layout.",
   "h": "Simonyan & Zisserman 2015, Table 2 (without BN).",
-  "i": "Szegedy et al. 2015, Table 1 totals. Its K is 1024 (module 3a's 163,328 weights are listed as "
-  "159K) and its conv1 row (2.7K, 34M ops) undercounts the 7x7 convolution (9.4K, 118M). Its "
+  "i": "Szegedy et al. 2015, Table 1 totals. Its K is 1024 (module 3a's 163,328 weights are listed "
+  "as 159K) and its conv1 row (2.7K, 34M ops) undercounts the 7x7 convolution (9.4K, 118M). Its "
   "module rows agree with ours within 1% in ops but 5a (51.1M vs 54M), and within 2% in "
   "parameters but 4c (497.5K vs 463K) and 5a (1018K vs 1072K).",
   "j": "Huang et al. 2017, Table 2 (k = 12; BC L=190: k = 40), to the one decimal it gives.",

@@ -1,4 +1,5 @@
-r"""Veit et al. 2016 §5: the gradient magnitude carried by paths of each length, on a trained workdir.
+r"""Veit et al. 2016 §5: the gradient magnitude carried by paths of each length, on a trained
+workdir.
 
   python scripts/path_gradients.py --workdir=runs/r110 --samples=1000 --batch=128
 

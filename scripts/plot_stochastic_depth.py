@@ -1,4 +1,5 @@
-r"""Huang et al. 2016 Fig. 3 from workdirs: test error and training loss, constant vs stochastic depth.
+r"""Huang et al. 2016 Fig. 3 from workdirs: test error and training loss, constant vs stochastic
+depth.
 
   python scripts/plot_stochastic_depth.py --runs=runs/huang2016/pL1.0,runs/huang2016/pL0.5 \
       --labels="constant depth,stochastic depth (p_L=0.5)" --out_dir=results/huang2016

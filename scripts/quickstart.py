@@ -1,12 +1,13 @@
-r"""The main job: plain nets and ResNets at two depths on the embedded digits, their curves and summary.
+r"""The main job: plain nets and ResNets at two depths on the embedded digits, their curves and
+summary.
 
   python scripts/quickstart.py --workdir=runs/quickstart            # what `make quickstart` runs
 
-Trains plain-8, plain-32, ResNet-8 and ResNet-32 (configs/quickstart.py) one after another, writes each
-run's workdir under --workdir, the He et al. Fig. 6-style error curves (train dashed, test bold) and
-summary.json, and says whether the degradation ordering showed: the deeper plain net ends with a higher
-training error than the shallower one, and the deeper ResNet with a lower or equal one than the deeper
-plain net.
+Trains plain-8, plain-32, ResNet-8 and ResNet-32 (configs/quickstart.py) one after another, writes
+each run's workdir under --workdir, the He et al. Fig. 6-style error curves (train dashed, test
+bold) and summary.json, and says whether the degradation ordering showed: the deeper plain net ends
+with a higher training error than the shallower one, and the deeper ResNet with a lower or equal one
+than the deeper plain net.
 """
 
 import datetime
@@ -32,7 +33,8 @@ _SAMPLES = flags.DEFINE_integer("path_samples", 20, "Sampled block sets per path
 
 
 def analyse(workdir: str, deep: int, caption: str) -> dict:
-  """Veit et al. on the deep nets: single-block lesions (ResNet and plain) and path gradients (ResNet).
+  """Veit et al. on the deep nets: single-block lesions (ResNet and plain) and path gradients
+  (ResNet).
 
   Writes lesion_single.csv, path_gradients.csv and their figures under <workdir>/analysis.
   """
@@ -88,7 +90,8 @@ def degradation_shown(summary: dict, shallow: int, deep: int) -> bool:
 
 
 def train_runs(shallow: int, deep: int) -> dict:
-  """Trains plain and ResNet at both depths into --workdir (finished runs are reused); their Runs."""
+  """Trains plain and ResNet at both depths into --workdir (finished runs are reused); their
+  Runs."""
   from cnn_depth import train
   from cnn_depth.analysis import runs as runs_lib
 

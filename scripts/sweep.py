@@ -2,12 +2,13 @@ r"""Run (or print) a depth x seed grid of scripts/train.py runs, one sub-workdir
 
   python scripts/sweep.py --config=configs/cifar_resnet.py --workdir=runs/fig6 \
       --depths=20,32,44,56 --seeds=0,1 --extra=--config.dataset.data_dir=/data/cifar
-  python scripts/sweep.py --config=configs/cifar_resnet.py --workdir=runs/fig6 --dry_run   # print only
+  python scripts/sweep.py --config=configs/cifar_resnet.py --workdir=runs/fig6 \
+      --dry_run   # print only
 
 Each grid point becomes one command
 
-  <python> scripts/train.py --config=<config>:depth=D[,residual=R],seed=S --workdir=<root>/<name>_dD_sS \
-      <--extra ...> <--train_flags ...>
+  <python> scripts/train.py --config=<config>:depth=D[,residual=R],seed=S \
+      --workdir=<root>/<name>_dD_sS <--extra ...> <--train_flags ...>
 
 run one after another (not in parallel). The grid arguments are appended to any arguments already
 given after the config path (`--config=configs/cifar_resnet.py:shortcut=B`). `<name>` is `resnet` /
@@ -17,9 +18,10 @@ config's arguments are found by calling its get_config), else the config file's 
 interrupted sweep has covered every cell of the first seeds.
 
 Resumable: a run whose workdir's status.json says 'done' is skipped (note: even if --extra changed
-since; use --rerun_done or a new --workdir). Any other run is (re)started and scripts/train.py resumes
-it from its latest checkpoint. A failing run does not stop the sweep; at the end a table of run / exit
-code / status is printed and the exit status is 1 if any run failed (non-zero exit or not 'done').
+since; use --rerun_done or a new --workdir). Any other run is (re)started and scripts/train.py
+resumes it from its latest checkpoint. A failing run does not stop the sweep; at the end a table of
+run / exit code / status is printed and the exit status is 1 if any run failed (non-zero exit or not
+'done').
 
 --dry_run prints the commands that would run, one per line on stdout (shell-quoted), and exits 0;
 the runs it would skip are named on stderr.

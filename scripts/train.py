@@ -51,7 +51,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def parse_flags(argv):
-  """absl flag parsing, with a bad --config override reported in one line (exit 2), not a traceback."""
+  """absl flag parsing, with a bad --config override reported in one line (exit 2), not a
+  traceback."""
   try:
     return flags.FLAGS(argv)
   except (flags.Error, KeyError, AttributeError, TypeError, ValueError) as e:

@@ -1,4 +1,5 @@
-"""Test-wide JAX settings: 8 fake CPU devices (for sharding tests) and a persistent compilation cache.
+"""Test-wide JAX settings: 8 fake CPU devices (for sharding tests) and a persistent compilation
+cache.
 
 Both must be set before JAX initialises its backends, hence here and not in a fixture.
 """

@@ -71,8 +71,8 @@ def test_path_gradient_script(workdirs):
 @pytest.mark.parametrize("script", ["lesion.py", "path_gradients.py"])
 @pytest.mark.parametrize("kind", ["empty", "no checkpoint"])
 def test_scripts_refuse_a_workdir_without_checkpoint(tmp_path, script, kind):
-  """Exit 2 and one line "error: ...", writing nothing: an empty folder, or the config and metrics of a
-  run killed before its first checkpoint."""
+  """Exit 2 and one line "error: ...", writing nothing: an empty folder, or the config and metrics
+  of a run killed before its first checkpoint."""
   if kind == "no checkpoint":
     from cnn_depth import workdir as workdir_lib
 

@@ -1,10 +1,12 @@
-"""scripts/benchmark.py: the records the Speed issue asks for, for the bare step and the whole loop."""
+"""scripts/benchmark.py: the records the Speed issue asks for, for the bare step and the whole
+loop."""
 
-import functools
 import json
 import os
 import subprocess
 import sys
+
+from cnn_depth.analysis import benchmarks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIELDS = (
@@ -71,19 +73,8 @@ def test_step_and_loop_records(tmp_path):
   assert "| loop (eval /6) | cifar_resnet | 8 | 32 | float32 | scan |" in report
 
 
-@functools.cache
-def _benchmark_module():
-  """scripts/benchmark.py imported once (its absl flags can be defined only once per process)."""
-  import importlib.util
-
-  path = os.path.join(ROOT, "scripts", "benchmark.py")
-  spec = importlib.util.spec_from_file_location("benchmark_script", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-HLO = """HloModule jit_step, entry_computation_layout={(f32[8]{0})->f32[8]{0}}
+HLO = (
+  """HloModule jit_step, entry_computation_layout={(f32[8]{0})->f32[8]{0}}
 
 %fused_add (p: f32[8]) -> f32[8] {
   %p = f32[8]{0} parameter(0)
@@ -115,14 +106,16 @@ ENTRY %main (x.1: f32[8]) -> f32[8] {
   %b = f32[8]{0} bitcast(%z)
   %zero = s32[] constant(0)
   %init = (s32[], f32[8]{0}) tuple(%zero, %b)
-  %w = (s32[], f32[8]{0}) while(%init), condition=%cond, body=%body, backend_config={"known_trip_count":{"n":"3"}}
+  %w = (s32[], f32[8]{0}) while(%init), condition=%cond, body=%body, """
+  """backend_config={"known_trip_count":{"n":"3"}}
   ROOT %out = f32[8]{0} get-tuple-element(%w), index=1
 }
 """
+)
 
 
 def test_count_kernels_of_an_hlo_module():
-  counts = _benchmark_module().count_kernels(HLO)
+  counts = benchmarks.count_kernels(HLO)
   # conv + copy in the entry, 2 fusions x 3 iterations; 4 condition evaluations sync the host
   assert counts == {
     "kernels": 8,
@@ -153,7 +146,7 @@ def test_count_kernels_of_a_compiled_scanned_step():
     .compile()
     .as_text()
   )
-  counts = _benchmark_module().count_kernels(text)
+  counts = benchmarks.count_kernels(text)
   trips = [int(n) for n in re.findall(r' while\(.*"known_trip_count":\{"n":"(\d+)"', text)]
   # the scans of 2 blocks, forward and backward in each of the 3 stages (XLA:CPU also rolls the
   # random-bits hash into loops of 5)

@@ -120,8 +120,9 @@ def test_replicated_over_8_devices_keeps_sharding(tmp_path, state):
 def test_interrupted_save_is_ignored(tmp_path, state):
   directory = tmp_path / "ckpt"
   save_steps(directory, state, [1, 2])
-  # What a process killed while writing step 3 leaves (orbax 0.12.8 writes `<step>.orbax-checkpoint-tmp`,
-  # adds commit_success.txt, then renames): a tmp directory with part of the files.
+  # What a process killed while writing step 3 leaves (orbax 0.12.8 writes
+  # `<step>.orbax-checkpoint-tmp`, adds commit_success.txt, then renames): a tmp directory with part
+  # of the files.
   partial = directory / f"3{TMP_SUFFIX}"
   shutil.copytree(directory / "2", partial)
   os.remove(partial / "commit_success.txt")

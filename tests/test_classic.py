@@ -1,4 +1,5 @@
-"""The classic families (cnn_depth/models/lenet.py ... densenet.py): LeNet-5, AlexNet, VGG, NiN, GoogLeNet, DenseNet.
+"""The classic families (cnn_depth/models/lenet.py ... densenet.py): LeNet-5, AlexNet, VGG, NiN,
+GoogLeNet, DenseNet.
 
 Counts come from `jax.eval_shape` (nothing is initialised), so even VGG-19's 144M parameters cost
 well under a second; training runs on tiny variants through the project's own train step.
@@ -39,7 +40,7 @@ def build(family, depth, **kw):
   return models.build_model({"family": family, "depth": depth, **kw})
 
 
-# --- parameter counts ------------------------------------------------------------------------------
+# --- parameter counts -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -64,7 +65,8 @@ def test_exact_imagenet_counts(family, depth, count):
 
 
 def test_lenet5_has_the_papers_60000_parameters():
-  """LeCun et al. 1998: C1 156, S2 12, C3 1,516 (Table I connections), S4 32, C5 48,120, F6 10,164."""
+  """LeCun et al. 1998: C1 156, S2 12, C3 1,516 (Table I connections), S4 32, C5 48,120,
+  F6 10,164."""
   params = models.init_shapes(build("lenet5", 5), (32, 32, 1))["params"]
   per_layer = {name: models.count_params(p) for name, p in params.items()}
   assert per_layer == {
@@ -96,8 +98,8 @@ def test_cifar_densenet_counts_within_three_percent(family, depth, paper):
 
 
 def test_cifar_densenet_bc_100_rounds_to_the_papers_figure():
-  """Table 2 gives 0.8M, one significant digit; the net has 769,162 (3.9% below 0.8M), which rounds to
-  it. The same code gives the table's 15.3M for BC L=250 (k=24) and 25.6M for L=190 (k=40)."""
+  """Table 2 gives 0.8M, one significant digit; the net has 769,162 (3.9% below 0.8M), which rounds
+  to it. The same code gives the table's 15.3M for BC L=250 (k=24) and 25.6M for L=190 (k=40)."""
   params = n_params(build("cifar_densenet_bc", 100, num_classes=10), CIFAR)
   assert params == 769_162 and round(params, -5) == 800_000
 
@@ -124,7 +126,8 @@ def test_densenet_layer_l_sees_k0_plus_k_times_l_minus_1_maps():
 
 
 def test_googlenet_aux_heads_are_optional_and_cost_what_the_paper_says():
-  """§5: avg pool 5x5/3 -> 4x4, 1x1 conv 128, dense 1024, dense 1000, after 4a (512 maps) and 4d (528)."""
+  """§5: avg pool 5x5/3 -> 4x4, 1x1 conv 128, dense 1024, dense 1000, after 4a (512 maps) and 4d
+  (528)."""
   base = n_params(build("googlenet", 22), IMAGENET)
   with_aux = models.init_shapes(build("googlenet", 22, aux_heads=True), IMAGENET)["params"]
   head = lambda c: (c * 128 + 128) + (4 * 4 * 128 * 1024 + 1024) + (1024 * 1000 + 1000)
@@ -209,8 +212,8 @@ TINY = {
 
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_output_shapes_in_both_modes(name):
-  """Shapes only (jax.eval_shape: nothing compiles): logits, and the BN statistics a training forward
-  updates; the training forward draws its dropout from the 'drop' stream."""
+  """Shapes only (jax.eval_shape: nothing compiles): logits, and the BN statistics a training
+  forward updates; the training forward draws its dropout from the 'drop' stream."""
   make, shape = TINY[name]
   model = make()
   x = jnp.zeros((3,) + shape)
@@ -226,8 +229,9 @@ def test_output_shapes_in_both_modes(name):
   ) == jax.tree_util.tree_structure(variables.get("batch_stats", {}))
 
 
-# NiN and the ImageNet-head VGG train like the others (plain convolutions, pools, dropout: nothing these
-# five do not have); leaving their steps out keeps this file near a minute on a cold 2-core CPU.
+# NiN and the ImageNet-head VGG train like the others (plain convolutions, pools, dropout: nothing
+# these five do not have); leaving their steps out keeps this file near a minute on a cold 2-core
+# CPU.
 TRAINED = ("lenet5", "alexnet", "cifar_vgg_bn", "googlenet", "cifar_densenet_bc")
 
 
@@ -249,8 +253,8 @@ def test_one_training_step(name):
   assert int(new.step) == 1 and np.isfinite(float(metrics["loss_sum"]))
   assert int(metrics["count"]) == 4 and int(metrics["nonfinite"]) == 0
   assert metrics["block_grad_norms"].shape == (model.num_blocks,)
-  # Parameters move only by their gradients: the head's and the auxiliary heads' (their own loss) all
-  # do, and nearly every other array (a tiny branch behind a dead ReLU may not, on 4 images).
+  # Parameters move only by their gradients: the head's and the auxiliary heads' (their own loss)
+  # all do, and nearly every other array (a tiny branch behind a dead ReLU may not, on 4 images).
   moved = jax.tree_util.tree_map(lambda a, b: bool(jnp.any(a != b)), before, new.params)
   outputs = {k: moved[k] for k in ("head", "aux1", "aux2") if k in moved}
   assert "head" in outputs and all(jax.tree_util.tree_leaves(outputs)), outputs
@@ -321,7 +325,8 @@ def test_vgg_pools_only_as_often_as_the_image_allows():
 
 
 def test_new_conv_options_keep_the_cpu_backward_exact():
-  """AlexNet's 11x11/4 conv with padding 2 and NiN's unpadded one: the CPU custom backward agrees."""
+  """AlexNet's 11x11/4 conv with padding 2 and NiN's unpadded one: the CPU custom backward
+  agrees."""
   x = jax.random.normal(jax.random.key(0), (2, 27, 27, 3))
   w = jax.random.normal(jax.random.key(1), (11, 11, 3, 4))
   for pad in (2, 0):
@@ -334,7 +339,7 @@ def test_new_conv_options_keep_the_cpu_backward_exact():
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
-# --- gates and the lesion study --------------------------------------------------------------------
+# --- gates and the lesion study -------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -390,8 +395,8 @@ def test_deleting_a_widening_vgg_layer_zero_pads_its_input(tiny_vgg):
 
 
 def test_lesion_error_fn_on_vgg_matches_the_smaller_net(tiny_vgg):
-  """lesion.make_error_fn runs on a VGG; deleting a same-shape layer gives the error of the net without
-  it, and deleting it again on top of that (its gate already 0) changes nothing."""
+  """lesion.make_error_fn runs on a VGG; deleting a same-shape layer gives the error of the net
+  without it, and deleting it again on top of that (its gate already 0) changes nothing."""
   model, variables, _ = tiny_vgg
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (40, 16, 16, 3), dtype=np.uint8)
@@ -440,7 +445,7 @@ def test_googlenet_blocks_are_the_inception_modules():
   np.testing.assert_array_equal(models.downsampling_blocks(model), [1, 1, 1, 0, 0, 1, 1, 0, 1])
 
 
-# --- invalid configurations ------------------------------------------------------------------------
+# --- invalid configurations -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -487,7 +492,8 @@ def test_invalid_configs_are_refused_with_one_sentence(cfg, match):
 
 
 def test_a_config_built_on_the_base_fields_builds_a_classic_net():
-  """config.base()'s ResNet fields at their defaults are accepted (and ignored) by the classic nets."""
+  """config.base()'s ResNet fields at their defaults are accepted (and ignored) by the classic
+  nets."""
   from cnn_depth import config as config_lib
 
   cfg = {

@@ -237,7 +237,7 @@ def test_config_arguments_are_typed_strictly():
   }
 
 
-# --- the classic families: VGG-style plain nets of increasing depth ----------------------------------
+# --- the classic families: VGG-style plain nets of increasing depth -------------------------------
 
 
 @pytest.mark.parametrize("depth,stages", [(11, (1, 1, 2, 2, 2)), (19, (2, 2, 4, 4, 4))])

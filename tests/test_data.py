@@ -11,7 +11,7 @@ from PIL import Image
 from cnn_depth import data
 from cnn_depth.data import DataError
 
-# ---- writers for the real formats -----------------------------------------------------------------
+# ---- writers for the real formats ----------------------------------------------------------------
 
 
 def chw_row(image):
@@ -67,9 +67,9 @@ def write_cifar_pickles(root, name="cifar10", per_batch=4, num_test=6, seed=0):
 def write_tfds(data_dir, dataset_name, features, splits, version="1.0.0"):
   """Prepares a TFDS dataset `name` in the array_record format, without TensorFlow.
 
-  Images go in as PIL images (numpy arrays would need TF to encode). The builder is not registered, so
-  it never shadows TFDS's own `cifar10`/`imagenet2012`; it only decides the folder the files land in,
-  <data_dir>/<name>/<version>, which is where the loader looks.
+  Images go in as PIL images (numpy arrays would need TF to encode). The builder is not registered,
+  so it never shadows TFDS's own `cifar10`/`imagenet2012`; it only decides the folder the files land
+  in, <data_dir>/<name>/<version>, which is where the loader looks.
   """
   import tensorflow_datasets as tfds
 
@@ -153,7 +153,7 @@ def label_of_colour(images):
   return np.argmin(((colours[:, None] - PALETTE[None].astype(float)) ** 2).sum(-1), axis=1)
 
 
-# ---- digits ------------------------------------------------------------------------------------------
+# ---- digits --------------------------------------------------------------------------------------
 
 
 def test_digits_split_shapes_and_stats():
@@ -202,7 +202,7 @@ def test_validation_split():
     data.load_dataset("digits", validation_size=1500)
 
 
-# ---- CIFAR: python pickles ---------------------------------------------------------------------------
+# ---- CIFAR: python pickles -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("point_at_folder", [False, True])
@@ -253,7 +253,7 @@ def test_cifar100_pickles_and_validation(tmp_path):
   )
 
 
-# ---- CIFAR: TFDS array_record ------------------------------------------------------------------------
+# ---- CIFAR: TFDS array_record --------------------------------------------------------------------
 
 
 def test_cifar10_tfds(tmp_path):
@@ -292,7 +292,7 @@ def test_tfds_not_prepared(tmp_path):
   assert "tfds build cifar10" in str(e.value)
 
 
-# ---- CIFAR: errors -----------------------------------------------------------------------------------
+# ---- CIFAR: errors -------------------------------------------------------------------------------
 
 
 def test_missing_and_empty_dirs(tmp_path):
@@ -364,7 +364,7 @@ def test_synthetic_has_cifar10_shapes_and_depends_on_the_seed_only():
   assert not np.array_equal(ds.train_labels, data.load_dataset("synthetic", seed=4).train_labels)
 
 
-# ---- ImageNet ----------------------------------------------------------------------------------------
+# ---- ImageNet ------------------------------------------------------------------------------------
 
 
 def test_crops_on_png_and_jpeg():

@@ -1,5 +1,5 @@
-"""Adding a model family and a dataset touches no package file: a toy of each, defined and registered
-in this file, trains through `train_and_evaluate` and goes through the lesion study."""
+"""Adding a model family and a dataset touches no package file: a toy of each, defined and
+registered in this file, trains through `train_and_evaluate` and goes through the lesion study."""
 
 from typing import Any
 

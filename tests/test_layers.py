@@ -166,7 +166,8 @@ def test_bn_train_backward_includes_the_statistics_outputs(relu):
 
 def test_bn_train_float32_backward_as_accurate_as_autodiff():
   """Against the exact (float64 numpy) gradient over a CIFAR-sized batch: the sums must not lose
-  accuracy (a variadic lax.reduce did on XLA:CPU: 2.7e-6 relative error against autodiff's 1.5e-7)."""
+  accuracy (a variadic lax.reduce did on XLA:CPU: 2.7e-6 relative error against autodiff's
+  1.5e-7)."""
   rng = np.random.default_rng(0)
   x = rng.normal(0.7, 2.0, (128, 16, 16, 16))
   g = rng.normal(size=x.shape)

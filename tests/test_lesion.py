@@ -48,7 +48,8 @@ def random_variables(model, image_shape, seed=0):
 
 @pytest.fixture(scope="module")
 def net():
-  """ResNet-14 at width 4 (6 blocks) on 50 random 16x16 images (batches of 16: the last is padded)."""
+  """ResNet-14 at width 4 (6 blocks) on 50 random 16x16 images (batches of 16: the last is
+  padded)."""
   model = models.cifar_resnet(14, width=4)
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (50, 16, 16, 3), dtype=np.uint8)
@@ -212,7 +213,7 @@ def test_csv_files(tmp_path, net):
   ]
 
 
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # A real workdir.
 
 

@@ -77,7 +77,7 @@ def test_multiply_adds_match_the_papers():
     assert abs(macs - paper) / paper < 0.025, (depth, macs)
 
 
-# --- invalid configurations --------------------------------------------------------------------------
+# --- invalid configurations -----------------------------------------------------------------------
 
 
 def test_invalid_depths_name_the_valid_form_and_neighbours():
@@ -116,7 +116,8 @@ def test_cifar_resnet_takes_bottleneck_blocks_at_depth_9n_plus_2():
 
 
 def test_a_block_the_family_cannot_build_is_refused_not_ignored():
-  """Once `block` was read for cifar_preact only: block=bottleneck trained a basic-block ResNet-8."""
+  """Once `block` was read for cifar_preact only: block=bottleneck trained a basic-block
+  ResNet-8."""
   with pytest.raises(
     ValueError, match=r"bottleneck blocks: it must be 9n\+2.*nearest valid depths: 11"
   ):
@@ -136,7 +137,7 @@ def test_build_model_matches_presets():
   assert not m.residual and m.dtype == jnp.bfloat16 and m.num_classes == 1000
 
 
-# --- forward behaviour ---------------------------------------------------------------------------------
+# --- forward behaviour ----------------------------------------------------------------------------
 
 
 def tiny(residual=True, **kw):
@@ -215,8 +216,8 @@ def test_all_gates_one_is_the_ordinary_forward(images):
 
 
 def without_block(variables, stage, block):
-  """Unrolled-layout variables with block (stage, block) removed: the stage's later blocks move up by
-  one, giving the variables of the same net with one block fewer in that stage."""
+  """Unrolled-layout variables with block (stage, block) removed: the stage's later blocks move up
+  by one, giving the variables of the same net with one block fewer in that stage."""
   out = {}
   for col, tree in variables.items():
     new = {}
@@ -240,8 +241,9 @@ def without_block(variables, stage, block):
 )
 @pytest.mark.parametrize("stage,block", [(0, 1), (1, 2), (2, 0)])
 def test_gate_zero_equals_the_network_without_that_block(make, stage, block, images):
-  """Veit et al. lesion: gate 0 keeps only the block's skip path. For a non-downsampling block that is
-  the net with one block fewer; for a downsampling block, the net whose block is replaced by option A."""
+  """Veit et al. lesion: gate 0 keeps only the block's skip path. For a non-downsampling block that
+  is the net with one block fewer; for a downsampling block, the net whose block is replaced by
+  option A."""
   model = make(stages="unroll")
   v = init(model, images)
   gates = np.ones(model.num_blocks, np.float32)

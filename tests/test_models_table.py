@@ -8,7 +8,8 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = "scripts/models_table.py"
-# Shapes only (jax.eval_shape), so the CPU backend gives the same counts and skips accelerator probing.
+# Shapes only (jax.eval_shape), so the CPU backend gives the same counts and skips accelerator
+# probing.
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
 
 

@@ -1,5 +1,5 @@
-"""cnn_depth/multihost.py with real processes: two scripts/train.py processes on 127.0.0.1 (gloo), one of
-them SIGKILLed mid-training; the other must not wait for it forever.
+"""cnn_depth/multihost.py with real processes: two scripts/train.py processes on 127.0.0.1 (gloo),
+one of them SIGKILLed mid-training; the other must not wait for it forever.
 
 * Process 1 lost: the survivor's PeerWatchdog exits 5 after --peer_timeout, with one line naming
   process 1, and status.json says 'failed' with the same reason.

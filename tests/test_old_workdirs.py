@@ -2,8 +2,8 @@
 
 `tests/fixtures/workdirs_e358d80/` holds two tiny runs trained for 2 steps by commit e358d80 (before
 the models/ and data/ packages): a scanned CIFAR ResNet-14 (width 4) and a DenseNet-BC-10 (k = 4),
-both on the embedded digits. Their parameter paths, config.json and orbax checkpoints are what users'
-workdirs of that time look like.
+both on the embedded digits. Their parameter paths, config.json and orbax checkpoints are what
+users' workdirs of that time look like.
 """
 
 import os

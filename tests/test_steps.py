@@ -130,7 +130,8 @@ def test_batch_must_split_over_devices():
 
 
 def test_ghost_bn_per_device_statistics_on_eight_devices():
-  """bn_groups = devices: each device's shard normalised by its own statistics (papers' multi-GPU BN)."""
+  """bn_groups = devices: each device's shard normalised by its own statistics (papers' multi-GPU
+  BN)."""
   mesh = sharding.data_mesh()
   repl, shard = sharding.replicated(mesh), sharding.batch_sharded(mesh)
   losses = []

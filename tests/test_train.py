@@ -1,13 +1,13 @@
-"""The training loop end to end: workdir files, determinism, exact resume after SIGKILL (also while a
-checkpoint is being written), SIGTERM preemption, divergence, 1 vs 8 devices, two processes, and every
-bad input of the README's troubleshooting table through scripts/train.py (tests/test_multihost.py: a
-process of two lost).
+"""The training loop end to end: workdir files, determinism, exact resume after SIGKILL (also while
+a checkpoint is being written), SIGTERM preemption, divergence, 1 vs 8 devices, two processes, and
+every bad input of the README's troubleshooting table through scripts/train.py
+(tests/test_multihost.py: a process of two lost).
 
 Everything runs the quickstart config shrunk to seconds: plain-8 at width 4 on the embedded digits,
-batch 32, 40 steps, a log line every step, a checkpoint every 5. One uninterrupted in-process run on the
-8 fake CPU devices of conftest.py (the `reference` fixture) is what the interrupted, 1-device and
-two-process runs are compared with. Subprocesses run scripts/train.py with the persistent compilation
-cache, so the same programs compile once per machine.
+batch 32, 40 steps, a log line every step, a checkpoint every 5. One uninterrupted in-process run on
+the 8 fake CPU devices of conftest.py (the `reference` fixture) is what the interrupted, 1-device
+and two-process runs are compared with. Subprocesses run scripts/train.py with the persistent
+compilation cache, so the same programs compile once per machine.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ DETERMINISTIC = (
 SUBPROCESS_TIMEOUT = 240
 
 
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Helpers
 
 
@@ -242,7 +242,7 @@ def all_finite(tree) -> bool:
   return all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(tree))
 
 
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # The uninterrupted reference run (in-process, 8 devices)
 
 
@@ -258,7 +258,7 @@ def reference(tmp_path_factory):
   return workdir, final
 
 
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # 1. End to end, in-process
 
 
@@ -301,7 +301,7 @@ def test_end_to_end_workdir(reference):
   assert int(saved["step"]) == STEPS and all_finite(saved["params"])
 
 
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # 1b. Determinism: the same config and seed give the same numbers, bit for bit (float32, CPU)
 
 
@@ -320,7 +320,7 @@ def test_same_config_and_seed_give_bit_identical_metrics(reference, tmp_path):
     assert {k: r[k] for k in training} == {k: ref[k] for k in training}, r["step"]
 
 
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # 2. Resume after SIGKILL is exact
 
 
@@ -353,11 +353,12 @@ def test_resume_after_sigkill_is_exact(reference, tmp_path):
   assert_same_checkpoint(workdir, ref_dir, STEPS)
 
 
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # 2b. Killed while writing a checkpoint: the partial one is ignored, the previous one is used
 
-# scripts/train.py run with orbax's commit of one step replaced by a SIGKILL: every file of that step is
-# written into `<step>.orbax-checkpoint-tmp`, but neither its commit_success.txt nor the rename to `<step>`.
+# scripts/train.py run with orbax's commit of one step replaced by a SIGKILL: every file of that
+# step is written into `<step>.orbax-checkpoint-tmp`, but neither its commit_success.txt nor the
+# rename to `<step>`.
 KILL_BEFORE_COMMIT = """
 import os, runpy, signal, sys
 from orbax.checkpoint._src.path import atomicity
@@ -396,7 +397,7 @@ def test_killed_while_writing_a_checkpoint_resumes_from_the_previous(reference, 
   assert_same_checkpoint(workdir, ref_dir, STEPS)
 
 
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # 3. SIGTERM: checkpoint, status 'preempted', exit 4; the relaunch finishes
 
 
@@ -431,7 +432,7 @@ def test_sigterm_preempts_and_relaunch_finishes(reference, tmp_path):
   assert_same_checkpoint(workdir, ref_dir, STEPS)
 
 
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # 4. Divergence
 
 
@@ -455,8 +456,9 @@ def test_divergence_stops_with_status_and_a_finite_checkpoint(tmp_path):
   assert kept and max(kept) < status["step"]
   assert status.get("last_checkpoint") == max(kept)
   saved = ckpt_lib.load_for_analysis(tmp_path / "checkpoints")
-  # Parameters only: the divergence check looks at the loss and the parameter norm, and at lr 1e4 the
-  # BN running variances of this step-4 checkpoint already hold two infinities (reported, not tested).
+  # Parameters only: the divergence check looks at the loss and the parameter norm, and at lr 1e4
+  # the BN running variances of this step-4 checkpoint already hold two infinities (reported, not
+  # tested).
   assert all_finite(saved["params"])
 
 
@@ -477,8 +479,8 @@ def test_skip_nonfinite_finishes_and_counts_skipped_steps(skip_run):
   assert_one_line_per_step(records, total=10)
   skipped = [r["skipped_steps"] for r in records]
   assert skipped[0] == 0 and sum(skipped) > 0, skipped
-  # From the first skipped step on every step is skipped (same state, same non-finite loss): the state
-  # saved after the last good step must come out of the skipped steps bit for bit.
+  # From the first skipped step on every step is skipped (same state, same non-finite loss): the
+  # state saved after the last good step must come out of the skipped steps bit for bit.
   last_good = skipped.index(1)
   assert skipped[last_good:] == [1] * (10 - last_good), skipped
   assert checkpoint_steps(workdir) == list(range(1, 11))
@@ -536,7 +538,7 @@ def test_a_disk_that_fills_up_mid_run_is_one_line_and_exit_2(tmp_path):
   assert checkpoint_steps(tmp_path / "run") == [5]  # what was saved before is kept
 
 
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # 5. 1 device vs 8
 
 
@@ -552,7 +554,7 @@ def test_one_device_matches_eight(reference, tmp_path):
   np.testing.assert_allclose(one, eight, rtol=1e-3)
 
 
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # 6. Two processes x 4 devices vs one process x 8 devices
 
 
@@ -597,12 +599,13 @@ def test_two_processes_match_one(reference, tmp_path):
   np.testing.assert_allclose(two, one, rtol=1e-3)
 
 
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # 7. Bad inputs through the command line: exit 2, one line "error: ...", the workdir left as it was
 
 
 def files_of(path: Path) -> dict | None:
-  """Every file under `path` with its bytes (None if `path` does not exist; a file maps to itself)."""
+  """Every file under `path` with its bytes (None if `path` does not exist; a file maps to
+  itself)."""
   if not path.exists():
     return None
   if path.is_file():
@@ -620,8 +623,8 @@ def assert_one_error_line(proc: Proc, expect: str) -> str:
 
 
 def reference_copy(reference_dir, workdir, **saved_config):
-  """A copy of the finished reference run; `saved_config` ({'dataset.name': ...}) edits its config.json
-  as if it had been another run (e.g. a CIFAR run whose data has since gone bad)."""
+  """A copy of the finished reference run; `saved_config` ({'dataset.name': ...}) edits its
+  config.json as if it had been another run (e.g. a CIFAR run whose data has since gone bad)."""
   shutil.copytree(reference_dir, workdir)
   if saved_config:
     config = json.loads((workdir / "config.json").read_text())
@@ -635,11 +638,11 @@ def reference_copy(reference_dir, workdir, **saved_config):
 
 
 # case: (--config overrides, text the error line must hold, the workdir it meets)
-#   'none': no workdir (it must not be created); 'run': a copy of the finished 8-device reference run;
-#   'cifar run': that copy relabelled as a CIFAR-10 run; 'corrupt run': that copy with its checkpoint's
-#   array files cut in half, relaunched for more steps (a finished run would not restore it);
-#   'file': --workdir is a file. Data dirs under {tmp}: empty/, cifar100/ (CIFAR-100 pickles),
-#   truncated/ (CIFAR-10 with half of data_batch_3).
+#   'none': no workdir (it must not be created); 'run': a copy of the finished 8-device reference
+#   run; 'cifar run': that copy relabelled as a CIFAR-10 run; 'corrupt run': that copy with its
+#   checkpoint's array files cut in half, relaunched for more steps (a finished run would not
+#   restore it); 'file': --workdir is a file. Data dirs under {tmp}: empty/, cifar100/ (CIFAR-100
+#   pickles), truncated/ (CIFAR-10 with half of data_batch_3).
 BAD_INPUTS = {
   "unknown config key": ({"dept": 56}, "--config.dept names no field of the config", "run"),
   "unknown config key, no workdir": ({"dept": 56}, "--config.dept", "none"),
@@ -735,7 +738,7 @@ def test_bad_input_exits_2_with_one_sentence(case, request, tmp_path):
   assert files_of(workdir) == before  # nothing created, changed or deleted
 
 
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Regressions for bugs found while writing the above
 
 

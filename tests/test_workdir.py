@@ -175,8 +175,8 @@ def test_check_workdir_read_only_filesystem():
   ],
 )
 def test_check_workdir_write_probe_failure(tmp_path, monkeypatch, error):
-  """Any OSError of the write probe (read-only mount, full disk, quota, permissions) is a WorkdirError
-  that names the cause, before any training time is spent."""
+  """Any OSError of the write probe (read-only mount, full disk, quota, permissions) is a
+  WorkdirError that names the cause, before any training time is spent."""
 
   def refuse(*args, **kwargs):
     raise error

@@ -1,13 +1,13 @@
 """Lesion studies of trained nets (Veit et al. 2016, "Residual networks behave like ensembles of
 relatively shallow networks", §4).
 
-* `single_block_lesion` (§4.1, Fig. 3): delete one block at a time -- its residual branch is gated to 0,
-  its skip path kept -- and measure the test error. A ResNet barely notices the loss of most blocks; a
-  plain net (whose only path goes through every block) breaks.
+* `single_block_lesion` (§4.1, Fig. 3): delete one block at a time -- its residual branch is gated
+  to 0, its skip path kept -- and measure the test error. A ResNet barely notices the loss of most
+  blocks; a plain net (whose only path goes through every block) breaks.
 * `multi_block_lesion` (§4.2, Fig. 5a): delete k blocks at once, the mean and std of the test error
   over random sets of k blocks.
-* `reorder_lesion` (§4.3, Fig. 5b): swap random pairs of blocks of compatible shapes; the error grows
-  smoothly as the order moves away from the trained one (measured by Kendall's tau).
+* `reorder_lesion` (§4.3, Fig. 5b): swap random pairs of blocks of compatible shapes; the error
+  grows smoothly as the order moves away from the trained one (measured by Kendall's tau).
 
 Everything goes through one compiled program per study: the per-block `gates` (models/gating.py)
 and the variables are traced arguments, so every lesion pattern and every permutation reuses the
@@ -31,17 +31,18 @@ import numpy as np
 
 from cnn_depth import evaluation, models, steps
 
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # The test error as a function of the gates (and, for reordering, of the variables).
 
 
 class ErrorFunction:
   """`error(gates, variables=None) -> float`: the test error of the whole set, BN in inference mode.
 
-  The set is padded to whole batches of `batch_size` (the padding masked out) and kept on the device;
-  one compiled program runs every batch (evaluation.py). `gates` (num_blocks,) and `variables` are
-  arguments of that program, so any lesion pattern and any variables of the same shapes (e.g. a
-  permutation of the blocks) reuse the compilation. `traces` counts how often it was traced.
+  The set is padded to whole batches of `batch_size` (the padding masked out) and kept on the
+  device; one compiled program runs every batch (evaluation.py). `gates` (num_blocks,) and
+  `variables` are arguments of that program, so any lesion pattern and any variables of the same
+  shapes (e.g. a permutation of the blocks) reuse the compilation. `traces` counts how often it was
+  traced.
   """
 
   def __init__(
@@ -93,12 +94,13 @@ def deletion_gates(num_blocks: int, deleted: Sequence[int]) -> np.ndarray:
   return gates
 
 
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Veit et al. §4.1 and §4.2: deleting blocks.
 
 
 def single_block_lesion(error_fn, num_blocks: int) -> tuple[float, np.ndarray]:
-  """(intact error, errors (num_blocks,)): the error with every block deleted in turn (§4.1, Fig. 3)."""
+  """(intact error, errors (num_blocks,)): the error with every block deleted in turn (§4.1,
+  Fig. 3)."""
   intact = error_fn(np.ones(num_blocks, np.float32))
   errors = np.asarray([error_fn(deletion_gates(num_blocks, [i])) for i in range(num_blocks)])
   return intact, errors
@@ -138,7 +140,7 @@ def multi_block_lesion(
   return np.asarray(means), np.asarray(stds)
 
 
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Veit et al. §4.3: reordering blocks.
 
 
@@ -197,7 +199,8 @@ def permute_blocks(
 def random_swaps(
   groups: Sequence[Sequence[int]], num_blocks: int, num_swaps: int, rng: np.random.Generator
 ) -> np.ndarray:
-  """A block order made by `num_swaps` swaps, each of a pair drawn uniformly from all compatible pairs."""
+  """A block order made by `num_swaps` swaps, each of a pair drawn uniformly from all compatible
+  pairs."""
   pairs = [p for g in groups for p in itertools.combinations(g, 2)]
   order = np.arange(num_blocks)
   if num_swaps and not pairs:
@@ -242,7 +245,7 @@ def reorder_lesion(
   return out
 
 
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # CSV files (one row per measurement, for plotting.py).
 
 
@@ -257,8 +260,8 @@ def _write_rows(path, header, rows) -> None:
 def write_single_csv(
   path, results: Mapping[str, tuple[float, Sequence[float], Sequence[bool]]]
 ) -> None:
-  """Columns model,block,downsampling,test_error for each model of `results` (label -> (intact error,
-  error per deleted block, downsampling flag per block)); block -1 is the intact net."""
+  """Columns model,block,downsampling,test_error for each model of `results` (label -> (intact
+  error, error per deleted block, downsampling flag per block)); block -1 is the intact net."""
   rows = []
   for model_name, (errors_intact, errors, downsampling) in results.items():
     if len(errors) != len(downsampling):

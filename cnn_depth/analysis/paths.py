@@ -1,8 +1,9 @@
 """Paths through a ResNet and the gradient each path length carries (Veit et al. 2016, §5, Fig. 6).
 
 Unrolled, a ResNet of n blocks is a collection of 2**n paths: each block contributes either its
-residual branch or its skip connection, so C(n, k) paths go through exactly k branches (`path_counts`),
-a binomial distribution of path lengths centred on n/2 (`path_length_distribution`).
+residual branch or its skip connection, so C(n, k) paths go through exactly k branches
+(`path_counts`), a binomial distribution of path lengths centred on n/2
+(`path_length_distribution`).
 
 Veit et al. measure how much gradient the paths of each length k carry: forward a batch through the
 whole net, sample k blocks uniformly, let the gradient flow through the residual branch of those k
@@ -37,12 +38,13 @@ from cnn_depth import steps
 from cnn_depth.analysis.lesion import block_sets
 from cnn_depth.models import gating
 
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Counting paths.
 
 
 def path_counts(n: int) -> list[int]:
-  """[C(n, k) for k = 0..n]: the number of paths through exactly k residual branches (exact ints)."""
+  """[C(n, k) for k = 0..n]: the number of paths through exactly k residual branches (exact
+  ints)."""
   if n < 0:
     raise ValueError(f"the number of blocks must be >= 0, got {n}")
   return [math.comb(n, k) for k in range(n + 1)]
@@ -54,7 +56,7 @@ def path_length_distribution(n: int) -> np.ndarray:
   return np.asarray([c / total for c in path_counts(n)])  # int / int: exact, then rounded once
 
 
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Routes and the routed gradient.
 
 
@@ -106,7 +108,8 @@ def routed_input_gradient(
   grad_route,
   mode: str | Objective = "loss",
 ) -> tuple[jax.Array, jax.Array]:
-  """(objective (B,), d objective_b / d x_b (B, H, W, C)) with the gradient restricted by `grad_route`.
+  """(objective (B,), d objective_b / d x_b (B, H, W, C)) with the gradient restricted by
+  `grad_route`.
 
   `x` is the *normalised* input. BN runs in inference mode (running statistics), so examples do not
   interact and the gradient of the summed objective holds each example's own input gradient. Pure;
@@ -230,7 +233,7 @@ def path_gradient_norms(
   return mean_k, std_k
 
 
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Total gradient per path length, and the effective paths.
 
 

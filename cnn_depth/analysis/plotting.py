@@ -141,37 +141,28 @@ def path_gradients(
   n = int(ks.max())
   fig, (a, b, c) = plt.subplots(1, 3, figsize=(15, 3.8))
   a.bar(ks, counts / counts.sum(), color=_COLORS[0])
-  a.set(
-    title=f"(a) path lengths ({n} blocks, 2^{n} paths)",
-    xlabel="path length k",
-    ylabel="share of paths",
-  )
   if samples:
     yerr, bars = std / np.sqrt(samples), f"mean ± s.e.m. over {samples} sampled paths per length"
   else:
     yerr, bars = np.stack([np.zeros_like(std), std]), "mean + std over the sampled paths"
   b.errorbar(ks, mean, yerr=yerr, fmt="o-", color=_COLORS[1], markersize=3, capsize=2, label=bars)
   b.set_yscale("log")
-  b.set(
-    title="(b) gradient magnitude per path",
-    xlabel="path length k",
-    ylabel="|d loss / d input| (mean per example)",
-  )
-  b.legend(fontsize=8, frameon=False)
   total = counts * mean
   c.plot(ks, total / total.sum(), "o-", color=_COLORS[2], markersize=3)
   lo, hi = effective
   c.axvspan(
     lo - 0.5, hi + 0.5, color=_COLORS[2], alpha=0.15, label=f"effective paths: lengths {lo}-{hi}"
   )
-  c.set(
-    title="(c) total gradient per path length",
-    xlabel="path length k",
-    ylabel="share of total gradient magnitude",
+  panels = (
+    (a, f"(a) path lengths ({n} blocks, 2^{n} paths)", "share of paths"),
+    (b, "(b) gradient magnitude per path", "|d loss / d input| (mean per example)"),
+    (c, "(c) total gradient per path length", "share of total gradient magnitude"),
   )
-  c.legend(fontsize=8, frameon=False)
-  for ax in (a, b, c):
+  for ax, title, ylabel in panels:
+    ax.set(title=title, xlabel="path length k", ylabel=ylabel)
     ax.grid(alpha=0.3)
+  for ax in (b, c):
+    ax.legend(fontsize=8, frameon=False)
   if caption:
     fig.text(0.5, -0.05, caption, ha="center", fontsize=8, wrap=True)
   fig.tight_layout()
@@ -230,8 +221,9 @@ def lesion_multi(
   reorder: dict[str, Sequence[tuple[float, float]]] | None = None,
   caption: str | None = None,
 ) -> str:
-  """Veit et al. 2016, Fig. 5: (a) test error vs number of deleted blocks (mean ± std over the sampled
-  sets), one line a net; (b) test error vs Kendall tau of random block reorderings, if given."""
+  """Veit et al. 2016, Fig. 5: (a) test error vs number of deleted blocks (mean ± std over the
+  sampled sets), one line a net; (b) test error vs Kendall tau of random block reorderings, if
+  given."""
   import numpy as np
 
   ncols = 2 if reorder else 1
@@ -272,8 +264,9 @@ def lesion_multi(
 def stochastic_depth_curves(
   runs: dict[str, Run], path: str, steps_per_epoch: int | None = None, caption: str | None = None
 ) -> str:
-  """Huang et al. 2016, Fig. 3: test error (bold) and training loss (dashed, right axis) over training,
-  constant depth vs stochastic depth. The x axis is in epochs when `steps_per_epoch` is given."""
+  """Huang et al. 2016, Fig. 3: test error (bold) and training loss (dashed, right axis) over
+  training, constant depth vs stochastic depth. The x axis is in epochs when `steps_per_epoch` is
+  given."""
   fig, ax = plt.subplots(figsize=(6.4, 4.0))
   loss_ax = ax.twinx()
   for color, (label, run) in zip(_COLORS, runs.items()):

@@ -83,11 +83,12 @@ def _has_checkpoint(directory: str) -> bool:
 
 
 def load_trained(workdir: str | os.PathLike):
-  """(model, variables, config, dataset) of a training workdir, ready for the lesion and path studies.
+  """(model, variables, config, dataset) of a training workdir, ready for the lesion and path
+  studies.
 
-  The config is the run's `config.json` (a dict); the dataset is re-read with the run's dataset fields
-  and seed, so `dataset.test_*` is the split the run was evaluated on (its validation split where
-  one was held out); the variables ({'params', 'batch_stats'}) are from the latest checkpoint.
+  The config is the run's `config.json` (a dict); the dataset is re-read with the run's dataset
+  fields and seed, so `dataset.test_*` is the split the run was evaluated on (its validation split
+  where one was held out); the variables ({'params', 'batch_stats'}) are from the latest checkpoint.
   """
   from cnn_depth import checkpoint, data, models  # jax and the data libraries: only here
 

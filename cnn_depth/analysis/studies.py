@@ -1,7 +1,7 @@
 """Studies of trained workdirs: open the run, measure, write the CSV, draw the figure.
 
-The sequence the scripts (`scripts/lesion.py`, `scripts/path_gradients.py`) and the quickstart share;
-each function returns what it measured, so a caller can print or record it.
+The sequence the scripts (`scripts/lesion.py`, `scripts/path_gradients.py`) and the quickstart
+share; each function returns what it measured, so a caller can print or record it.
 """
 
 from __future__ import annotations

@@ -221,6 +221,29 @@ class PaddedBatches:
       }
 
 
+def _open_shard(data_dir, split: str, shard) -> tuple[object, int, int]:
+  """(the split's random-access source, [start, stop) of this host's records in it)."""
+  builder, how_to_get = _imagenet_builder(data_dir)
+  source = split_source(builder, split, how_to_get)
+  start, stop = _shard_bounds(len(source), shard)
+  if stop == start:
+    raise DataError(
+      f"split {split!r} ({len(source)} examples) leaves shard {shard.shard_index} of "
+      f"{shard.shard_count} empty"
+    )
+  return source, start, stop
+
+
+def _in_worker_processes(ds, worker_count: int):
+  """`ds` prefetched by `worker_count` grain worker processes."""
+  import grain
+  from absl import flags
+
+  if not flags.FLAGS.is_parsed():  # grain's workers read its absl flags; defaults outside app.run
+    flags.FLAGS.mark_as_parsed()
+  return ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
+
+
 def imagenet_loader(
   data_dir: str | os.PathLike,
   split: str,
@@ -251,6 +274,7 @@ def imagenet_loader(
 
   Decoding runs in `num_threads` threads (PIL releases the GIL), or in `worker_count` grain worker
   processes (those need the program's main module guarded by `if __name__ == '__main__'`).
+  Over 60 lines only for its arguments and this docstring: the pipeline itself is one screen.
   """
   import grain
 
@@ -260,13 +284,7 @@ def imagenet_loader(
     )
   batch_size = global_batch_size // shard_count
   shard = grain.sharding.ShardOptions(shard_index, shard_count, drop_remainder=train)
-  builder, how_to_get = _imagenet_builder(data_dir)
-  source = split_source(builder, split, how_to_get)
-  start, stop = _shard_bounds(len(source), shard)
-  if stop == start:
-    raise DataError(
-      f"split {split!r} ({len(source)} examples) leaves shard {shard_index} of {shard_count} empty"
-    )
+  source, start, stop = _open_shard(data_dir, split, shard)
   ds = grain.MapDataset.source(_ShardSource(source, start, stop))
   read_options = grain.ReadOptions(
     num_threads=num_threads, prefetch_buffer_size=max(2 * batch_size, 64)
@@ -289,11 +307,7 @@ def imagenet_loader(
     ds = ds.map(functools.partial(_eval_example, image_size=image_size))
     ds = ds.to_iter_dataset(read_options).batch(batch_size, drop_remainder=False)
   if worker_count:
-    from absl import flags
-
-    if not flags.FLAGS.is_parsed():  # grain's workers read its absl flags; defaults outside app.run
-      flags.FLAGS.mark_as_parsed()
-    ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
+    ds = _in_worker_processes(ds, worker_count)
   if train:
     return ds
   largest_shard = -(-len(source) // shard_count)

@@ -19,8 +19,8 @@ Dtype = Any
 
 
 class AlexNet(layout.Blockless, nn.Module):
-  """Single-stream AlexNet (torchvision's layout); needs inputs of at least 63x63. `widths` and `hidden`
-  exist for tiny test variants; the defaults are the paper's."""
+  """Single-stream AlexNet (torchvision's layout); needs inputs of at least 63x63. `widths` and
+  `hidden` exist for tiny test variants; the defaults are the paper's."""
 
   num_classes: int = 1000
   widths: Sequence[int] = (64, 192, 384, 256, 256)

@@ -1,9 +1,9 @@
 """DenseNet and DenseNet-BC (Huang et al. 2017).
 
-In a dense block, layer l sees k0 + k (l - 1) maps and adds k (the growth rate): BN-ReLU-conv3x3 (BC:
-BN-ReLU-conv1x1 to 4k maps first); transitions BN-ReLU-conv1x1 to floor(theta m) maps, 2x2 average
-pool (theta = 0.5 for BC, 1 otherwise). CIFAR: three blocks, depth L = 3n + 4 (BC: 6n + 4); ImageNet:
-DenseNet-121/161/169/201/264.
+In a dense block, layer l sees k0 + k (l - 1) maps and adds k (the growth rate): BN-ReLU-conv3x3
+(BC: BN-ReLU-conv1x1 to 4k maps first); transitions BN-ReLU-conv1x1 to floor(theta m) maps, 2x2
+average pool (theta = 0.5 for BC, 1 otherwise). CIFAR: three blocks, depth L = 3n + 4 (BC: 6n + 4);
+ImageNet: DenseNet-121/161/169/201/264.
 
 Blocks: a block is a dense layer (stage s = dense block s); gate g multiplies the k maps it adds, so
 gate 0 deletes the layer and the later layers see zeros in its place (gating.concat_merge).
@@ -27,8 +27,8 @@ Dtype = Any
 
 
 class DenseLayer(nn.Module):
-  """BN-ReLU-conv3x3 (k maps), or with `bottleneck` > 0 (BC) BN-ReLU-conv1x1 (bottleneck maps) first;
-  its k maps are concatenated to its input, times the gate (module docstring)."""
+  """BN-ReLU-conv3x3 (k maps), or with `bottleneck` > 0 (BC) BN-ReLU-conv1x1 (bottleneck maps)
+  first; its k maps are concatenated to its input, times the gate (module docstring)."""
 
   growth_rate: int
   bottleneck: int

@@ -11,8 +11,9 @@ grad_route=None)`:
   `delete_to_identity`): gate 0 again deletes it (the input passes unchanged, or subsampled and
   zero-padded where the block changes shape), which in a plain net breaks the only path. A dense
   layer concatenates gate * its new maps (`concat_merge`).
-* `grad_route` (num_blocks,) in {ROUTE_BOTH, ROUTE_BRANCH, ROUTE_SKIP} limits where the gradient flows
-  through each block: values unchanged, the gradient of the other path zeroed (Veit et al. §5).
+* `grad_route` (num_blocks,) in {ROUTE_BOTH, ROUTE_BRANCH, ROUTE_SKIP} limits where the gradient
+  flows through each block: values unchanged, the gradient of the other path zeroed (Veit et al.
+  §5).
 
 Both are traced values, so one compiled function serves every lesion pattern and every path sample.
 Stochastic depth's survival schedule
@@ -38,7 +39,8 @@ ROUTE_BOTH, ROUTE_BRANCH, ROUTE_SKIP = 0, 1, 2
 
 @jax.custom_jvp
 def route_gradient(value, allow):
-  """`value` unchanged in the forward pass; its gradient multiplied by `allow` (0 or 1) in the backward.
+  """`value` unchanged in the forward pass; its gradient multiplied by `allow` (0 or 1) in the
+  backward.
 
   A custom JVP rather than `allow * v + (1 - allow) * stop_gradient(v)`, so that vmapping over many
   routes (the path analysis) shares one forward pass instead of repeating it per route.
@@ -55,7 +57,8 @@ def _route_gradient_jvp(primals, tangents):
 
 
 def expand_gate(gate, ndim: int):
-  """A per-block gate is a scalar (one draw per mini-batch) or a (batch,) vector (one per sample)."""
+  """A per-block gate is a scalar (one draw per mini-batch) or a (batch,) vector (one per
+  sample)."""
   gate = jnp.asarray(gate)
   return gate.reshape(gate.shape + (1,) * (ndim - gate.ndim))
 
@@ -83,7 +86,8 @@ def plain_merge(skip, out, gate, route=None):
 
 
 def delete_to_identity(x, out, gate=None, route=None):
-  """A plain layer of stride 1 (VGG, Inception): gate 0 gives x, zero-padded where `out` has more maps."""
+  """A plain layer of stride 1 (VGG, Inception): gate 0 gives x, zero-padded where `out` has more
+  maps."""
   if gate is None and route is None:
     return out
   gate = jnp.ones((), jnp.float32) if gate is None else gate
@@ -118,12 +122,13 @@ def at(controls, i: int):
   return tuple(None if c is None else c[i] for c in controls)
 
 
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Stochastic depth (Huang et al. 2016) and dropout.
 
 
 def survival_probabilities(num_blocks: int, survival_last: float) -> np.ndarray:
-  """p_l = 1 - (l / L) (1 - p_L) for blocks l = 1..L (Huang et al. 2016, eq. 4, the linear decay rule)."""
+  """p_l = 1 - (l / L) (1 - p_L) for blocks l = 1..L (Huang et al. 2016, eq. 4, the linear decay
+  rule)."""
   if not 0.0 <= survival_last <= 1.0:
     raise ValueError(f"survival probability p_L must lie in [0, 1], got {survival_last}")
   l = np.arange(1, num_blocks + 1, dtype=np.float64)
@@ -133,11 +138,11 @@ def survival_probabilities(num_blocks: int, survival_last: float) -> np.ndarray:
 def stochastic_depth_gates(rng, survival: jax.Array, batch_size: int | None = None) -> jax.Array:
   """Training-time gates: a Bernoulli(p_l) draw per block.
 
-  `batch_size=None` is stochastic depth as in Huang et al.: one draw per block per mini-batch, the whole
-  residual branch is used or skipped for every example. An integer gives the per-sample variant usually
-  called "drop path" (one draw per block per example, shape (blocks, batch)): a different method,
-  with its own (higher-variance, lower-correlation) noise. Neither rescales at training time; at test time
-  the branch is scaled by p_l.
+  `batch_size=None` is stochastic depth as in Huang et al.: one draw per block per mini-batch, the
+  whole residual branch is used or skipped for every example. An integer gives the per-sample
+  variant usually called "drop path" (one draw per block per example, shape (blocks, batch)): a
+  different method, with its own (higher-variance, lower-correlation) noise. Neither rescales at
+  training time; at test time the branch is scaled by p_l.
   """
   shape = survival.shape if batch_size is None else survival.shape + (batch_size,)
   p = survival if batch_size is None else survival[:, None]

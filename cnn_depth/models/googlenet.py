@@ -73,8 +73,9 @@ class Inception(nn.Module):
 
 
 class AuxHead(nn.Module):
-  """Szegedy et al. 2015 §5: 5x5/3 average pool (4x4 out of 4a/4d's 14x14; other map sizes are pooled
-  adaptively to 4x4), 1x1 conv 128 + ReLU, dense 1024 + ReLU, dropout 0.7, dense to the classes."""
+  """Szegedy et al. 2015 §5: 5x5/3 average pool (4x4 out of 4a/4d's 14x14; other map sizes are
+  pooled adaptively to 4x4), 1x1 conv 128 + ReLU, dense 1024 + ReLU, dropout 0.7, dense to the
+  classes."""
 
   num_classes: int
   dtype: Dtype = jnp.float32
@@ -93,8 +94,8 @@ class AuxHead(nn.Module):
 
 class GoogLeNet(nn.Module):
   """GoogLeNet (module docstring); blocks are the nine Inception modules. `inception_stages` and
-  `aux_after` (the (stage, block) each auxiliary head follows: 4a and 4d) exist for tiny test variants;
-  the defaults are the paper's."""
+  `aux_after` (the (stage, block) each auxiliary head follows: 4a and 4d) exist for tiny test
+  variants; the defaults are the paper's."""
 
   num_classes: int = 1000
   aux_heads: bool = False

@@ -6,7 +6,8 @@ Every net with blocks names them `stage{s}_block{b}` and has `stage_sizes`, `num
 studies address a VGG layer or a dense layer as they address a residual block. Nets without blocks
 (LeNet-5, AlexNet, NiN) take `Blockless`. A ResNet scans the identical blocks 1..n-1 of a stage,
 stacked along a leading axis under `stage{s}_blocks` (resnet.py); `unstack_stages` / `stack_stages`
-convert between that layout and the unrolled one, and `block_variables` addresses any (stage, block).
+convert between that layout and the unrolled one, and `block_variables` addresses any (stage,
+block).
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """LeNet-5 (LeCun et al. 1998, §II.B), the first of the classic families the depth story compares.
 
-32x32 input, C1 6@5x5, S2, C3 16@5x5 with the paper's Table I connection table, S4, C5 120@5x5, F6 84,
-squashing 1.7159 tanh(2a/3). S2/S4 are the original's subsampling (2x2 sums times a trainable
+32x32 input, C1 6@5x5, S2, C3 16@5x5 with the paper's Table I connection table, S4, C5 120@5x5,
+F6 84, squashing 1.7159 tanh(2a/3). S2/S4 are the original's subsampling (2x2 sums times a trainable
 coefficient plus a trainable bias, per map). The Euclidean RBF output is replaced by a dense softmax
-layer (`head`). Without the head: exactly the paper's 60,000 trainable parameters. No blocks to gate.
+layer (`head`). Without the head: exactly the paper's 60,000 trainable parameters. No blocks to
+gate.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ Dtype = Any
 
 
 # LeCun et al. 1998, Table I: the S2 maps each C3 map reads (6 read 3 contiguous maps, 6 read 4
-# contiguous, 3 read 4 discontinuous, 1 reads all 6): 60 connections of 25 weights, + 16 biases = 1,516.
+# contiguous, 3 read 4 discontinuous, 1 reads all 6): 60 connections of 25 weights,
+# + 16 biases = 1,516.
 LENET_C3_TABLE = (
   (0, 1, 2),
   (1, 2, 3),
@@ -111,8 +113,8 @@ class Subsampling(nn.Module):
 
 
 class LeNet5(layout.Blockless, nn.Module):
-  """LeNet-5 on 32x32 images; smaller ones (MNIST's 28x28) are zero-padded to 32x32 around the centre,
-  as LeCun et al. did. See the module docstring."""
+  """LeNet-5 on 32x32 images; smaller ones (MNIST's 28x28) are zero-padded to 32x32 around the
+  centre, as LeCun et al. did. See the module docstring."""
 
   num_classes: int = 10
   connection_table: bool = (

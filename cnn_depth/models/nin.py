@@ -1,4 +1,5 @@
-"""Network in Network (Lin et al. 2014): "mlpconv" blocks of a conv and two 1x1 convs, no dense layer.
+"""Network in Network (Lin et al. 2014): "mlpconv" blocks of a conv and two 1x1 convs, no dense
+layer.
 
 The last 1x1 conv has one map per class and is averaged globally. Depth 9 is their CIFAR-10 net
 (192-160-96, 192-192-192, 192-192-classes), depth 12 their ImageNet net (96, 256, 384, 1024 maps).
@@ -73,7 +74,8 @@ class NiN(layout.Blockless, nn.Module):
 
 
 def nin(depth: int = 9, **kw) -> NiN:
-  """Network in Network: depth 9 (CIFAR-10, 10 classes) or 12 (ImageNet, 1000 classes) conv layers."""
+  """Network in Network: depth 9 (CIFAR-10, 10 classes) or 12 (ImageNet, 1000 classes) conv
+  layers."""
   registry.only(depth, NIN_CONFIGS, "NiN")
   kw.setdefault("num_classes", 10 if depth == 9 else 1000)
   return NiN(depth, **kw)

@@ -1,9 +1,10 @@
-"""The model families, one registry entry each, and `build_model`, which makes the model a config names.
+"""The model families, one registry entry each, and `build_model`, which makes the model a config
+names.
 
-A family is a `Family`: how to build it from a depth and config fields, which optional `config.model`
-fields it reads, what tables and figures call it, and the input it was designed for. Each family's
-file registers its entries (`register(Family(...))`) when `cnn_depth.models` is imported; adding a
-family is one new file and one import in `models/__init__.py`.
+A family is a `Family`: how to build it from a depth and config fields, which optional
+`config.model` fields it reads, what tables and figures call it, and the input it was designed for.
+Each family's file registers its entries (`register(Family(...))`) when `cnn_depth.models` is
+imported; adding a family is one new file and one import in `models/__init__.py`.
 
 `build_model(config.model, num_classes=...)` passes a family the fields it reads and refuses, in one
 sentence, any optional field the family does not read that is set to something other than
@@ -23,8 +24,8 @@ from cnn_depth import layers
 
 # Fields every family reads besides family and depth.
 COMMON_FIELDS = ("num_classes", "dtype", "conv_impl")
-# A net may sow {'logits', 'weight'} entries here at training time (GoogLeNet's auxiliary heads): the
-# train step adds their weighted losses to the objective.
+# A net may sow {'logits', 'weight'} entries here at training time (GoogLeNet's auxiliary heads):
+# the train step adds their weighted losses to the objective.
 AUX_COLLECTION = "aux_logits"
 
 

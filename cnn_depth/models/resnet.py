@@ -1,7 +1,7 @@
 """Plain nets and ResNets of the depth studies: one `ResNet` class, the named families as presets.
 
-* CIFAR ResNet (He et al. 2016, §4.2): 3x3 conv(16) -> 3 stages of n blocks with 16/32/64 channels on
-  32/16/8 maps -> global average pool -> dense. Basic blocks give depth 6n+2 (20 ... 1202),
+* CIFAR ResNet (He et al. 2016, §4.2): 3x3 conv(16) -> 3 stages of n blocks with 16/32/64 channels
+  on 32/16/8 maps -> global average pool -> dense. Basic blocks give depth 6n+2 (20 ... 1202),
   bottleneck blocks 9n+2 with 4x the channels out of each block (the "original" ResNet-164 of He et
   al. 2016b). Shortcut option A (parameter-free) or B (projection at dimension changes).
 * Plain twins: the same nets with `residual=False` (no shortcut addition).
@@ -15,10 +15,10 @@ plain: gate 0 passes the option-A shortcut instead).
 
 Parameter paths
 ---------------
-With `stages='unroll'` every block is `stage{s}_block{b}`. With `stages='scan'` (the default) the first
-block of each stage (the one that may change shape) is `stage{s}_block0` and the identical blocks
-1..n-1 are stacked along a leading axis under `stage{s}_blocks`; `unstack_stages` / `stack_stages`
-convert between the two layouts and `block_variables` addresses any (stage, block).
+With `stages='unroll'` every block is `stage{s}_block{b}`. With `stages='scan'` (the default) the
+first block of each stage (the one that may change shape) is `stage{s}_block0` and the identical
+blocks 1..n-1 are stacked along a leading axis under `stage{s}_blocks`; `unstack_stages` /
+`stack_stages` convert between the two layouts and `block_variables` addresses any (stage, block).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from cnn_depth.models import gating, registry
 Dtype = Any
 
 
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Blocks. Each is called as block(x, gate, route) with a scalar (or per-sample) gate and an optional
 # route code (gating.py).
 
@@ -64,7 +64,8 @@ class _Block(nn.Module):
     return self.strides != 1 or x.shape[-1] != self.features
 
   def skip(self, x, projection_input=None):
-    """The shortcut: identity, option A at a shape change, or option B's projection (residual nets)."""
+    """The shortcut: identity, option A at a shape change, or option B's projection (residual
+    nets)."""
     if not self.changes_shape(x):
       return x
     if self.residual and self.shortcut == "B":
@@ -83,7 +84,8 @@ class _Block(nn.Module):
 
 
 class BasicBlock(_Block):
-  """Post-activation basic block (He et al. 2016, Fig. 2): conv-BN-ReLU-conv-BN, + shortcut, ReLU."""
+  """Post-activation basic block (He et al. 2016, Fig. 2): conv-BN-ReLU-conv-BN, + shortcut,
+  ReLU."""
 
   @nn.compact
   def __call__(self, x, gate=1.0, route=None):
@@ -126,7 +128,8 @@ class PreActBasicBlock(_Block):
 
 
 class PreActBottleneckBlock(_Block):
-  """Pre-activation bottleneck (He et al. 2016b): BN-ReLU-1x1, BN-ReLU-3x3 (stride), BN-ReLU-1x1 (4w)."""
+  """Pre-activation bottleneck (He et al. 2016b): BN-ReLU-1x1, BN-ReLU-3x3 (stride), BN-ReLU-1x1
+  (4w)."""
 
   @nn.compact
   def __call__(self, x, gate=1.0, route=None):
@@ -146,12 +149,13 @@ BLOCKS = {
 }
 
 
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # The network.
 
 
 class ResNet(nn.Module):
-  """A ResNet or its plain twin; see the module docstring for the families, gates and parameter paths.
+  """A ResNet or its plain twin; see the module docstring for the families, gates and parameter
+  paths.
 
   Call as `model.apply(variables, images, train=..., gates=None, grad_route=None, rngs=...)`. With
   `survival_last < 1` and `train=True`, pass `rngs={gating.DROP_RNG: key}` for the stochastic-depth
@@ -273,8 +277,8 @@ def resolve_unroll(unroll: int, length: int) -> int:
 
   Measured (benchmarks/NOTES.md, one H100, bf16, batch 128): a fully unrolled scan is fastest up to
   ResNet-110 (56: 26.0k vs 21.7k img/s at unroll 4; compile 12-20 s), and unroll 4 for ResNet-1202
-  (compile ~12 s). On CPU unrolling only costs compile time (ResNet-110 unrolled: 7.5 s/step vs 3.9 s
-  scanned), so 'auto' keeps 1 there.
+  (compile ~12 s). On CPU unrolling only costs compile time (ResNet-110 unrolled: 7.5 s/step vs 3.9
+  s scanned), so 'auto' keeps 1 there.
   """
   if unroll < 0:
     raise ValueError(f"unroll must be >= 1, or 0 for the backend's default; got {unroll}")
@@ -282,12 +286,11 @@ def resolve_unroll(unroll: int, length: int) -> int:
     return unroll
   if jax.default_backend() == "cpu":
     return 1
-  return (
-    length if length <= 17 else 4
-  )  # 17: a ResNet-110 stage (18 blocks, the first outside the scan)
+  # 17: a ResNet-110 stage (18 blocks, the first outside the scan).
+  return length if length <= 17 else 4
 
 
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Families and depths.
 
 IMAGENET_STAGES = {  # depth -> block, blocks per stage (He et al. 2016, Table 1)
@@ -300,7 +303,8 @@ IMAGENET_STAGES = {  # depth -> block, blocks per stage (He et al. 2016, Table 1
 
 
 def blocks_per_stage(depth: int, layers_per_block: int, stages: int = 3) -> int:
-  """n for a CIFAR net of depth (stages * layers_per_block) n + 2, or a ValueError naming valid depths."""
+  """n for a CIFAR net of depth (stages * layers_per_block) n + 2, or a ValueError naming valid
+  depths."""
   step = stages * layers_per_block
   n, r = divmod(depth - 2, step)
   if r == 0 and n >= 1:
@@ -309,8 +313,8 @@ def blocks_per_stage(depth: int, layers_per_block: int, stages: int = 3) -> int:
   kind = {2: "basic", 3: "bottleneck"}[layers_per_block]
   examples = "20, 32, 44, 56, 110, 1202" if step == 6 else "29, 56, 164, 1001"
   raise ValueError(
-    f"depth {depth} is not a valid depth for a CIFAR net of {kind} blocks: it must be {step}n+2 with "
-    f"n >= 1 (e.g. {examples}); nearest valid depths: {' and '.join(map(str, near))}"
+    f"depth {depth} is not a valid depth for a CIFAR net of {kind} blocks: it must be {step}n+2 "
+    f"with n >= 1 (e.g. {examples}); nearest valid depths: {' and '.join(map(str, near))}"
   )
 
 
@@ -328,7 +332,8 @@ def cifar_resnet(
 
 
 def cifar_preact(depth: int, *, block: str = "bottleneck", width: int = 16, **kw) -> ResNet:
-  """He et al. 2016b CIFAR pre-activation ResNet: bottleneck 9n+2 (164, 1001) or basic 6n+2 (110)."""
+  """He et al. 2016b CIFAR pre-activation ResNet: bottleneck 9n+2 (164, 1001) or basic 6n+2
+  (110)."""
   kw.setdefault("shortcut", "B")
   return cifar_resnet(depth, block=block, width=width, preact=True, **kw)
 
@@ -340,72 +345,35 @@ def imagenet_resnet(depth: int, *, residual: bool = True, width: int = 64, **kw)
   expansion = 4 if block == "bottleneck" else 1
   kw.setdefault("shortcut", "B")
   kw.setdefault("num_classes", 1000)
-  return ResNet(
-    sizes,
-    tuple(expansion * width * m for m in (1, 2, 4, 8)),
-    block,
-    residual=residual,
-    stem="imagenet",
-    stem_width=width,
-    **kw,
-  )
+  widths = tuple(expansion * width * m for m in (1, 2, 4, 8))
+  return ResNet(sizes, widths, block, residual=residual, stem="imagenet", stem_width=width, **kw)
 
 
-# The config.model fields the ResNet families read (the ImageNet ones take their block from the depth).
-FIELDS = (
-  "width",
-  "shortcut",
-  "block",
-  "survival_last",
-  "drop_mode",
-  "stages",
-  "unroll",
-  "remat",
-  "zero_init_last",
-  "bn_groups",
-  "bn_impl",
-)
-IMAGENET_FIELDS = tuple(f for f in FIELDS if f != "block")
-IMAGENET_INPUT = {"input_shape": (224, 224, 3), "num_classes": 1000}
+# The config.model fields the ResNet families read (the ImageNet ones take their block from the
+# depth).
+FIELDS = ("width", "shortcut", "block", "survival_last", "drop_mode", "stages", "unroll", "remat")
+FIELDS += ("zero_init_last", "bn_groups", "bn_impl")
+IMAGENET = {
+  "fields": tuple(f for f in FIELDS if f != "block"),
+  "input_shape": (224, 224, 3),
+  "num_classes": 1000,
+}
 
-registry.register(
-  registry.Family("cifar_resnet", cifar_resnet, FIELDS, "ResNet-{depth}", "ResNets")
+
+def _register(name, build, label, title, fields=FIELDS, **inputs):
+  registry.register(registry.Family(name, build, fields, label, title, **inputs))
+
+
+_register("cifar_resnet", cifar_resnet, "ResNet-{depth}", "ResNets")
+_register(
+  "cifar_plain", functools.partial(cifar_resnet, residual=False), "plain-{depth}", "plain nets"
 )
-registry.register(
-  registry.Family(
-    "cifar_plain",
-    functools.partial(cifar_resnet, residual=False),
-    FIELDS,
-    "plain-{depth}",
-    "plain nets",
-  )
+_register(
+  "cifar_preact",
+  cifar_preact,
+  lambda depth, o: f"PreAct ResNet-{depth}" + (" (basic)" if o.get("block") == "basic" else ""),
+  "pre-activation ResNets",
 )
-registry.register(
-  registry.Family(
-    "cifar_preact",
-    cifar_preact,
-    FIELDS,
-    lambda depth, o: f"PreAct ResNet-{depth}" + (" (basic)" if o.get("block") == "basic" else ""),
-    "pre-activation ResNets",
-  )
-)
-registry.register(
-  registry.Family(
-    "imagenet_resnet",
-    imagenet_resnet,
-    IMAGENET_FIELDS,
-    "ResNet-{depth} (ImageNet)",
-    "ResNets",
-    **IMAGENET_INPUT,
-  )
-)
-registry.register(
-  registry.Family(
-    "imagenet_plain",
-    functools.partial(imagenet_resnet, residual=False),
-    IMAGENET_FIELDS,
-    "plain-{depth} (ImageNet)",
-    "plain nets",
-    **IMAGENET_INPUT,
-  )
-)
+_register("imagenet_resnet", imagenet_resnet, "ResNet-{depth} (ImageNet)", "ResNets", **IMAGENET)
+_imagenet_plain = functools.partial(imagenet_resnet, residual=False)
+_register("imagenet_plain", _imagenet_plain, "plain-{depth} (ImageNet)", "plain nets", **IMAGENET)

@@ -1,9 +1,9 @@
 """VGG-11/13/16/19 (Simonyan & Zisserman 2015, configurations A/B/D/E), with or without BN.
 
 3x3 convs in five stages of 64-128-256-512-512 maps separated by 2x2 max pools, adaptive 7x7 average
-pool, 4096-4096-classes with dropout 0.5; with BN after each convolution, the convolutions keep their
-bias, as in torchvision. `head='cifar'` is the CIFAR-sized variant: the same stacks, then a global
-average (1x1 after five pools at 32x32) and one dense layer.
+pool, 4096-4096-classes with dropout 0.5; with BN after each convolution, the convolutions keep
+their bias, as in torchvision. `head='cifar'` is the CIFAR-sized variant: the same stacks, then a
+global average (1x1 after five pools at 32x32) and one dense layer.
 
 Blocks: a block is one conv (+BN) + ReLU layer, a stage the run of layers between two pools. Gate 0
 replaces a layer whose input and output shapes agree by the identity ("deleting a VGG layer where
@@ -49,11 +49,12 @@ class VGGLayer(nn.Module):
 
 
 class VGG(nn.Module):
-  """VGG stacks (module docstring). Stage s has `stage_sizes[s]` layers of min(2^s, 8) x `width` maps.
+  """VGG stacks (module docstring). Stage s has `stage_sizes[s]` layers of min(2^s, 8) x `width`
+  maps.
 
   Pooling: a 2x2/2 max pool ends each of the last p stages, p = min(stages, floor(log2(min(H, W)))):
-  all five at 32x32 and above; on 8x8 digits only the last three (stages 0-1 then run at 8x8), so small
-  images never pool to nothing.
+  all five at 32x32 and above; on 8x8 digits only the last three (stages 0-1 then run at 8x8), so
+  small images never pool to nothing.
   """
 
   stage_sizes: Sequence[int] = (2, 2, 3, 3, 3)
@@ -84,7 +85,8 @@ class VGG(nn.Module):
     return tuple(self.width * min(2**s, 8) for s in range(len(self.stage_sizes)))
 
   def shape_changing_blocks(self) -> np.ndarray:
-    """True for a stage's first layer where it changes the channel count (always stage 0's: the image)."""
+    """True for a stage's first layer where it changes the channel count (always stage 0's: the
+    image)."""
     widths_in = (None,) + self.stage_widths[:-1]
     return np.asarray(
       [
@@ -134,7 +136,8 @@ def vgg(depth: int, *, bn: bool = False, width: int = 64, **kw) -> VGG:
 
 
 def cifar_vgg(depth: int, *, bn: bool = True, width: int = 64, **kw) -> VGG:
-  """CIFAR-sized VGG-11/13/16/19: the same stacks on 32x32 (or smaller) images, GAP, one dense layer."""
+  """CIFAR-sized VGG-11/13/16/19: the same stacks on 32x32 (or smaller) images, GAP, one dense
+  layer."""
   registry.only(depth, VGG_STAGES, "CIFAR VGG")
   kw.setdefault("dropout", 0.0)
   kw.setdefault("num_classes", 10)
