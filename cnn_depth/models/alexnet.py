@@ -59,6 +59,10 @@ def alexnet(depth: int = 8, **kw) -> AlexNet:
   return AlexNet(**kw)
 
 
+KRIZHEVSKY = (
+  'Krizhevsky et al. 2012: "60 million parameters" for the two-GPU original; ours is '
+  "torchvision's single-stream layout."
+)
 registry.register(
   registry.Family(
     "alexnet",
@@ -68,5 +72,6 @@ registry.register(
     "AlexNet",
     input_shape=(224, 224, 3),
     num_classes=1000,
+    published=(registry.Published(8, params=(60e6, KRIZHEVSKY)),),
   )
 )

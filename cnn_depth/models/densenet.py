@@ -187,9 +187,23 @@ def _cifar_label(bc: bool):
   return label
 
 
+HUANG = "Huang et al. 2017, Table 2 (k = 12; BC L=190: k = 40), to the one decimal it gives."
 FIELDS = ("growth_rate", "dropout", "bn_groups", "bn_impl")
+
+
+def _published(params) -> tuple[registry.Published, ...]:
+  return tuple(registry.Published(d, params=(p, HUANG)) for d, p in params.items())
+
+
 registry.register(
-  registry.Family("cifar_densenet", cifar_densenet, FIELDS, _cifar_label(False), "DenseNets")
+  registry.Family(
+    "cifar_densenet",
+    cifar_densenet,
+    FIELDS,
+    _cifar_label(False),
+    "DenseNets",
+    published=_published({40: 1.0e6, 100: 7.0e6}),
+  )
 )
 registry.register(
   registry.Family(
@@ -198,6 +212,7 @@ registry.register(
     FIELDS,
     _cifar_label(True),
     "DenseNets-BC",
+    published=_published({100: 0.8e6, 190: 25.6e6}),
   )
 )
 registry.register(
@@ -209,5 +224,6 @@ registry.register(
     "DenseNets (ImageNet)",
     input_shape=(224, 224, 3),
     num_classes=1000,
+    published=(registry.Published(121, params=(7.978856e6, registry.TORCHVISION)),),
   )
 )

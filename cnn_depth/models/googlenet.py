@@ -173,6 +173,18 @@ def _label(depth: int, options) -> str:
   )
 
 
+SZEGEDY = (
+  "Szegedy et al. 2015, Table 1 totals. Its K is 1024 (module 3a's 163,328 weights are listed as "
+  "159K) and its conv1 row (2.7K, 34M ops) undercounts the 7x7 convolution (9.4K, 118M). Its "
+  "module rows agree with ours within 1% in ops but 5a (51.1M vs 54M), and within 2% in "
+  "parameters but 4c (497.5K vs 463K) and 5a (1018K vs 1072K)."
+)
+# The paper's net, then what its 1x1 reductions save and what its auxiliary heads cost.
+PUBLISHED = (
+  registry.Published(22, params=(6.8e6, SZEGEDY), macs=(1.5e9, SZEGEDY)),
+  registry.Published(22, {"reduce": False}),
+  registry.Published(22, {"aux_heads": True}),
+)
 registry.register(
   registry.Family(
     "googlenet",
@@ -182,5 +194,6 @@ registry.register(
     "GoogLeNet",
     input_shape=(224, 224, 3),
     num_classes=1000,
+    published=PUBLISHED,
   )
 )

@@ -156,6 +156,18 @@ def lenet5(depth: int = 5, **kw) -> LeNet5:
   return LeNet5(**kw)
 
 
+LECUN = (
+  "LeCun et al. 1998, §II.B: 60,000 trainable parameters, the RBF output layer excluded (ours: "
+  "exactly 60,000, plus an 850-parameter dense output layer)."
+)
 registry.register(
-  registry.Family("lenet5", lenet5, (), "LeNet-5", "LeNet-5", input_shape=(32, 32, 1))
+  registry.Family(
+    "lenet5",
+    lenet5,
+    (),
+    "LeNet-5",
+    "LeNet-5",
+    input_shape=(32, 32, 1),
+    published=(registry.Published(5, params=(60e3, LECUN)),),
+  )
 )

@@ -88,5 +88,10 @@ registry.register(
     ("dropout",),
     lambda depth, o: "NiN (CIFAR)" if depth == 9 else "NiN (ImageNet)",
     "NiN",
+    # NiN-12 is Lin et al.'s ImageNet net.
+    published=(
+      registry.Published(9),
+      registry.Published(12, input_shape=(224, 224, 3), num_classes=1000),
+    ),
   )
 )

@@ -60,13 +60,28 @@ FIELDS = {
 
 
 @dataclasses.dataclass(frozen=True)
+class Published:
+  """A net of the family as its paper gives it: `scripts/models_table.py` lists it with our counts
+  beside the paper's. `params` and `macs` are (figure, where it comes from) where the paper gives
+  one; `options` are config.model fields; the input is the family's unless given."""
+
+  depth: int
+  options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  params: tuple[float, str] | None = None
+  macs: tuple[float, str] | None = None
+  input_shape: tuple[int, int, int] | None = None
+  num_classes: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Family:
   """One model family.
 
   `build(depth, **options)` makes the net; options are the common fields and those of `fields` that
   the config sets. `label` names one net: a format string of `depth` ("ResNet-{depth}") or a
   function (depth, options) -> str. `title` names the family (a figure panel). `input_shape` and
-  `num_classes` are the input it was designed for (the models table counts it there).
+  `num_classes` are the input it was designed for (the models table counts it there), and
+  `published` the nets the models table lists.
   """
 
   name: str
@@ -76,6 +91,7 @@ class Family:
   title: str
   input_shape: tuple[int, int, int] = (32, 32, 3)
   num_classes: int = 10
+  published: tuple[Published, ...] = ()
 
   def __post_init__(self):
     unknown = sorted(set(self.fields) - set(FIELDS))
@@ -91,6 +107,9 @@ class Family:
       return self.label(depth, dict(options or {}))
     return self.label.format(depth=depth)
 
+
+# Where a published figure comes from, when it is not from the family's own paper.
+TORCHVISION = "Widely used reference count (torchvision); the paper does not list parameters."
 
 FAMILIES: dict[str, Family] = {}
 

@@ -24,7 +24,7 @@ blocks 1..n-1 are stacked along a leading axis under `stage{s}_blocks`; `unstack
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -33,120 +33,9 @@ import numpy as np
 
 from cnn_depth import layers
 from cnn_depth.layers import Conv
-from cnn_depth.models import gating, registry
+from cnn_depth.models import blocks, gating, registry
 
 Dtype = Any
-
-
-# --------------------------------------------------------------------------------------------------
-# Blocks. Each is called as block(x, gate, route) with a scalar (or per-sample) gate and an optional
-# route code (gating.py).
-
-
-class _Block(nn.Module):
-  features: int  # the block's output channels
-  strides: int = 1
-  residual: bool = True
-  shortcut: str = "A"
-  norm: Callable[..., nn.Module] = layers.BatchNorm  # given by ResNet: layers.batch_norm(...)
-  dtype: Dtype = jnp.float32
-  conv_impl: str = "auto"
-  zero_init_last: bool = False
-
-  def conv(self, features, kernel_size, strides=1, name=None):
-    return Conv(features, kernel_size, strides, self.dtype, self.conv_impl, name=name)
-
-  def last_norm(self, name, relu=False):
-    init = nn.initializers.zeros if self.zero_init_last else nn.initializers.ones
-    return self.norm(name=name, scale_init=init, relu=relu)
-
-  def changes_shape(self, x):
-    return self.strides != 1 or x.shape[-1] != self.features
-
-  def skip(self, x, projection_input=None):
-    """The shortcut: identity, option A at a shape change, or option B's projection (residual
-    nets)."""
-    if not self.changes_shape(x):
-      return x
-    if self.residual and self.shortcut == "B":
-      src = x if projection_input is None else projection_input
-      return layers.ProjectionShortcut(
-        self.features, self.strides, self.norm, self.dtype, self.conv_impl, name="proj"
-      )(src)
-    return layers.shortcut_a(x, self.features, self.strides)
-
-  def merge(self, skip, branch, gate, route, post_relu: bool):
-    if self.residual:
-      out = gating.merge(skip, branch, gate, route)
-      return nn.relu(out) if post_relu else out
-    # Plain block: gate 0 deletes it (passes the parameter-free shortcut instead).
-    return gating.plain_merge(skip, nn.relu(branch) if post_relu else branch, gate, route)
-
-
-class BasicBlock(_Block):
-  """Post-activation basic block (He et al. 2016, Fig. 2): conv-BN-ReLU-conv-BN, + shortcut,
-  ReLU."""
-
-  @nn.compact
-  def __call__(self, x, gate=1.0, route=None):
-    y = self.conv(self.features, 3, self.strides, "conv1")(x)
-    y = self.norm(name="bn1", relu=True)(y)
-    y = self.conv(self.features, 3, 1, "conv2")(y)
-    y = self.last_norm("bn2")(y)
-    return self.merge(self.skip(x), y, gate, route, post_relu=True)
-
-
-class BottleneckBlock(_Block):
-  """Post-activation bottleneck (He et al. 2016, Fig. 5): 1x1 (w) - 3x3 (w) - 1x1 (4w).
-
-  As in the paper (and Caffe release), the stride sits on the first 1x1 convolution; torchvision's
-  "v1.5" moves it to the 3x3 (same parameters, 4.1G instead of 3.8G multiply-adds for ResNet-50).
-  """
-
-  @nn.compact
-  def __call__(self, x, gate=1.0, route=None):
-    width = self.features // 4
-    y = self.norm(name="bn1", relu=True)(self.conv(width, 1, self.strides, "conv1")(x))
-    y = self.norm(name="bn2", relu=True)(self.conv(width, 3, 1, "conv2")(y))
-    y = self.last_norm("bn3")(self.conv(self.features, 1, 1, "conv3")(y))
-    return self.merge(self.skip(x), y, gate, route, post_relu=True)
-
-
-class PreActBasicBlock(_Block):
-  """Pre-activation basic block (He et al. 2016b, Fig. 4e): BN-ReLU-conv-BN-ReLU-conv, + shortcut.
-
-  A projection shortcut reads the pre-activated input, as in the authors' code.
-  """
-
-  @nn.compact
-  def __call__(self, x, gate=1.0, route=None):
-    pre = self.norm(name="bn1", relu=True)(x)
-    y = self.conv(self.features, 3, self.strides, "conv1")(pre)
-    y = self.last_norm("bn2", relu=True)(y)
-    y = self.conv(self.features, 3, 1, "conv2")(y)
-    return self.merge(self.skip(x, pre), y, gate, route, post_relu=False)
-
-
-class PreActBottleneckBlock(_Block):
-  """Pre-activation bottleneck (He et al. 2016b): BN-ReLU-1x1, BN-ReLU-3x3 (stride), BN-ReLU-1x1
-  (4w)."""
-
-  @nn.compact
-  def __call__(self, x, gate=1.0, route=None):
-    width = self.features // 4
-    pre = self.norm(name="bn1", relu=True)(x)
-    y = self.conv(width, 1, 1, "conv1")(pre)
-    y = self.conv(width, 3, self.strides, "conv2")(self.norm(name="bn2", relu=True)(y))
-    y = self.conv(self.features, 1, 1, "conv3")(self.last_norm("bn3", relu=True)(y))
-    return self.merge(self.skip(x, pre), y, gate, route, post_relu=False)
-
-
-BLOCKS = {
-  ("basic", False): BasicBlock,
-  ("bottleneck", False): BottleneckBlock,
-  ("basic", True): PreActBasicBlock,
-  ("bottleneck", True): PreActBottleneckBlock,
-}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -231,7 +120,7 @@ class ResNet(nn.Module):
     survival = self.block_gates(train, x.shape[0])
     g = survival if g is None else survival * g
 
-    block_cls = BLOCKS[(self.block, self.preact)]
+    block_cls = blocks.BLOCKS[(self.block, self.preact)]
     if self.remat:
       block_cls = nn.remat(block_cls, prevent_cse=self.stages == "unroll")
     make_block = functools.partial(
@@ -360,20 +249,84 @@ IMAGENET = {
 }
 
 
-def _register(name, build, label, title, fields=FIELDS, **inputs):
-  registry.register(registry.Family(name, build, fields, label, title, **inputs))
+# The papers' figures (scripts/models_table.py lists them beside our counts).
+HE_TABLE6 = 'He et al. 2016 ("Deep residual learning"), Table 6 (CIFAR-10, option A shortcuts).'
+HE_TABLE1 = 'He et al. 2016, Table 1 "FLOPs" (multiply-adds), quoted for the plain nets too.'
+HE_2016B = (
+  'He et al. 2016b ("Identity mappings"): conv/dense weights only; BN adds about 1.5%, which our '
+  "count includes."
+)
+CIFAR_PARAMS = {20: 0.27e6, 32: 0.46e6, 44: 0.66e6, 56: 0.85e6, 110: 1.7e6, 1202: 19.4e6}
+RESNET20_MACS = (41e6, "Commonly cited figure for ResNet-20; not in the paper's table.")
+IMAGENET_MACS = {18: 1.8e9, 34: 3.6e9, 50: 3.8e9, 101: 7.6e9, 152: 11.3e9}
+IMAGENET_PARAMS = {18: 11.7e6, 34: 21.8e6, 50: 25.6e6}
 
 
-_register("cifar_resnet", cifar_resnet, "ResNet-{depth}", "ResNets")
+def _published_cifar(residual: bool) -> tuple[registry.Published, ...]:
+  return tuple(
+    registry.Published(
+      d,
+      params=(p, HE_TABLE6) if residual else None,
+      macs=RESNET20_MACS if residual and d == 20 else None,
+    )
+    for d, p in CIFAR_PARAMS.items()
+  )
+
+
+def _published_imagenet(residual: bool, depths) -> tuple[registry.Published, ...]:
+  return tuple(
+    registry.Published(
+      d,
+      params=(IMAGENET_PARAMS[d], registry.TORCHVISION)
+      if residual and d in IMAGENET_PARAMS
+      else None,
+      macs=(IMAGENET_MACS[d], HE_TABLE1),
+    )
+    for d in depths
+  )
+
+
+PREACT = (
+  registry.Published(110, {"block": "basic"}),
+  registry.Published(164, {"block": "bottleneck"}, params=(1.7e6, HE_2016B)),
+  registry.Published(1001, {"block": "bottleneck"}, params=(10.2e6, HE_2016B)),
+)
+
+
+def _register(name, build, label, title, fields=FIELDS, **more):
+  registry.register(registry.Family(name, build, fields, label, title, **more))
+
+
 _register(
-  "cifar_plain", functools.partial(cifar_resnet, residual=False), "plain-{depth}", "plain nets"
+  "cifar_resnet", cifar_resnet, "ResNet-{depth}", "ResNets", published=_published_cifar(True)
+)
+_register(
+  "cifar_plain",
+  functools.partial(cifar_resnet, residual=False),
+  "plain-{depth}",
+  "plain nets",
+  published=_published_cifar(False),
 )
 _register(
   "cifar_preact",
   cifar_preact,
   lambda depth, o: f"PreAct ResNet-{depth}" + (" (basic)" if o.get("block") == "basic" else ""),
   "pre-activation ResNets",
+  published=PREACT,
 )
-_register("imagenet_resnet", imagenet_resnet, "ResNet-{depth} (ImageNet)", "ResNets", **IMAGENET)
-_imagenet_plain = functools.partial(imagenet_resnet, residual=False)
-_register("imagenet_plain", _imagenet_plain, "plain-{depth} (ImageNet)", "plain nets", **IMAGENET)
+_register(
+  "imagenet_resnet",
+  imagenet_resnet,
+  "ResNet-{depth} (ImageNet)",
+  "ResNets",
+  **IMAGENET,
+  published=_published_imagenet(True, IMAGENET_STAGES),
+)
+_register(
+  "imagenet_plain",
+  functools.partial(imagenet_resnet, residual=False),
+  "plain-{depth} (ImageNet)",
+  "plain nets",
+  **IMAGENET,
+  published=_published_imagenet(False, (18, 34)),
+)

@@ -147,28 +147,43 @@ def cifar_vgg(depth: int, *, bn: bool = True, width: int = 64, **kw) -> VGG:
 VGG_FIELDS = ("width", "dropout")
 VGG_BN_FIELDS = (*VGG_FIELDS, "bn_groups", "bn_impl")
 IMAGENET = {"input_shape": (224, 224, 3), "num_classes": 1000}
-registry.register(registry.Family("vgg", vgg, VGG_FIELDS, "VGG-{depth}", "VGG nets", **IMAGENET))
-registry.register(
-  registry.Family(
-    "vgg_bn",
-    functools.partial(vgg, bn=True),
-    VGG_BN_FIELDS,
-    "VGG-{depth} BN",
-    "VGG nets (BN)",
-    **IMAGENET,
+SIMONYAN = "Simonyan & Zisserman 2015, Table 2 (without BN)."
+PARAMS = {11: 133e6, 13: 133e6, 16: 138e6, 19: 144e6}
+
+
+def _published(with_figures: bool) -> tuple[registry.Published, ...]:
+  return tuple(
+    registry.Published(d, params=(p, SIMONYAN) if with_figures else None) for d, p in PARAMS.items()
   )
+
+
+def _register(name, build, fields, label, title, **more):
+  registry.register(registry.Family(name, build, fields, label, title, **more))
+
+
+_register("vgg", vgg, VGG_FIELDS, "VGG-{depth}", "VGG nets", **IMAGENET, published=_published(True))
+_register(
+  "vgg_bn",
+  functools.partial(vgg, bn=True),
+  VGG_BN_FIELDS,
+  "VGG-{depth} BN",
+  "VGG nets (BN)",
+  **IMAGENET,
+  published=_published(True),
 )
-registry.register(
-  registry.Family(
-    "cifar_vgg",
-    functools.partial(cifar_vgg, bn=False),
-    VGG_FIELDS,
-    "VGG-{depth} (CIFAR)",
-    "VGG nets",
-  )
+_register(
+  "cifar_vgg",
+  functools.partial(cifar_vgg, bn=False),
+  VGG_FIELDS,
+  "VGG-{depth} (CIFAR)",
+  "VGG nets",
+  published=_published(False),
 )
-registry.register(
-  registry.Family(
-    "cifar_vgg_bn", cifar_vgg, VGG_BN_FIELDS, "VGG-{depth} BN (CIFAR)", "VGG nets (BN)"
-  )
+_register(
+  "cifar_vgg_bn",
+  cifar_vgg,
+  VGG_BN_FIELDS,
+  "VGG-{depth} BN (CIFAR)",
+  "VGG nets (BN)",
+  published=_published(False),
 )
