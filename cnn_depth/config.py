@@ -23,9 +23,8 @@ def base() -> ml_collections.ConfigDict:
   # models.build_model reads these. A family is refused a field it does not read that is set to
   # anything but the value given here (or, where it has one, the "family's own choice" value).
   c.model = ml_collections.ConfigDict()
-  c.model.family = (
-    "cifar_resnet"  # cifar_resnet | cifar_plain | cifar_preact | imagenet_resnet | ...
-  )
+  # cifar_resnet | cifar_plain | cifar_preact | imagenet_resnet | ...
+  c.model.family = "cifar_resnet"
   c.model.depth = 20
   c.model.width = 16  # ResNets, VGGs (0: the family's default)
   c.model.shortcut = "A"
@@ -34,23 +33,20 @@ def base() -> ml_collections.ConfigDict:
   c.model.block = ""
   c.model.dtype = "float32"
   c.model.stages = "scan"
-  c.model.unroll = (
-    0  # scan unroll factor; 0: full up to ResNet-110 and 4 beyond on GPU/TPU, 1 on CPU
-  )
+  # scan unroll factor; 0: full up to ResNet-110 and 4 beyond on GPU/TPU, 1 on CPU
+  c.model.unroll = 0
   c.model.remat = False
   c.model.survival_last = 1.0  # stochastic depth p_L; 1 = off
   c.model.drop_mode = "batch"
   c.model.zero_init_last = False
   c.model.conv_impl = "auto"
-  c.model.bn_groups = (
-    1  # > 1: BN statistics per group of batch/bn_groups examples ("ghost", per device)
-  )
+  # > 1: BN statistics per group of batch/bn_groups examples ("ghost", per device)
+  c.model.bn_groups = 1
   c.model.bn_impl = "fused"  # 'fused': BN with a hand-written backward (fewer GPU kernels) | 'flax'
   # The classic families only (cnn_depth/models/): these values mean "the family's default".
   c.model.growth_rate = 0  # DenseNets: k (0: the paper's k for the depth)
-  c.model.dropout = (
-    -1.0
-  )  # AlexNet, VGG, NiN, GoogLeNet, DenseNet: a rate (< 0: the family's default)
+  # AlexNet, VGG, NiN, GoogLeNet, DenseNet: a rate (< 0: the family's default).
+  c.model.dropout = -1.0
   c.model.aux_heads = False  # GoogLeNet: the two auxiliary classifiers (training only)
   c.model.reduce = True  # GoogLeNet: the 1x1 reductions before the 3x3 and 5x5 convolutions
 

@@ -138,12 +138,13 @@ class StreamData:
     self.mesh, self.seed = mesh, seed
     repl, batch_sharding = sharding.replicated(mesh), sharding.batch_sharded(mesh)
     self.new_sums = jax.jit(zero_sums, out_shardings=repl)
+    # The sums are donated, the state is not (steps.compile_train_step says why).
     self._step = jax.jit(
       _accumulating(step_fn),
       in_shardings=(repl, repl, batch_sharding),
       out_shardings=(repl, None, repl),
       donate_argnums=(1,),
-    )  # the sums only
+    )
     self._eval = jax.jit(eval_fn, in_shardings=(repl, batch_sharding))
     self._batches = functools.partial(
       dataset.batches,

@@ -63,9 +63,8 @@ def test_a_lost_process_stops_the_other_within_a_bounded_time(tmp_path, victim):
   print(f"process {victim} killed: process {1 - victim} exited with {rc} after {took:.1f} s")
   if victim == 1:
     assert rc == multihost.EXIT_PEER_LOST, survivor.tail()
-    assert PEER_TIMEOUT - 1.5 <= took < PEER_TIMEOUT + 15, (
-      took
-    )  # counted from its last beat (1 s apart)
+    # Counted from its last beat (1 s apart).
+    assert PEER_TIMEOUT - 1.5 <= took < PEER_TIMEOUT + 15, took
     line = assert_one_error_line(survivor, "process 1 of 2 stopped responding")
     assert "relaunch all 2 processes" in line
     status = read_status(workdir)

@@ -110,9 +110,10 @@ def test_path_gradient_norms_match_closed_form_and_trace_once(linear):
   model, v, x, labels, ws = linear
   ks, samples, seed = [0, 1, 2, 3, 4], 3, 7
   before = TRACES[0]
+  # 12 routes: 6 calls, 1 trace.
   mean, std = paths.path_gradient_norms(
     model, v, x, labels, (0.0,), (1.0,), ks, samples, seed, chunk_size=2
-  )  # 12 routes: 6 calls, 1 trace
+  )
   assert TRACES[0] - before == 1
   assert mean.shape == std.shape == (len(ks),)
 

@@ -100,9 +100,8 @@ def test_status_validated_and_atomic(tmp_path):
     workdir_lib.write_status(tmp_path, "crashed")
   with pytest.raises(ValueError, match="set by write_status"):
     workdir_lib.write_status(tmp_path, "done", time=3)
-  assert (
-    workdir_lib.read_status(tmp_path)["status"] == "preempted"
-  )  # a refused write changes nothing
+  # A refused write changes nothing.
+  assert workdir_lib.read_status(tmp_path)["status"] == "preempted"
   assert os.listdir(tmp_path) == ["status.json"]  # no temporary files left behind
 
 

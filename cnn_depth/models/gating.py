@@ -29,9 +29,8 @@ import numpy as np
 
 from cnn_depth import layers
 
-DROP_RNG = (
-  "drop"  # the rng stream of stochastic depth and dropout: apply(..., rngs={DROP_RNG: key})
-)
+# the rng stream of stochastic depth and dropout: apply(..., rngs={DROP_RNG: key})
+DROP_RNG = "drop"
 
 # Where the gradient may flow through a block (the `grad_route` codes).
 ROUTE_BOTH, ROUTE_BRANCH, ROUTE_SKIP = 0, 1, 2

@@ -38,11 +38,8 @@ INCEPTION_STAGES = (
   ),
   ((256, 160, 320, 32, 128, 128), (384, 192, 384, 48, 128, 128)),
 )
-INCEPTION_NAMES = (
-  ("3a", "3b"),
-  ("4a", "4b", "4c", "4d", "4e"),
-  ("5a", "5b"),
-)  # for reading results
+# The modules' names in the paper, for reading results.
+INCEPTION_NAMES = (("3a", "3b"), ("4a", "4b", "4c", "4d", "4e"), ("5a", "5b"))
 
 
 def inception_width(spec: Sequence[int]) -> int:

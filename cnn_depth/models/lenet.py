@@ -117,9 +117,8 @@ class LeNet5(layout.Blockless, nn.Module):
   centre, as LeCun et al. did. See the module docstring."""
 
   num_classes: int = 10
-  connection_table: bool = (
-    True  # False: C3 reads all six S2 maps (2,416 instead of 1,516 parameters)
-  )
+  # False: C3 reads all six S2 maps (2,416 instead of 1,516 parameters)
+  connection_table: bool = True
   dtype: Dtype = jnp.float32
   conv_impl: str = "auto"
 

@@ -33,11 +33,12 @@ AUX_COLLECTION = "aux_logits"
 class Field:
   """How `build_model` treats an optional `config.model` field (its default is config.base()'s)."""
 
-  shapes: bool = False  # changes the variables' shapes: a workdir cannot resume with another value
-  auto: Callable[[Any], bool] | None = (
-    None  # values that leave the choice to the family (not passed)
-  )
-  harmless: tuple = ()  # values besides the default that change nothing in a family not reading it
+  # Changes the variables' shapes: a workdir cannot resume with another value.
+  shapes: bool = False
+  # The values that leave the choice to the family: not passed to its builder.
+  auto: Callable[[Any], bool] | None = None
+  # Values besides the default that change nothing in a family that does not read the field.
+  harmless: tuple = ()
 
 
 FIELDS = {

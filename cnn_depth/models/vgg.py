@@ -60,9 +60,8 @@ class VGG(nn.Module):
   stage_sizes: Sequence[int] = (2, 2, 3, 3, 3)
   width: int = 64
   bn: bool = False
-  head: str = (
-    "imagenet"  # 'imagenet': adaptive 7x7 pool, hidden-hidden-classes | 'cifar': GAP, dense
-  )
+  # 'imagenet': adaptive 7x7 pool, hidden-hidden-classes | 'cifar': GAP, dense
+  head: str = "imagenet"
   hidden: int = 4096
   dropout: float = 0.5
   num_classes: int = 1000
@@ -70,9 +69,8 @@ class VGG(nn.Module):
   conv_impl: str = "auto"
   bn_groups: int = 1
   bn_impl: str = "fused"
-  stages: str = (
-    "unroll"  # always unrolled (the field lets analysis code ask for the unrolled layout)
-  )
+  # always unrolled (the field lets analysis code ask for the unrolled layout)
+  stages: str = "unroll"
 
   residual = False
 
