@@ -21,7 +21,7 @@ import numpy as np
 
 from cnn_depth import layers
 from cnn_depth.layers import Conv
-from cnn_depth.models import gating, registry
+from cnn_depth.models import gating, layout, registry
 
 Dtype = Any
 
@@ -49,7 +49,7 @@ class DenseLayer(nn.Module):
     return gating.concat_merge(x, y, gate, route)
 
 
-class DenseNet(nn.Module):
+class DenseNet(layout.Blocks, nn.Module):
   """DenseNet / DenseNet-BC (module docstring); blocks are the dense layers."""
 
   stage_sizes: Sequence[int]  # dense layers per dense block
@@ -67,10 +67,6 @@ class DenseNet(nn.Module):
   stages: str = "unroll"
 
   residual = False
-
-  @property
-  def num_blocks(self) -> int:
-    return int(sum(self.stage_sizes))
 
   def shape_changing_blocks(self) -> np.ndarray:
     return np.zeros(self.num_blocks, bool)

@@ -20,7 +20,7 @@ import numpy as np
 
 from cnn_depth import layers
 from cnn_depth.layers import Conv
-from cnn_depth.models import gating, registry
+from cnn_depth.models import gating, layout, registry
 
 Dtype = Any
 
@@ -89,7 +89,7 @@ class AuxHead(nn.Module):
     return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x).astype(jnp.float32)
 
 
-class GoogLeNet(nn.Module):
+class GoogLeNet(layout.Blocks, nn.Module):
   """GoogLeNet (module docstring); blocks are the nine Inception modules. `inception_stages` and
   `aux_after` (the (stage, block) each auxiliary head follows: 4a and 4d) exist for tiny test
   variants; the defaults are the paper's."""
@@ -110,10 +110,6 @@ class GoogLeNet(nn.Module):
   @property
   def stage_sizes(self) -> tuple[int, ...]:
     return tuple(len(s) for s in self.inception_stages)
-
-  @property
-  def num_blocks(self) -> int:
-    return int(sum(self.stage_sizes))
 
   def shape_changing_blocks(self) -> np.ndarray:
     specs = [spec for stage in self.inception_stages for spec in stage]

@@ -20,11 +20,18 @@ import jax.numpy as jnp
 import numpy as np
 
 
-class Blockless:
+class Blocks:
+  """`num_blocks` of a net that has `stage_sizes` (mixed into every family with blocks)."""
+
+  @property
+  def num_blocks(self) -> int:
+    return int(sum(self.stage_sizes))
+
+
+class Blockless(Blocks):
   """The block interface of a net with no blocks to gate (LeNet-5, AlexNet, NiN)."""
 
   stage_sizes = ()
-  num_blocks = 0
   residual = False
 
   def shape_changing_blocks(self) -> np.ndarray:

@@ -33,7 +33,7 @@ import numpy as np
 
 from cnn_depth import layers
 from cnn_depth.layers import Conv
-from cnn_depth.models import blocks, gating, registry
+from cnn_depth.models import blocks, gating, layout, registry
 
 Dtype = Any
 
@@ -42,7 +42,7 @@ Dtype = Any
 # The network.
 
 
-class ResNet(nn.Module):
+class ResNet(layout.Blocks, nn.Module):
   """A ResNet or its plain twin; see the module docstring for the families, gates and parameter
   paths.
 
@@ -70,10 +70,6 @@ class ResNet(nn.Module):
   conv_impl: str = "auto"
   bn_groups: int = 1  # > 1: per-group ("ghost", per-device) BN statistics; see layers.batch_norm
   bn_impl: str = "fused"  # 'fused' (layers.BatchNorm, hand-written backward) | 'flax' (flax's)
-
-  @property
-  def num_blocks(self) -> int:
-    return int(sum(self.stage_sizes))
 
   def shape_changing_blocks(self) -> np.ndarray:
     """True for a stage's first block where it changes the map size or the channel count."""

@@ -23,7 +23,7 @@ import numpy as np
 
 from cnn_depth import layers
 from cnn_depth.layers import Conv
-from cnn_depth.models import gating, registry
+from cnn_depth.models import gating, layout, registry
 
 Dtype = Any
 
@@ -48,7 +48,7 @@ class VGGLayer(nn.Module):
     return gating.delete_to_identity(x, y, gate, route)
 
 
-class VGG(nn.Module):
+class VGG(layout.Blocks, nn.Module):
   """VGG stacks (module docstring). Stage s has `stage_sizes[s]` layers of min(2^s, 8) x `width`
   maps.
 
@@ -73,10 +73,6 @@ class VGG(nn.Module):
   stages: str = "unroll"
 
   residual = False
-
-  @property
-  def num_blocks(self) -> int:
-    return int(sum(self.stage_sizes))
 
   @property
   def stage_widths(self) -> tuple[int, ...]:
