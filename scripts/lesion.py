@@ -54,11 +54,8 @@ def main(argv):
       seed=_SEED.value,
       caption=_CAPTION.value,
     )
-  except (
-    ValueError,
-    OSError,
-    checkpoint.CheckpointError,
-  ) as e:  # no workdir, no checkpoint, labels
+  # No workdir, no checkpoint, a label per workdir: one line, exit 2.
+  except (ValueError, OSError, checkpoint.CheckpointError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   for label, r in single.items():

@@ -49,11 +49,8 @@ def main(argv):
       seed=_SEED.value,
       caption=_CAPTION.value,
     )
-  except (
-    ValueError,
-    OSError,
-    checkpoint.CheckpointError,
-  ) as e:  # no workdir, no checkpoint, plain net
+  # No workdir, no checkpoint, a plain net: one line, exit 2.
+  except (ValueError, OSError, checkpoint.CheckpointError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   lo, hi = result["effective"]

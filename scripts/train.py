@@ -74,9 +74,8 @@ def _flag_error(e: Exception, argv) -> str:
       "existing field (e.g. --config.model.depth=56)"
     )
   text = str(e)
-  if (
-    "Traceback (most recent call last)" in text
-  ):  # an error inside the config file: keep its last line
+  # An error inside the config file: keep its last line.
+  if "Traceback (most recent call last)" in text:
     text = text.split("Traceback (most recent call last)")[0] + text.strip().splitlines()[-1]
   text = " ".join(text.split())
   return (

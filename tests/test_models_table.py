@@ -84,9 +84,8 @@ def test_classic_rows_and_the_one_by_one_saving():
     for ours, paper in ((r["params"], r["paper_params"]), (r["macs"], r["paper_macs"])):
       if paper is None:
         continue
-      if (
-        r["name"] == "GoogLeNet" and paper == 1.5e9
-      ):  # Table 1's conv1 row undercounts by 84M (note)
+      if r["name"] == "GoogLeNet" and paper == 1.5e9:
+        # Table 1's conv1 row undercounts by 84M (note).
         assert 0.03 < ours / paper - 1 < 0.06
       elif r["name"] == "DenseNet-BC (L=100, k=12)":  # 0.769M; the paper gives one digit: 0.8M
         assert round(ours, -5) == paper
