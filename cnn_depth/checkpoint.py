@@ -118,7 +118,7 @@ def _manager(
 ) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(
     max_to_keep=keep,
-    save_interval_steps=save_interval_steps,
+    save_interval_steps=0 if read_only else save_interval_steps,  # orbax warns otherwise
     create=not read_only,
     read_only=read_only,
     cleanup_tmp_directories=not read_only,
