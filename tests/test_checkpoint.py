@@ -1,5 +1,6 @@
 import gc
 import glob
+import json
 import os
 import shutil
 
@@ -9,10 +10,12 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+from test_train import assert_one_error_line, cli, run_cli, tiny_config
 
-from cnn_depth import models, optim
+from cnn_depth import models, optim, train
 from cnn_depth import state as state_lib
 from cnn_depth.checkpoint import (
+  MANIFEST,
   TMP_SUFFIX,
   Checkpointer,
   CheckpointError,
@@ -140,9 +143,11 @@ def test_interrupted_save_is_ignored(tmp_path, state):
   assert not partial.exists()
 
 
-def test_corrupt_latest_checkpoint_gives_clear_error(tmp_path, state):
+def test_corrupt_checkpoint_without_checksums_gives_clear_error(tmp_path, state):
   directory = tmp_path / "ckpt"
   save_steps(directory, state, [1, 2])
+  for step in (1, 2):  # as saved before checksums: orbax's own error is what is left to report
+    os.remove(directory / str(step) / MANIFEST)
   data_files = glob.glob(str(directory / "2" / "default" / "ocdbt.process_0" / "d" / "*"))
   assert data_files
   for f in data_files:  # truncated array files
@@ -199,3 +204,138 @@ def test_load_for_analysis_returns_raw_trees(tmp_path, state):
   assert int(load_for_analysis(tmp_path / "ckpt", step=5)["step"]) == 5
   with pytest.raises(CheckpointError, match="no checkpoint for step 6"):
     load_for_analysis(tmp_path / "ckpt", step=6)
+
+
+# --------------------------------------------------------------------------------------------------
+# Checksums: written once orbax has committed a step, verified on every restore
+
+
+def array_file(step_dir):
+  """The largest of the step's OCDBT data files (where the parameters' bytes are)."""
+  files = glob.glob(os.path.join(str(step_dir), "default", "**", "d", "*"), recursive=True)
+  return max(files, key=os.path.getsize)
+
+
+def flip_byte(path):
+  data = bytearray(open(path, "rb").read())
+  data[len(data) // 2] ^= 0xFF
+  open(path, "wb").write(bytes(data))
+
+
+def test_every_file_of_a_committed_step_has_its_checksum(tmp_path, state):
+  for async_save in (True, False):
+    directory = tmp_path / f"async_{async_save}"
+    save_steps(directory, state, [1, 2], async_save=async_save)
+    for step in (1, 2):
+      step_dir = directory / str(step)
+      manifest = json.loads((step_dir / MANIFEST).read_text())
+      on_disk = {
+        str(p.relative_to(step_dir)): p.stat().st_size
+        for p in step_dir.rglob("*")
+        if p.is_file() and p.name != MANIFEST
+      }
+      assert {rel: size for rel, (size, _) in manifest["files"].items()} == on_disk
+      assert "commit_success.txt" in on_disk  # hashed after the commit, not before
+    assert not list(directory.rglob("*.tmp"))
+  with Checkpointer(directory) as ckpt:
+    assert_bit_exact(ckpt.restore(state), state.replace(step=jnp.asarray(2, jnp.int32)))
+
+
+def test_a_flipped_byte_names_the_file_and_the_previous_good_step(tmp_path, state):
+  directory = tmp_path / "ckpt"
+  save_steps(directory, state, [1, 2, 3], keep=None)
+  damaged = array_file(directory / "3")
+  flip_byte(damaged)
+  rel = os.path.relpath(damaged, directory / "3")
+  step_dir = os.path.join(str(directory), "3")
+
+  with Checkpointer(directory, keep=None) as ckpt:
+    with pytest.raises(CheckpointError) as info:
+      ckpt.restore(state)
+  message = str(info.value)
+  assert message.startswith(f"could not restore checkpoint step 3 in {directory}: its file {rel}")
+  assert "does not match the sha256 checksum it was saved with" in message
+  assert f"delete {step_dir} to fall back to step 2, whose files match their checksums" in message
+  assert "\n" not in message
+  with pytest.raises(CheckpointError, match=f"could not read checkpoint step 3 .*{rel}"):
+    load_for_analysis(directory)
+  assert int(load_for_analysis(directory, step=2)["step"]) == 2  # the others still verify
+
+  flip_byte(array_file(directory / "2"))  # the previous step damaged too: the one before it
+  with pytest.raises(CheckpointError, match=r"and the damaged steps \[2\] to fall back to step 1,"):
+    load_for_analysis(directory)
+  flip_byte(array_file(directory / "1"))
+  with pytest.raises(CheckpointError, match=f"are damaged too: delete {directory} to start"):
+    load_for_analysis(directory)
+
+  shutil.rmtree(step_dir)  # the fix the message suggests
+  shutil.rmtree(directory / "2")
+  shutil.rmtree(directory / "1")
+  save_steps(directory, state, [4])
+  assert int(load_for_analysis(directory)["step"]) == 4
+
+
+@pytest.mark.parametrize(
+  "damage, expect",
+  [
+    (
+      lambda f: os.truncate(f, os.path.getsize(f) // 2),
+      "has .* bytes, not the .* it was saved with",
+    ),
+    (os.remove, "is missing"),
+  ],
+  ids=["truncated", "missing"],
+)
+def test_a_truncated_or_missing_file_is_named(tmp_path, state, damage, expect):
+  directory = tmp_path / "ckpt"
+  save_steps(directory, state, [1, 2])
+  target = array_file(directory / "2")
+  damage(target)
+  rel = os.path.relpath(target, directory / "2")
+  with Checkpointer(directory) as ckpt:
+    with pytest.raises(CheckpointError, match=f"step 2 .*: its file {rel} {expect}") as info:
+      ckpt.restore(state)
+  assert "fall back to step 1" in str(info.value)
+
+
+def test_an_unreadable_checksum_file_is_damage(tmp_path, state):
+  directory = tmp_path / "ckpt"
+  save_steps(directory, state, [1])
+  manifest = directory / "1" / MANIFEST
+  manifest.write_text(manifest.read_text()[:100])
+  expect = f"its checksum file {MANIFEST} is unreadable .*there is no earlier checkpoint"
+  with pytest.raises(CheckpointError, match=expect):
+    load_for_analysis(directory)
+
+
+def test_a_checkpoint_without_checksums_restores_with_a_warning(tmp_path, state, caplog):
+  directory = tmp_path / "ckpt"
+  save_steps(directory, state, [1])
+  os.remove(directory / "1" / MANIFEST)  # as written before checksums
+  with Checkpointer(directory) as ckpt:
+    assert_bit_exact(ckpt.restore(state), state.replace(step=jnp.asarray(1, jnp.int32)))
+  assert any("has no checksums.json" in r.getMessage() for r in caplog.records)
+  assert not (directory / "1" / MANIFEST).exists()  # restoring writes nothing
+
+
+def test_pruned_steps_take_their_checksums_with_them(tmp_path, state):
+  directory = tmp_path / "ckpt"
+  save_steps(directory, state, range(1, 6), keep=2)
+  assert sorted(os.listdir(directory)) == ["4", "5"]
+  assert all((directory / s / MANIFEST).is_file() for s in ("4", "5"))
+
+
+def test_train_script_exits_2_naming_the_damaged_file(tmp_path):
+  """A run's latest checkpoint with one flipped byte: the relaunch stops with one error line."""
+  workdir = tmp_path / "run"
+  saving = {"checkpoint_every_steps": 2, "keep_checkpoints": 3, "eval_every_steps": 4}
+  train.train_and_evaluate(tiny_config(num_train_steps=4, **saving), str(workdir))
+  step_dir = workdir / "checkpoints" / "4"
+  damaged = array_file(step_dir)
+  flip_byte(damaged)
+
+  proc = run_cli(cli(workdir, num_train_steps=6, **saving), tmp_path / "cli")
+  assert proc.popen.returncode == 2, proc.tail()
+  line = assert_one_error_line(proc, "could not restore checkpoint step 4")
+  assert os.path.relpath(damaged, step_dir) in line
+  assert f"delete {step_dir} to fall back to step 2" in line
