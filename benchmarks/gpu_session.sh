@@ -10,8 +10,8 @@
 #                                           #   synthetic CIFAR-shaped data; wall time in status.json
 #
 # Records go to $OUT (the device tool's folder) or results/benchmarks/. loop and recipe go through
-# train.py and need ml_collections: carry its wheel in .whl/ (benchmarks/NOTES.md); it is installed
-# from there when present.
+# train.py and need ml_collections and tensorboardX (not in the device image): carry their wheels in
+# .whl/ (benchmarks/NOTES.md); they are installed from there when present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-results/benchmarks}"

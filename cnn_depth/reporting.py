@@ -1,4 +1,5 @@
-"""What a run reports as it goes: metrics.jsonl records, status.json, the progress line.
+"""What a run reports as it goes: metrics.jsonl records (mirrored into TensorBoard event files,
+events.py), status.json, the progress line.
 
 Every process of a run computes the same metrics; only process 0 writes them. Images/s leave out the
 first (compiling) step and evaluations, and are reported only where a step was timed.
@@ -12,6 +13,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from cnn_depth import events as events_lib
 from cnn_depth import workdir as workdir_lib
 from cnn_depth.feeds import SUMMED
 
@@ -67,7 +69,8 @@ class _Clock:
 
 class RunLog:
   """What a run writes to its workdir and console. Every process computes the same metrics; only
-  process 0 writes them (config.json, metrics.jsonl, status.json, the progress line)."""
+  process 0 writes them (config.json, metrics.jsonl and its TensorBoard copy, status.json, the
+  progress line)."""
 
   def __init__(self, workdir: str, config, total: int, steps_per_epoch: int, start: int):
     self.workdir, self.config, self.total = workdir, config, total
@@ -79,7 +82,10 @@ class RunLog:
       workdir_lib.truncate_metrics(workdir, start)
       workdir_lib.write_config(workdir, config.to_dict())
     self.status("running", step=start, total_steps=total)
-    self._writer = workdir_lib.MetricsWriter(workdir) if self.main else None
+    self._writer = self._events = None
+    if self.main:  # the events replay the (truncated) metrics.jsonl: each step once, in order
+      self._writer = workdir_lib.MetricsWriter(workdir)
+      self._events = events_lib.EventWriter(workdir, replay=workdir_lib.read_metrics(workdir))
 
   def status(self, status: str, **info) -> None:
     if self.main:
@@ -115,10 +121,12 @@ class RunLog:
     return record
 
   def write(self, step: int, record: dict, lr: float) -> None:
-    """The record to metrics.jsonl and the progress line to the console (if there is a record)."""
+    """The record to metrics.jsonl and the event file, and the progress line to the console (if
+    there is a record)."""
     if not record or not self.main:
       return
     self._writer.write(step, **record)
+    self._events.write(step, record)
     pct = lambda k: f"{100 * self.final[k]:.2f}%" if k in self.final else "-"
     rate = f"{record['images_per_sec']:,.0f} img/s | " if "images_per_sec" in record else ""
     print(
@@ -152,5 +160,9 @@ class RunLog:
     return self.final
 
   def close(self) -> None:
+    """Closes (and so flushes) both files, the event file even if closing metrics.jsonl fails."""
     if self._writer is not None:
-      self._writer.close()
+      try:
+        self._writer.close()
+      finally:
+        self._events.close()

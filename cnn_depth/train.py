@@ -7,7 +7,8 @@ too (evaluation.py). The data order depends only on (seed, epoch) and the augmen
 stochastic-depth draws on (seed, step), so a run resumed from a checkpoint continues exactly as the
 uninterrupted run would have.
 
-Workdir (workdir.py): config.json, metrics.jsonl, status.json, checkpoints/ (orbax).
+Workdir (workdir.py): config.json, metrics.jsonl, status.json, checkpoints/ (orbax), and
+metrics.jsonl's copy as TensorBoard event files (events.py).
 """
 
 from __future__ import annotations
