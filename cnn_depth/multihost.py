@@ -37,12 +37,31 @@ _PREFIX = "cnn_depth/watchdog"
 
 
 def initialize(
-  coordinator_address: str, num_processes: int, process_id: int, peer_timeout: float
+  coordinator_address: str | None,
+  num_processes: int | None,
+  process_id: int | None,
+  peer_timeout: float,
 ) -> None:
-  """`jax.distributed.initialize` with JAX's heartbeat timeout above `peer_timeout`."""
-  jax.distributed.initialize(
-    coordinator_address, num_processes, process_id, heartbeat_timeout_seconds=int(peer_timeout) + 60
-  )
+  """`jax.distributed.initialize` with JAX's heartbeat timeout above `peer_timeout`. All three of
+  address, count and id None: JAX takes them from the cluster it runs in (SLURM, Open MPI, a Cloud
+  TPU pod...); a ValueError says in one sentence when it finds none."""
+  auto = coordinator_address is None and num_processes is None and process_id is None
+  try:
+    jax.distributed.initialize(
+      coordinator_address,
+      num_processes,
+      process_id,
+      heartbeat_timeout_seconds=int(peer_timeout) + 60,
+    )
+  except ValueError as e:
+    if not auto:
+      raise
+    raise ValueError(
+      "--distributed=auto found no cluster to take the coordinator address, process count and "
+      "process id from (JAX reads SLURM, Open MPI and Cloud TPU environments; here: "
+      f"{_first_line(e).rstrip('.')}); start it with srun/mpirun/on the pod, or pass "
+      "--coordinator_address, --num_processes and --process_id"
+    ) from None
 
 
 def _client():

@@ -69,7 +69,13 @@ def _write_atomic(path: str, text: str) -> None:
   os.replace(tmp, path)
 
 
-def _read_json(path: str) -> Any:
+def write_json(path: str, value: Any) -> None:
+  """Atomically writes `value` as indented JSON (a sweep's launch records use it too)."""
+  _write_atomic(path, json.dumps(_plain(value), indent=2) + "\n")
+
+
+def read_json(path: str) -> Any:
+  """The JSON value in `path`, or None if there is no such file."""
   try:
     with open(path) as f:
       return json.load(f)
@@ -89,7 +95,7 @@ def write_config(workdir: str, config: Mapping[str, Any]) -> None:
 
 def read_config(workdir: str) -> dict | None:
   """The saved config as a dict (tuples come back as lists), or None if there is none."""
-  return _read_json(os.path.join(workdir, CONFIG_FILE))
+  return read_json(os.path.join(workdir, CONFIG_FILE))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -212,7 +218,7 @@ def write_status(workdir: str, status: str, **info: Any) -> dict:
 
 
 def read_status(workdir: str) -> dict | None:
-  return _read_json(os.path.join(workdir, STATUS_FILE))
+  return read_json(os.path.join(workdir, STATUS_FILE))
 
 
 # --------------------------------------------------------------------------------------------------

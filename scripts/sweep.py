@@ -1,81 +1,81 @@
-r"""Run (or print) a depth x seed grid of scripts/train.py runs, one sub-workdir per run.
+r"""Run a depth x seed (x plain/residual) grid of scripts/train.py runs: here, N at a time, or on
+SLURM as one job array; and show every run of a grid in one table.
 
+  # here, 4 runs at once (one GPU each on a GPU host; a share of the cores each on a CPU host)
   python scripts/sweep.py --config=configs/cifar_resnet.py --workdir=runs/fig6 \
-      --depths=20,32,44,56 --seeds=0,1 --extra=--config.dataset.data_dir=/data/cifar
-  python scripts/sweep.py --config=configs/cifar_resnet.py --workdir=runs/fig6 \
-      --dry_run   # print only
+      --depths=20,32,44,56 --seeds=0,1 --parallel=4 --extra=--config.dataset.data_dir=/data/cifar
+  # SLURM: one array job, one GPU per run; --dry_run prints the sbatch script instead
+  python scripts/sweep.py --config=configs/cifar_resnet.py --workdir=runs/fig6 --launcher=slurm \
+      --partition=gpu --gpus_per_node=1 --cpus_per_task=8 --time_min=600 --sbatch=--account=abc
+  # the grid, while it runs or after (exit status 1 if a run failed)
+  python scripts/sweep.py --status --workdir=runs/fig6
 
-Each grid point becomes one command
+Each grid point is one command, `<python> scripts/train.py --config=<config>:depth=D[,residual=R],
+seed=S --workdir=<root>/<name>_dD_sS <--extra ...> <--train_flags ...>`. `<name>` is resnet/plain
+for configs that take a `residual` argument (each --residual value is a run), else the config
+file's name. Order: seed, then residual, then depth, so an interrupted sweep covers whole seeds.
 
-  <python> scripts/train.py --config=<config>:depth=D[,residual=R],seed=S \
-      --workdir=<root>/<name>_dD_sS <--extra ...> <--train_flags ...>
+Resumable: a run whose status.json says 'done' is skipped (even if --extra changed since; use
+--rerun_done or a new --workdir); any other is (re)started and resumes from its latest checkpoint.
+A failing run never stops the others. SLURM: a job near its time limit (or sent USR2) checkpoints
+and is requeued by submitit, then resumes (cnn_depth/launchers.py); --nodes/--tasks_per_node above
+1 run each grid point as one multi-process job (scripts/train.py --distributed=auto).
 
-run one after another (not in parallel). The grid arguments are appended to any arguments already
-given after the config path (`--config=configs/cifar_resnet.py:shortcut=B`). `<name>` is `resnet` /
-`plain` for configs that take a `residual` argument (each value of --residual is a separate run; a
-config's arguments are found by calling its get_config), else the config file's name (e.g.
-`stochastic_depth_d110_s0`). Order: seed, then residual, then depth, so an
-interrupted sweep has covered every cell of the first seeds.
-
-Resumable: a run whose workdir's status.json says 'done' is skipped (note: even if --extra changed
-since; use --rerun_done or a new --workdir). Any other run is (re)started and scripts/train.py
-resumes it from its latest checkpoint. A failing run does not stop the sweep; at the end a table of
-run / exit code / status is printed and the exit status is 1 if any run failed (non-zero exit or not
-'done').
-
---dry_run prints the commands that would run, one per line on stdout (shell-quoted), and exits 0;
-the runs it would skip are named on stderr.
-
---extra and --train_flags take comma-separated lists; a comma splits only where the next item
-starts with '-', so `--extra=--config.lr_boundaries=(100,200),--config.seed=1` is two items.
-Both may also be repeated.
+--extra and --train_flags take comma-separated lists (a comma splits only before a '-'), or repeat.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import dataclasses
 import os
 import re
 import shlex
-import subprocess
 import sys
 
 from absl import app, flags
 
-from cnn_depth import workdir as workdir_lib
+from cnn_depth import launchers, sweep
 
 _CONFIG = flags.DEFINE_string("config", None, "A configs/*.py file, optionally with ':args'.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Root directory; each run goes to a sub-directory.")
 _DEPTHS = flags.DEFINE_list("depths", ["20", "32", "44", "56"], "Depths to run.")
 _SEEDS = flags.DEFINE_list("seeds", ["0"], "Seeds to run.")
 _RESIDUAL = flags.DEFINE_list(
-  "residual",
-  ["true", "false"],
-  "Values of the config's `residual` argument (only for configs that take one; ignored otherwise).",
+  "residual", ["true", "false"], "Values of the config's `residual` argument (configs with one)."
 )
 _EXTRA = flags.DEFINE_multi_string(
-  "extra",
-  [],
-  "Overrides passed to every run, e.g. "
-  "--extra=--config.num_train_steps=100,--config.batch_size=64.",
+  "extra", [], "Config overrides for every run, e.g. --extra=--config.num_train_steps=100."
 )
 _TRAIN_FLAGS = flags.DEFINE_multi_string(
-  "train_flags",
-  [],
-  "Other scripts/train.py flags passed to "
-  "every run, e.g. --train_flags=--compilation_cache=.jax_cache.",
+  "train_flags", [], "Other scripts/train.py flags for every run, e.g. --compilation_cache=DIR."
 )
-_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print the commands, one per line, and exit.")
+_DRY_RUN = flags.DEFINE_bool(
+  "dry_run", False, "Print the commands (local) or the sbatch script (slurm); start nothing."
+)
 _RERUN_DONE = flags.DEFINE_bool("rerun_done", False, "Also start runs whose status is 'done'.")
-flags.mark_flags_as_required(["config", "workdir"])
-
-
-class SweepError(ValueError):
-  """A bad grid or flag; main prints it as one sentence and exits 2 before anything runs."""
-
-
-TRAIN_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train.py")
-_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+_STATUS = flags.DEFINE_bool("status", False, "Print the table of every run under --workdir.")
+_LAUNCHER = flags.DEFINE_string("launcher", "local", "local (this host) or slurm (via submitit).")
+_PARALLEL = flags.DEFINE_integer(
+  "parallel", None, "Runs at once: local default 1, each on its own GPU(s) or cores; slurm: the "
+  "job array's limit (default: none)."
+)  # fmt: skip
+_WAIT = flags.DEFINE_bool("wait", False, "slurm: wait for every job, then print the table.")
+_PARTITION = flags.DEFINE_string("partition", None, "slurm: partition.")
+_TIME = flags.DEFINE_integer("time_min", 240, "slurm: time limit of each job, in minutes.")
+_GPUS = flags.DEFINE_integer("gpus_per_node", 0, "slurm: GPUs per node of each run.")
+_CPUS = flags.DEFINE_integer("cpus_per_task", 1, "slurm: CPUs per task (process).")
+_NODES = flags.DEFINE_integer("nodes", 1, "slurm: nodes per run.")
+_TASKS = flags.DEFINE_integer(
+  "tasks_per_node", 1, "slurm: processes per node (e.g. one per GPU); more than one process in all "
+  "runs scripts/train.py --distributed=auto."
+)  # fmt: skip
+_SIGNAL_DELAY = flags.DEFINE_integer(
+  "signal_delay_s", 120, "slurm: seconds before the time limit at which a job checkpoints and is "
+  "requeued."
+)  # fmt: skip
+_SBATCH = flags.DEFINE_multi_string(
+  "sbatch", [], "slurm: other sbatch options, e.g. --sbatch=--account=abc,--qos=high."
+)
 
 
 def split_list(values: list[str]) -> list[str]:
@@ -83,168 +83,115 @@ def split_list(values: list[str]) -> list[str]:
   return [item for v in values for item in re.split(r",(?=-)", v) if item]
 
 
-def load_config_module(path: str):
-  spec = importlib.util.spec_from_file_location("sweep_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-def accepts(module, base_args: str, key_value: str) -> bool:
-  """Whether get_config takes this argument (configs raise ValueError for unknown ones)."""
-  try:
-    module.get_config(join_args(base_args, key_value))
-  except ValueError:
-    return False
-  return True
-
-
-def join_args(*parts: str) -> str:
-  return ",".join(p for p in parts if p)
-
-
 def _ints(name: str, values: list[str]) -> list[int]:
   try:
     out = [int(v) for v in values]
   except ValueError:
-    raise SweepError(
+    raise sweep.SweepError(
       f"--{name} must be a comma-separated list of integers, got {','.join(values)!r}"
     ) from None
   if not out:
-    raise SweepError(f"--{name} is empty")
+    raise sweep.SweepError(f"--{name} is empty")
   return out
 
 
-def _bools(values: list[str]) -> list[bool]:
+def _residuals() -> list[bool] | None:
+  if not flags.FLAGS["residual"].present:
+    return None
   out = []
-  for v in values:
-    if v.lower() not in _TRUE + _FALSE:
-      raise SweepError(f"--residual values must be true or false, got {v!r}")
-    out.append(v.lower() in _TRUE)
+  for v in _RESIDUAL.value:
+    if v.lower() not in ("true", "1", "yes", "false", "0", "no"):
+      raise sweep.SweepError(f"--residual values must be true or false, got {v!r}")
+    out.append(v.lower() in ("true", "1", "yes"))
   return out
 
 
-def plan(config: str, root: str, depths, seeds, residuals, extra, train_flags):
-  """[(run name, workdir, command)] for the grid; raises SweepError for a bad grid or flag."""
-  path, _, base_args = config.partition(":")
-  if not os.path.isfile(path):
-    raise SweepError(f"--config {path} is not a file")
-  module = load_config_module(path)
-  try:
-    module.get_config(base_args or None)
-  except ValueError as e:
-    raise SweepError(f"--config {config}: {e}") from None
-  given = {item.partition("=")[0] for item in base_args.split(",") if item}
-  if given & {"depth", "seed", "residual"}:
-    raise SweepError(
-      f"--config sets {sorted(given & {'depth', 'seed', 'residual'})}; the sweep "
-      f"sets them (use --depths, --seeds, --residual)"
-    )
-  has_residual = accepts(module, base_args, "residual=true")
-  if not has_residual:
-    if flags.FLAGS["residual"].present:
-      raise SweepError(f"{path} takes no `residual` argument; drop --residual")
-    residuals = [None]
-  bad = [e for e in extra if not e.startswith("--config.")]
-  if bad:
-    raise SweepError(
-      f"--extra items must be --config.<field>=<value> overrides, got {bad}; "
-      f"pass other scripts/train.py flags with --train_flags"
-    )
-  prefix = os.path.splitext(os.path.basename(path))[0]
-  script = os.path.relpath(TRAIN_SCRIPT)
-  if script.startswith(".."):
-    script = TRAIN_SCRIPT
-  runs = []
-  for seed in seeds:
-    for residual in residuals:
-      for depth in depths:
-        res_arg = "" if residual is None else f"residual={str(residual).lower()}"
-        args = join_args(base_args, f"depth={depth}", res_arg, f"seed={seed}")
-        try:
-          module.get_config(args)
-        except ValueError as e:
-          raise SweepError(f"{path}:{args}: {e}") from None
-        fam = prefix if residual is None else ("resnet" if residual else "plain")
-        run = f"{fam}_d{depth}_s{seed}"
-        workdir = os.path.join(root, run)
-        cmd = [
-          sys.executable,
-          script,
-          f"--config={path}:{args}",
-          f"--workdir={workdir}",
-          *extra,
-          *train_flags,
-        ]
-        runs.append((run, workdir, cmd))
-  names = [r[0] for r in runs]
-  if len(set(names)) != len(names):
-    raise SweepError(f"run names repeat: {names}")
+def _slurm_options() -> launchers.SlurmOptions:
+  return launchers.SlurmOptions(
+    partition=_PARTITION.value, time_min=_TIME.value, gpus_per_node=_GPUS.value,
+    cpus_per_task=_CPUS.value, nodes=_NODES.value, tasks_per_node=_TASKS.value,
+    array_parallelism=_PARALLEL.value, signal_delay_s=_SIGNAL_DELAY.value,
+    sbatch=tuple(split_list(_SBATCH.value)),
+  )  # fmt: skip
+
+
+def _plan() -> list[sweep.Run]:
+  if _LAUNCHER.value not in ("local", "slurm"):
+    raise sweep.SweepError(f"--launcher must be local or slurm, got {_LAUNCHER.value!r}")
+  if not _CONFIG.value:
+    raise sweep.SweepError("--config is required (unless --status)")
+  runs = sweep.plan(
+    _CONFIG.value, _WORKDIR.value, _ints("depths", _DEPTHS.value), _ints("seeds", _SEEDS.value),
+    _residuals(), split_list(_EXTRA.value), split_list(_TRAIN_FLAGS.value),
+  )  # fmt: skip
+  if _LAUNCHER.value == "slurm" and _NODES.value * _TASKS.value > 1:
+    runs = [dataclasses.replace(r, command=r.command + ("--distributed=auto",)) for r in runs]
   return runs
 
 
-def _status(workdir: str) -> dict:
-  try:
-    return workdir_lib.read_status(workdir) or {}
-  except (OSError, ValueError):  # unreadable or half-written by hand: treat as not done
-    return {}
+def _table(root: str, names=None) -> int:
+  rows = sweep.grid_status(root, names)
+  print("\n" + sweep.format_table(rows), flush=True)
+  failed = sum(r["failed"] for r in rows)
+  print(f"{len(rows)} runs: {sum(r['status'] == 'done' for r in rows)} done, {failed} failed")
+  return 1 if failed else 0
+
+
+def _launch(runs: list[sweep.Run]) -> int:
+  root = _WORKDIR.value
+  if _LAUNCHER.value == "slurm":
+    options = _slurm_options()
+    options.parameters("check")  # bad --sbatch items fail before anything is submitted
+    launchers.check_slurm()
+    ids = launchers.submit_slurm(runs, root, options, _job_name(), _RERUN_DONE.value)
+    print(f"submitted {len(ids)} runs: jobs {ids[0]}..{ids[-1]}; progress: {_status_command()}")
+    if not _WAIT.value:
+      return 0
+    launchers.wait_slurm(ids)
+    return _table(root, [r.name for r in runs])
+  slots = launchers.local_slots(_PARALLEL.value or 1)
+  if not launchers.run_local(runs, root, slots):
+    _table(root, [r.name for r in runs])
+    print("interrupted: the runs still queued were not started", flush=True)
+    return 130
+  return _table(root, [r.name for r in runs])
+
+
+def _job_name() -> str:
+  return "sweep_" + os.path.basename(os.path.abspath(_WORKDIR.value))
+
+
+def _status_command() -> str:
+  return shlex.join([sys.executable, sys.argv[0], "--status", f"--workdir={_WORKDIR.value}"])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not _WORKDIR.value:
+    print("error: --workdir is required", file=sys.stderr)
+    return 2
+  if _STATUS.value:
+    return _table(_WORKDIR.value)
   try:
-    runs = plan(
-      _CONFIG.value,
-      _WORKDIR.value,
-      _ints("depths", _DEPTHS.value),
-      _ints("seeds", _SEEDS.value),
-      _bools(_RESIDUAL.value),
-      split_list(_EXTRA.value),
-      split_list(_TRAIN_FLAGS.value),
-    )
-  except SweepError as e:
+    runs = _plan()
+    todo = [r for r in runs if _RERUN_DONE.value or not sweep.is_done(r.workdir)]
+    if _DRY_RUN.value:
+      for r in sorted(set(runs) - set(todo), key=runs.index):
+        print(f"skip {r.name}: {r.workdir}/status.json says done", file=sys.stderr)
+      if _LAUNCHER.value == "slurm" and todo:
+        options = _slurm_options()
+        print(launchers.sbatch_script(_WORKDIR.value, len(todo), options, _job_name()))
+      for r in todo:
+        print(shlex.join(r.command), file=sys.stderr if _LAUNCHER.value == "slurm" else sys.stdout)
+      return 0
+    for i, r in enumerate(runs, 1):
+      if r not in todo:
+        print(f"=== [{i}/{len(runs)}] {r.name}: done, skipped", flush=True)
+    return _launch(todo) if todo else _table(_WORKDIR.value, [r.name for r in runs])
+  except sweep.SweepError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  done = lambda wd: not _RERUN_DONE.value and _status(wd).get("status") == "done"
-
-  if _DRY_RUN.value:
-    for run, workdir, cmd in runs:
-      if done(workdir):
-        print(f"skip {run}: {workdir}/status.json says done", file=sys.stderr)
-      else:
-        print(shlex.join(cmd))
-    return 0
-
-  rows, interrupted = [], False
-  for i, (run, workdir, cmd) in enumerate(runs, 1):
-    if done(workdir):
-      print(f"=== [{i}/{len(runs)}] {run}: done, skipped", flush=True)
-      rows.append((run, "skipped", "done", False))
-      continue
-    print(f"=== [{i}/{len(runs)}] {run}: {shlex.join(cmd)}", flush=True)
-    try:
-      rc = subprocess.run(cmd).returncode
-    except KeyboardInterrupt:
-      rows.append((run, "interrupted", _status(workdir).get("status", "-"), True))
-      interrupted = True
-      break
-    status = _status(workdir).get("status", "-")
-    rows.append((run, str(rc), status, rc != 0 or status != "done"))
-
-  width = max([len(r[0]) for r in rows] + [3])
-  print(f"\n{'run':{width}s}  {'exit':11s}  status")
-  for run, code, status, failed in rows:
-    print(f"{run:{width}s}  {code:11s}  {status}{'  FAILED' if failed else ''}")
-  if interrupted:
-    print(f"interrupted; {len(runs) - len(rows)} runs not started", flush=True)
-    return 130
-  n_failed = sum(r[3] for r in rows)
-  print(
-    f"{len(rows)} runs: {sum(r[1] == 'skipped' for r in rows)} skipped, {n_failed} failed",
-    flush=True,
-  )
-  return 1 if n_failed else 0
 
 
 if __name__ == "__main__":

@@ -3,10 +3,12 @@ r"""Train one configuration into a workdir (resuming it if it holds a checkpoint
   python scripts/train.py --config=configs/cifar_resnet.py:depth=110 --workdir=runs/r110 \
       --config.dataset.data_dir=/data/cifar --config.num_train_steps=1000
 
-Multi-host: start the same command on every host with --coordinator_address=host0:1234
---num_processes=N --process_id=i (or set JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES /
-JAX_PROCESS_ID); each process then uses its local accelerators and the batch is split over all.
-If a process dies, the others stop within --peer_timeout seconds (exit 5) naming it.
+Multi-host: start the same command on every host with --distributed=auto under a cluster JAX
+knows (`srun` of SLURM, `mpirun` of Open MPI, every worker of a Cloud TPU pod slice: JAX reads the
+coordinator, process count and rank from there), or with --coordinator_address=host0:1234
+--num_processes=N --process_id=i (or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID).
+Each process then uses its local accelerators and the batch is split over all. If a process dies,
+the others stop within --peer_timeout seconds (exit 5) naming it.
 
 Exit codes: 0 done; 2 bad input (config, data, workdir, checkpoint: one line saying what to do);
 3 diverged (non-finite loss); 4 preempted (SIGTERM: checkpoint saved, relaunch to resume);
@@ -35,6 +37,12 @@ _NPROC = flags.DEFINE_integer(
 )
 _PID = flags.DEFINE_integer(
   "process_id", int(os.environ.get("JAX_PROCESS_ID", "0")), "This process's index."
+)
+_DISTRIBUTED = flags.DEFINE_string(
+  "distributed",
+  "",
+  "'auto': jax.distributed.initialize() with no arguments, JAX taking coordinator, process count "
+  "and id from SLURM, Open MPI or a Cloud TPU pod; '' (default): the explicit flags below.",
 )
 _PEER_TIMEOUT = flags.DEFINE_float(
   "peer_timeout",
@@ -101,15 +109,7 @@ def main(argv):
   if _CACHE.value:
     jax.config.update("jax_compilation_cache_dir", _CACHE.value)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-  watchdog = None
-  if _NPROC.value > 1:
-    from cnn_depth import multihost
-
-    multihost.initialize(_COORD.value, _NPROC.value, _PID.value, _PEER_TIMEOUT.value)
-    watchdog = multihost.PeerWatchdog(
-      _PEER_TIMEOUT.value, on_lost=lambda message: _record_lost(_WORKDIR.value, message)
-    )
-    watchdog.start()
+  watchdog = _start_processes()
   from cnn_depth import checkpoint, train
 
   try:
@@ -137,7 +137,37 @@ def main(argv):
     _fail(1, f"{type(e).__name__}: {e}", watchdog)
   if watchdog is not None:
     watchdog.finish()
-  print({k: round(v, 5) if isinstance(v, float) else v for k, v in final.items()})
+  if jax.process_index() == 0:
+    print({k: round(v, 5) if isinstance(v, float) else v for k, v in final.items()})
+
+
+def _start_processes():
+  """jax.distributed for a multi-process run (--distributed=auto or --num_processes > 1) and its
+  PeerWatchdog; None for a single process."""
+  if _DISTRIBUTED.value not in ("", "auto"):
+    print(
+      f"error: --distributed must be auto or empty, got {_DISTRIBUTED.value!r}", file=sys.stderr
+    )
+    sys.exit(2)
+  if _DISTRIBUTED.value != "auto" and _NPROC.value <= 1:
+    return None
+  import jax
+
+  from cnn_depth import multihost
+
+  explicit = (_COORD.value, _NPROC.value, _PID.value)
+  try:
+    multihost.initialize(
+      *((None,) * 3 if _DISTRIBUTED.value == "auto" else explicit), _PEER_TIMEOUT.value
+    )
+  except ValueError as e:
+    print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+    sys.exit(2)
+  if jax.process_count() == 1:
+    return None
+  return multihost.PeerWatchdog(
+    _PEER_TIMEOUT.value, on_lost=lambda message: _record_lost(_WORKDIR.value, message)
+  ).start()
 
 
 # Errors of a workdir that filled up or went read-only after the run started.

@@ -41,6 +41,9 @@ SHORT = {
     "--checkpoint_every=4",
   ],
   "scripts/quickstart.py": ["--steps=4", "--depths=8,14"],
+  # The grids are planned and printed (the sbatch script for SLURM), not run: test_sweep.py and
+  # test_slurm.py run real ones.
+  "scripts/sweep.py": ["--dry_run"],
 }
 
 

@@ -1,10 +1,17 @@
-"""scripts/sweep.py: the commands it prints, and a real two-run sweep that a second call skips."""
+"""scripts/sweep.py and cnn_depth/{sweep,launchers}.py: the commands and sbatch script it prints, a
+real two-run sweep that a second call skips, the status table, bad input, and the local launcher's
+N-at-a-time pinning (SLURM itself: tests/test_slurm.py)."""
 
 import json
 import os
 import shlex
 import subprocess
 import sys
+
+import pytest
+
+from cnn_depth import launchers
+from cnn_depth import sweep as sweep_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SWEEP = os.path.join(ROOT, "scripts", "sweep.py")
@@ -14,9 +21,9 @@ TINY = (
 )
 
 
-def sweep(*args, timeout=120):
+def sweep(*args, timeout=120, env=None):
   # One CPU device for the training subprocesses (conftest's 8 fake devices only slow them down).
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env = {**{k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}, **(env or {})}
   env["JAX_PLATFORMS"] = "cpu"
   return subprocess.run(
     [sys.executable, SWEEP, *args],
@@ -133,3 +140,87 @@ def test_failed_run_is_reported_and_the_sweep_goes_on(tmp_path):
   assert out.returncode == 1
   rows = out.stdout[out.stdout.index("\nrun ") :]
   assert rows.count("FAILED") == 2 and "resnet_d9_s0" in rows and "resnet_d10_s0" in rows
+
+
+def test_status_table_marks_the_failed_runs_and_exits_1(tmp_path):
+  out = sweep(
+    "--config=configs/quickstart.py", f"--workdir={tmp_path}", "--depths=9", "--residual=true"
+  )
+  assert out.returncode == 1
+  table = sweep("--status", f"--workdir={tmp_path}", timeout=30)
+  assert table.returncode == 1, table.stdout + table.stderr
+  header, row = table.stdout.strip().splitlines()[:2]
+  assert header.split() == ["run", "status", "step", "train", "err", "test", "err", "exit", "job"]
+  assert row.split() == ["resnet_d9_s0", "failed", "-", "-", "-", "2", "-", "FAILED"]
+
+
+def test_slurm_dry_run_prints_the_sbatch_script_of_one_job_array(tmp_path):
+  root = tmp_path / "grid"
+  out = sweep(
+    "--config=configs/quickstart.py", f"--workdir={root}", "--depths=8,14", "--residual=true",
+    "--launcher=slurm", "--partition=gpu", "--gpus_per_node=1", "--cpus_per_task=8",
+    "--time_min=600", "--parallel=1", "--sbatch=--account=abc,--exclusive", "--dry_run",
+  )  # fmt: skip
+  assert out.returncode == 0, out.stderr
+  lines = set(out.stdout.splitlines())
+  for option in ("--array=0-1%1", "--partition=gpu", "--gpus-per-node=1", "--cpus-per-task=8",
+                 "--time=600", "--account=abc", "--exclusive", "--signal=USR2@120"):  # fmt: skip
+    assert f"#SBATCH {option}" in lines, (option, out.stdout)
+  assert "-m submitit.core._submit" in out.stdout and out.stderr.count("scripts/train.py") == 2
+  assert not root.exists()  # a dry run creates nothing
+
+
+@pytest.mark.parametrize(
+  "args, env, message",
+  [
+    (["--launcher=pbs"], {}, "--launcher must be local or slurm"),
+    (["--launcher=slurm"], {"PATH": os.path.dirname(sys.executable)}, "sbatch"),
+    (["--parallel=3"], {"CUDA_VISIBLE_DEVICES": "0,1"}, "more than the 2 GPUs"),
+    (["--extra=--config.nope=1"], {}, "has no field 'nope'"),
+    (["--sbatch=account=abc", "--launcher=slurm"], {}, "--sbatch items"),
+  ],
+)
+def test_bad_input_is_one_sentence_and_changes_nothing(tmp_path, args, env, message):
+  root = tmp_path / "grid"
+  out = sweep("--config=configs/quickstart.py", f"--workdir={root}", "--depths=8", *args, env=env)
+  assert out.returncode == 2, out.stdout + out.stderr
+  assert out.stderr.startswith("error: ") and message in out.stderr, out.stderr
+  assert len(out.stderr.strip().splitlines()) == 1 and not root.exists()
+
+
+def _probe(path) -> tuple[str, ...]:
+  """A command that records when it ran, where (GPUs, CPUs), and sleeps a moment."""
+  code = (
+    "import json, os, sys, time; t = time.time(); time.sleep(0.6); "
+    "json.dump({'start': t, 'end': time.time(), 'gpus': os.environ.get('CUDA_VISIBLE_DEVICES'), "
+    f"'cpus': sorted(os.sched_getaffinity(0))}}, open({str(path)!r}, 'w'))"
+  )
+  return (sys.executable, "-c", code)
+
+
+@pytest.mark.parametrize("gpus", [None, "0,1"])
+def test_local_launcher_runs_n_at_once_each_on_its_own_devices(tmp_path, monkeypatch, gpus):
+  if gpus is None:
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    if launchers.visible_gpus():
+      pytest.skip("a GPU host: the CPU split is not used here")
+  else:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", gpus)
+  slots = launchers.local_slots(2)
+  runs = [sweep_lib.Run(f"r{i}", str(tmp_path / f"r{i}"), _probe(tmp_path / f"r{i}.json"))
+          for i in range(3)]  # fmt: skip
+  assert launchers.run_local(runs, str(tmp_path), slots, say=lambda line: None)
+  seen = [json.load(open(tmp_path / f"r{i}.json")) for i in range(3)]
+  for run, probe in zip(runs, seen):
+    record = sweep_lib.read_record(str(tmp_path), run.name)
+    assert record["exit_code"] == 0 and record["launcher"] == "local"
+    slot = next(s for s in slots if s.label == record["slot"])
+    if gpus:
+      assert probe["gpus"] == slot.env["CUDA_VISIBLE_DEVICES"] and probe["gpus"] in ("0", "1")
+    else:
+      assert probe["cpus"] == sorted(slot.cpus) and len(slots[0].cpus & slots[1].cpus) == 0
+  # Two at a time: the first two overlap, the third starts after one of them ended.
+  assert seen[0]["start"] < seen[1]["end"] and seen[1]["start"] < seen[0]["end"]
+  assert seen[2]["start"] >= min(seen[0]["end"], seen[1]["end"])
+  with open(tmp_path / "sweep" / "r2.log") as f:  # with 2 slots each run writes its own log
+    assert f.read() == ""

@@ -1,0 +1,266 @@
+"""A grid of training runs: what to run, what each launch left behind, and one table of it all.
+
+    runs = plan("configs/cifar_resnet.py", "runs/fig6", depths=[20, 56], seeds=[0, 1])
+    # -> [Run("resnet_d20_s0", "runs/fig6/resnet_d20_s0", [python, scripts/train.py, ...]), ...]
+    rows = grid_status("runs/fig6")      # every run of the grid, while it runs or after
+
+Layout of a grid root:
+
+    ROOT/<run>/            one training workdir per grid point (config.json, metrics.jsonl, ...)
+    ROOT/sweep/<run>.json  the launch record: command, launcher, job id, start, end, exit code
+    ROOT/sweep/<run>.log   console output of a run started by the local launcher with --parallel>1
+    ROOT/sweep/slurm/      submitit's folder (sbatch scripts, job logs, pickles)
+
+The launch record is written by whatever runs the command (the local launcher, or the SLURM job on
+its node), so the table is the same for both. Pure Python: no jax, no submitit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import sys
+from typing import Sequence
+
+from cnn_depth import workdir as workdir_lib
+
+SWEEP_DIR = "sweep"
+TRAIN_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts",
+                            "train.py")  # fmt: skip
+EXIT_PREEMPTED = 4  # scripts/train.py: SIGTERM, checkpoint saved, relaunch to resume
+
+
+class SweepError(ValueError):
+  """A bad grid or flag; the script prints it as one sentence and exits 2 before anything runs."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  name: str
+  workdir: str
+  command: tuple[str, ...]
+
+
+def _load_config_module(path: str):
+  spec = importlib.util.spec_from_file_location("sweep_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _join(*parts: str) -> str:
+  return ",".join(p for p in parts if p)
+
+
+def _accepts(module, base_args: str, key_value: str) -> bool:
+  """Whether get_config takes this argument (configs raise ValueError for unknown ones)."""
+  try:
+    module.get_config(_join(base_args, key_value))
+  except ValueError:
+    return False
+  return True
+
+
+def _check_overrides(config, extra: Sequence[str]) -> None:
+  """Each --extra item is a `--config.<field>=<value>` override naming a field of the config."""
+  for item in extra:
+    dotted, eq, _ = item.removeprefix("--config.").partition("=")
+    if not item.startswith("--config.") or not eq:
+      raise SweepError(
+        f"--extra items must be --config.<field>=<value> overrides, got {item!r}; "
+        "pass other scripts/train.py flags with --train_flags"
+      )
+    node = config
+    for key in dotted.split("."):
+      if not hasattr(node, "keys") or key not in node.keys():
+        raise SweepError(f"--extra {item}: the config has no field {dotted!r}")
+      node = node[key]
+
+
+def _script() -> str:
+  script = os.path.relpath(TRAIN_SCRIPT)
+  return TRAIN_SCRIPT if script.startswith("..") else script
+
+
+def plan(
+  config: str,
+  root: str,
+  depths: Sequence[int],
+  seeds: Sequence[int],
+  residuals: Sequence[bool] | None = None,
+  extra: Sequence[str] = (),
+  train_flags: Sequence[str] = (),
+) -> list[Run]:
+  """The runs of a depth x seed (x residual) grid, seed slowest, so an interrupted sweep has covered
+  every cell of the first seeds. `residuals=None`: both values where the config takes a `residual`
+  argument; a list given for a config without one is refused. Raises SweepError."""
+  path, _, base_args = config.partition(":")
+  if not os.path.isfile(path):
+    raise SweepError(f"--config {path} is not a file")
+  module = _load_config_module(path)
+  try:
+    module.get_config(base_args or None)
+  except ValueError as e:
+    raise SweepError(f"--config {config}: {e}") from None
+  given = {item.partition("=")[0] for item in base_args.split(",") if item}
+  if given & {"depth", "seed", "residual"}:
+    raise SweepError(
+      f"--config sets {sorted(given & {'depth', 'seed', 'residual'})}; the sweep "
+      f"sets them (use --depths, --seeds, --residual)"
+    )
+  if _accepts(module, base_args, "residual=true"):
+    residuals = [True, False] if residuals is None else residuals
+  elif residuals is not None:
+    raise SweepError(f"{path} takes no `residual` argument; drop --residual")
+  else:
+    residuals = [None]
+  _check_overrides(module.get_config(base_args or None), extra)
+  prefix = os.path.splitext(os.path.basename(path))[0]
+  runs = []
+  for seed in seeds:
+    for residual in residuals:
+      for depth in depths:
+        res_arg = "" if residual is None else f"residual={str(residual).lower()}"
+        args = _join(base_args, f"depth={depth}", res_arg, f"seed={seed}")
+        try:
+          module.get_config(args)
+        except ValueError as e:
+          raise SweepError(f"{path}:{args}: {e}") from None
+        family = prefix if residual is None else ("resnet" if residual else "plain")
+        name = f"{family}_d{depth}_s{seed}"
+        workdir = os.path.join(root, name)
+        command = (sys.executable, _script(), f"--config={path}:{args}", f"--workdir={workdir}")
+        runs.append(Run(name, workdir, command + tuple(extra) + tuple(train_flags)))
+  names = [r.name for r in runs]
+  if len(set(names)) != len(names):
+    raise SweepError(f"run names repeat: {names}")
+  return runs
+
+
+# --------------------------------------------------------------------------------------------------
+# Launch records
+
+
+def sweep_dir(root: str) -> str:
+  return os.path.join(root, SWEEP_DIR)
+
+
+def record_path(root: str, name: str) -> str:
+  return os.path.join(sweep_dir(root), f"{name}.json")
+
+
+def read_record(root: str, name: str) -> dict:
+  try:
+    return workdir_lib.read_json(record_path(root, name)) or {}
+  except ValueError:  # half-written by hand: as if there were none
+    return {}
+
+
+def update_record(root: str, name: str, **fields) -> dict:
+  """Merges `fields` into the run's launch record (created if missing); `time` fields are added
+  by the caller as unix times."""
+  os.makedirs(sweep_dir(root), exist_ok=True)
+  record = {**read_record(root, name), "run": name, **fields}
+  workdir_lib.write_json(record_path(root, name), record)
+  return record
+
+
+def run_status(workdir: str) -> dict:
+  """status.json of a run, {} where there is none or it cannot be read."""
+  try:
+    return workdir_lib.read_status(workdir) or {}
+  except (OSError, ValueError):  # unreadable or half-written by hand: treat as not done
+    return {}
+
+
+def is_done(workdir: str) -> bool:
+  return run_status(workdir).get("status") == "done"
+
+
+# --------------------------------------------------------------------------------------------------
+# The table
+
+
+def _last(metrics: list[dict], key: str):
+  for record in reversed(metrics):
+    if key in record:
+      return record["step"], record[key]
+  return None, None
+
+
+def run_row(root: str, name: str) -> dict:
+  """One row of the grid table: run, status, step, total, train/test error, exit code, job id,
+  failed. A run whose process never wrote a status is 'queued' (submitted), 'starting', 'failed'
+  (ended with a non-zero exit code) or 'not started' (no launch record)."""
+  workdir = os.path.join(root, name)
+  record, status = read_record(root, name), run_status(workdir)
+  config = workdir_lib.read_config(workdir) or {}
+  try:
+    metrics = workdir_lib.read_metrics(workdir)
+  except (OSError, ValueError):
+    metrics = []
+  code = record.get("exit_code")
+  ended = code is not None and (record.get("ended") or 0) >= (record.get("started") or 0)
+  state = status.get("status")
+  if state is None:  # no training process got as far as writing its status
+    state = (
+      ("failed" if code else "exited") if ended
+      else "starting" if record.get("started") else "queued" if record.get("launched")
+      else "not started"
+    )  # fmt: skip
+  elif state == "running" and ended and code != EXIT_PREEMPTED:
+    state = "killed"  # the process ended without writing its status
+  failed = state in ("failed", "diverged", "killed") or (
+    ended and code not in (0, EXIT_PREEMPTED) and state != "running"
+  )
+  step = metrics[-1]["step"] if metrics else status.get("step")
+  return {
+    "run": name,
+    "status": state,
+    "step": step,
+    "total": status.get("total_steps") or status.get("steps") or config.get("num_train_steps"),
+    "train_error": _last(metrics, "train_error")[1],
+    "test_error": _last(metrics, "test_error")[1],
+    "exit_code": code,
+    "job_id": record.get("job_id"),
+    "failed": bool(failed),
+  }
+
+
+def grid_runs(root: str) -> list[str]:
+  """The names of the grid's runs: launch records and workdirs (with a config or status)."""
+  names = set()
+  if os.path.isdir(sweep_dir(root)):
+    names |= {f[:-5] for f in os.listdir(sweep_dir(root)) if f.endswith(".json")}
+  if os.path.isdir(root):
+    for name in os.listdir(root):
+      wd = os.path.join(root, name)
+      if name != SWEEP_DIR and any(
+        os.path.exists(os.path.join(wd, f))
+        for f in (workdir_lib.STATUS_FILE, workdir_lib.CONFIG_FILE)
+      ):
+        names.add(name)
+  return sorted(names)
+
+
+def grid_status(root: str, names: Sequence[str] | None = None) -> list[dict]:
+  return [run_row(root, name) for name in (grid_runs(root) if names is None else names)]
+
+
+def format_table(rows: list[dict]) -> str:
+  """The grid as a fixed-width table, one line per run, FAILED marking the failed ones."""
+  pct = lambda v: "-" if v is None else f"{100 * v:.2f}%"
+  cells = [("run", "status", "step", "train err", "test err", "exit", "job")]
+  for r in rows:
+    step = "-" if r["step"] is None else f"{r['step']}/{r['total'] or '?'}"
+    code = "-" if r["exit_code"] is None else str(r["exit_code"])
+    cells.append(
+      (r["run"], r["status"], step, pct(r["train_error"]), pct(r["test_error"]), code,
+       str(r["job_id"] or "-"))
+    )  # fmt: skip
+  widths = [max(len(c[i]) for c in cells) for i in range(len(cells[0]))]
+  lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+  return "\n".join(
+    line + ("  FAILED" if i and rows[i - 1]["failed"] else "") for i, line in enumerate(lines)
+  )
