@@ -13,4 +13,7 @@ import jax  # noqa: E402
 
 _cache = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".jax_cache")
 jax.config.update("jax_compilation_cache_dir", _cache)
+# Every scripts/train.py the tests start shares it too (its --compilation_cache default), so the
+# many identical tiny runs compile once per suite.
+os.environ.setdefault("CNN_DEPTH_JAX_CACHE", _cache)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)

@@ -6,8 +6,8 @@ packages, installed here with apt-get when missing; started for this module, sto
   launched here;
 * a run preempted mid-way (USR2 as SLURM sends before the time limit, or `scontrol requeue`)
   checkpoints, is requeued, resumes and ends with the metrics of an uninterrupted run;
-* `srun -n 2 scripts/train.py --distributed=auto` (2 processes x 1 CPU device, gloo) matches one
-  process with 2 devices.
+* `srun -n 2 scripts/train.py --distributed=auto` (2 processes x 1 CPU device, gloo), and a sweep
+  run of 2 tasks (--tasks_per_node=2), match one process with 2 devices.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ TINY = (
   "--config.log_every_steps=2,--config.eval_every_steps=1000,--config.checkpoint_every_steps=1000,"
   "--config.model.width=4,--config.batch_size=32"
 )
-# resnet_d8_s0 and resnet_d8_s1 (with "--seeds=0,1")
+# resnet_d8_s0, resnet_d8_s1, resnet_d8_s2 (with "--seeds=0,1,2")
 GRID = ["--config=configs/quickstart.py", "--depths=8", "--residual=true", f"--extra={TINY}", STEPS,
         f"--train_flags={CACHE}"]  # fmt: skip
 
@@ -75,21 +75,21 @@ def final_records(root) -> dict:
 def local_grid(tmp_path_factory):
   """The grid run here, 2 at a time: the reference for the SLURM runs (150 steps each, ~5 s)."""
   root = str(tmp_path_factory.mktemp("local") / "grid")
-  out = sweep(*GRID, "--seeds=0,1", f"--workdir={root}", "--parallel=2")
+  out = sweep(*GRID, "--seeds=0,1,2", f"--workdir={root}", "--parallel=2")
   assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
   return final_records(root)
 
 
 def test_grid_on_slurm_matches_the_same_grid_run_here(cluster, local_grid, tmp_path):
   root = str(tmp_path / "grid")
-  args = ["--seeds=0,1", f"--workdir={root}", "--launcher=slurm", "--cpus_per_task=1", "--wait"]
+  args = ["--seeds=0,1,2", f"--workdir={root}", "--launcher=slurm", "--cpus_per_task=1", "--wait"]
   out = sweep(*GRID, *args, "--time_min=10", cluster=cluster)
   assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:] + cluster.logs()
-  assert "submitted 2 runs" in out.stdout
+  assert "submitted 3 runs" in out.stdout
   assert final_records(root) == local_grid
   table = sweep("--status", f"--workdir={root}")
   assert table.returncode == 0, table.stdout + table.stderr
-  for seed in (0, 1):
+  for seed in (0, 1, 2):
     (row,) = [line for line in table.stdout.splitlines() if line.startswith(f"resnet_d8_s{seed}")]
     assert row.split()[1:3] == ["done", "150/150"] and row.split()[-1].endswith(f"_{seed}"), row
 
@@ -122,26 +122,51 @@ def test_a_preempted_run_is_requeued_and_ends_as_if_never_stopped(
   assert final_records(root) == {"resnet_d8_s0": local_grid["resnet_d8_s0"]}
 
 
-def test_two_processes_under_srun_match_one_process_with_two_devices(cluster, tmp_path):
-  flags = [CACHE, "--config=configs/quickstart.py:depth=8", *TINY.split(","),
-           "--config.num_train_steps=4", "--config.eval_every_steps=4"]  # fmt: skip
-  train = os.path.join(ROOT, "scripts", "train.py")
-  two = subprocess.run(
-    ["srun", "-n", "2", "--cpus-per-task=1", sys.executable, train, "--distributed=auto",
-     f"--workdir={tmp_path / 'two'}", *flags],
-    cwd=ROOT, env=_env(cluster), capture_output=True, text=True, timeout=300,
-  )  # fmt: skip
-  assert two.returncode == 0, two.stdout[-2000:] + two.stderr[-3000:]
+TWO_DEVICES = [CACHE, "--config=configs/quickstart.py:depth=8", *TINY.split(","),
+               "--config.num_train_steps=4", "--config.eval_every_steps=4"]  # fmt: skip
+TRAIN = os.path.join(ROOT, "scripts", "train.py")
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+  """The last metrics of the run in one process with 2 CPU devices."""
+  workdir = tmp_path_factory.mktemp("one") / "run"
   env = dict(_env(), XLA_FLAGS="--xla_force_host_platform_device_count=2")
   one = subprocess.run(
-    [sys.executable, train, f"--workdir={tmp_path / 'one'}", *flags], cwd=ROOT, env=env,
+    [sys.executable, TRAIN, f"--workdir={workdir}", *TWO_DEVICES], cwd=ROOT, env=env,
     capture_output=True, text=True, timeout=300,
   )  # fmt: skip
   assert one.returncode == 0, one.stderr[-3000:]
-  records = final_records(tmp_path)
-  a, b = records["two"], records["one"]
-  assert a.keys() == b.keys() and a["step"] == 4
+  return final_records(workdir.parent)["run"]
+
+
+def assert_same_run(a: dict, b: dict) -> None:
+  assert a.keys() == b.keys() and a["step"] == b["step"] == 4
   for key in a:  # the same global batch and BN statistics; sums may be reassociated (1e-5)
     assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), key
-  # Only process 0 prints the final metrics.
-  assert two.stdout.count("'train_loss'") == 1
+
+
+def test_two_processes_under_srun_match_one_process_with_two_devices(
+  cluster, one_process, tmp_path
+):
+  two = subprocess.run(
+    ["srun", "-n", "2", "--cpus-per-task=1", sys.executable, TRAIN, "--distributed=auto",
+     f"--workdir={tmp_path / 'two'}", *TWO_DEVICES],
+    cwd=ROOT, env=_env(cluster), capture_output=True, text=True, timeout=300,
+  )  # fmt: skip
+  assert two.returncode == 0, two.stdout[-2000:] + two.stderr[-3000:]
+  assert_same_run(final_records(tmp_path)["two"], one_process)
+  assert two.stdout.count("'train_loss'") == 1  # only process 0 prints the final metrics
+
+
+def test_a_sweep_run_of_two_tasks_is_one_distributed_run(cluster, one_process, tmp_path):
+  root = tmp_path / "grid"
+  out = sweep(
+    "--config=configs/quickstart.py", "--depths=8", "--residual=true", "--seeds=0",
+    f"--extra={','.join(TWO_DEVICES[2:])}", f"--train_flags={CACHE}", f"--workdir={root}",
+    "--launcher=slurm", "--tasks_per_node=2", "--time_min=10", "--wait", cluster=cluster,
+  )  # fmt: skip
+  assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+  record = json.load(open(root / "sweep" / "resnet_d8_s0.json"))
+  assert record["command"][-1] == "--distributed=auto" and record["exit_code"] == 0
+  assert_same_run(final_records(root)["resnet_d8_s0"], one_process)
