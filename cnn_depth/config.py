@@ -31,6 +31,9 @@ def base() -> ml_collections.ConfigDict:
   # CIFAR ResNets, plain nets, pre-activation ResNets: 'basic' (6n+2) or 'bottleneck' (9n+2);
   # '' = the family's default (basic; bottleneck for cifar_preact).
   c.model.block = ""
+  # Bottleneck blocks: the stride on the first 1x1 convolution ('1x1', the paper's and Caffe's) or
+  # on the 3x3 ('3x3', torchvision's and timm's "ResNet v1.5", for their trained weights).
+  c.model.bottleneck_stride = "1x1"
   c.model.dtype = "float32"
   c.model.stages = "scan"
   # scan unroll factor; 0: full up to ResNet-110 and 4 beyond on GPU/TPU, 1 on CPU

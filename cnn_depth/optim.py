@@ -58,3 +58,17 @@ def sgd(
     optax.add_decayed_weights(weight_decay),
     optax.sgd(learning_rate, momentum=momentum, nesterov=nesterov),
   )
+
+
+def from_config(config, steps_per_epoch: int):
+  """(the config's SGD, its lr schedule): lr, boundaries and warm-up in `config.lr_unit`."""
+  conv = lambda v: to_steps(v, config.lr_unit, steps_per_epoch)
+  schedule = step_decay_schedule(
+    config.learning_rate,
+    [conv(b) for b in config.lr_boundaries],
+    config.lr_decay,
+    warmup_steps=conv(config.warmup),
+    warmup_lr=config.warmup_lr,
+  )
+  tx = sgd(schedule, config.momentum, config.nesterov, config.weight_decay)
+  return tx, schedule

@@ -78,17 +78,7 @@ def resume_fields() -> tuple[str, ...]:
   return (*(f"model.{f}" for f in models.registry.shape_fields()), *RESUME_FIELDS)
 
 
-def make_optimizer(config, steps_per_epoch: int):
-  conv = lambda v: optim.to_steps(v, config.lr_unit, steps_per_epoch)
-  schedule = optim.step_decay_schedule(
-    config.learning_rate,
-    [conv(b) for b in config.lr_boundaries],
-    config.lr_decay,
-    warmup_steps=conv(config.warmup),
-    warmup_lr=config.warmup_lr,
-  )
-  tx = optim.sgd(schedule, config.momentum, config.nesterov, config.weight_decay)
-  return tx, schedule
+make_optimizer = optim.from_config
 
 
 def open_data(config):

@@ -4,7 +4,8 @@ r"""Veit et al. 2016 §4 lesion studies on trained workdirs (nothing retrains).
   python scripts/lesion.py --workdir=runs/r110,runs/plain20 --labels=ResNet-110,plain-20 \
       --out_dir=results/veit2016
 
-For each workdir, on its test set, through the per-block gates (one compiled function for every
+For each workdir, on its test set (ImageNet: the validation split, streamed from --data_dir and kept
+in memory, 7.5 GB; no reordering), through the per-block gates (one compiled function for every
 pattern): each block deleted in turn (downsampling blocks marked), k random blocks deleted
 (k = 1..--k_max, --samples sets each) and, for ResNets, random swaps of same-shape blocks (error vs
 Kendall tau). Writes lesion_single.csv (model,block,downsampling,test_error; block -1 = intact),
@@ -31,6 +32,11 @@ _SAMPLES = flags.DEFINE_integer("samples", 20, "Random block sets per k, and reo
 _SWAPS = flags.DEFINE_integer("max_swaps", 10, "Largest number of random swaps per reordering.")
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
 _CAPTION = flags.DEFINE_string("caption", None, "A line under each figure (data, nets, date).")
+_BATCH = flags.DEFINE_integer("batch", 0, "Evaluation batch size (0: 500, or 250 streamed).")
+_DATA_DIR = flags.DEFINE_string(
+  "data_dir", None, "Where the test set lies, if not the workdir's config.dataset.data_dir (an "
+  "imported net's workdir names none; ImageNet: a TFDS data_dir with imagenet2012 prepared)."
+)  # fmt: skip
 flags.mark_flag_as_required("workdir")
 
 
@@ -53,6 +59,8 @@ def main(argv):
       max_swaps=_SWAPS.value,
       seed=_SEED.value,
       caption=_CAPTION.value,
+      data_dir=_DATA_DIR.value,
+      batch_size=_BATCH.value,
     )
   # No workdir, no checkpoint, a label per workdir: one line, exit 2.
   except (ValueError, OSError, checkpoint.CheckpointError) as e:

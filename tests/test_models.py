@@ -77,6 +77,18 @@ def test_multiply_adds_match_the_papers():
     assert abs(macs - paper) / paper < 0.025, (depth, macs)
 
 
+def test_bottleneck_stride_on_the_3x3_is_torchvisions_v1_5():
+  """The same 25,557,032 parameters as torchvision's resnet50; the stride moved to the 3x3 costs
+  4.09G multiply-adds instead of the paper's 3.86G (torchvision's model card: 4.09 GFLOPS)."""
+  paper, v15 = (models.imagenet_resnet(50, bottleneck_stride=s) for s in ("1x1", "3x3"))
+  for net in (paper, v15):
+    assert models.count_params(models.init_shapes(net, (224, 224, 3))["params"]) == 25_557_032
+  assert round(models.multiply_adds(paper, (224, 224, 3)) / 1e7) == 386
+  assert round(models.multiply_adds(v15, (224, 224, 3)) / 1e7) == 409
+  with pytest.raises(ValueError, match="bottleneck_stride must be"):
+    models.init_shapes(models.imagenet_resnet(50, bottleneck_stride="2x2"), (64, 64, 3))
+
+
 # --- invalid configurations -----------------------------------------------------------------------
 
 

@@ -38,6 +38,7 @@ def test_the_resume_fields_are_the_shape_fields():
     "model.growth_rate",
     "model.aux_heads",
     "model.reduce",
+    "model.bottleneck_stride",  # not a shape, but the same weights make another net
     "dataset.name",
     "dataset.validation_size",
     "batch_size",

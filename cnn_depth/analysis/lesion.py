@@ -80,6 +80,34 @@ class ErrorFunction:
     return float(self.jitted(v, gates, self._split))
 
 
+class StreamedErrorFunction:
+  """`ErrorFunction` for a streamed test split (ImageNet's validation set): the first call reads the
+  split from disk batch by batch (padded, masked) and keeps the uint8 batches in host memory (the
+  50k ImageNet validation images at 224x224: 7.5 GB), every call sums one compiled evaluation
+  step over them. `gates` and `variables` are traced, as in `ErrorFunction`."""
+
+  def __init__(self, model, variables: Mapping[str, Any], dataset, batch_size: int = 250):
+    self.model, self.num_blocks = model, int(model.num_blocks)
+    self.variables, self.dataset, self.batch_size = dict(variables), dataset, batch_size
+    mean, std = tuple(map(float, dataset.mean)), tuple(map(float, dataset.std))
+    self.jitted = jax.jit(
+      lambda v, batch, gates: steps.eval_sums(
+        v, batch, model=model, mean=mean, std=std, gates=gates
+      )  # fmt: skip
+    )
+    self._batches: list | None = None
+
+  def __call__(self, gates=None, variables: Mapping[str, Any] | None = None) -> float:
+    gates = np.ones(self.num_blocks, np.float32) if gates is None else np.asarray(gates, np.float32)
+    if self._batches is None:
+      split = self.dataset.test_split
+      self._batches = list(self.dataset.batches(split, self.batch_size, train=False))
+    v = self.variables if variables is None else dict(variables)
+    sums = [self.jitted(v, batch, gates) for batch in self._batches]
+    correct, count = (float(sum(s[k] for s in sums)) for k in ("correct", "count"))
+    return 1.0 - correct / count
+
+
 def make_error_fn(
   model, variables, images, labels, mean, std, batch_size: int = 500
 ) -> ErrorFunction:

@@ -82,13 +82,15 @@ def _has_checkpoint(directory: str) -> bool:
   )
 
 
-def load_trained(workdir: str | os.PathLike):
+def load_trained(workdir: str | os.PathLike, data_dir: str | None = None, *, streamed=False):
   """(model, variables, config, dataset) of a training workdir, ready for the lesion and path
   studies.
 
   The config is the run's `config.json` (a dict); the dataset is re-read with the run's dataset
-  fields and seed, so `dataset.test_*` is the split the run was evaluated on (its validation split
-  where one was held out); the variables ({'params', 'batch_stats'}) are from the latest checkpoint.
+  fields and seed (from `data_dir` if given: an imported net's workdir names none), so
+  `dataset.test_*` is the split the run was evaluated on (its validation split where one was held
+  out); the variables ({'params', 'batch_stats'}) are from the latest checkpoint. A streamed
+  dataset (ImageNet) is opened, not read, where the caller says it can stream (`streamed=True`).
   """
   from cnn_depth import checkpoint, data, models  # jax and the data libraries: only here
 
@@ -98,18 +100,18 @@ def load_trained(workdir: str | os.PathLike):
   if not _has_checkpoint(ckpt_dir):
     raise ValueError(f"no checkpoint in {ckpt_dir}: train it first")
   dcfg = config["dataset"]
+  data_dir = data_dir or dcfg.get("data_dir") or None
   if data.get(dcfg["name"]).streamed:
-    raise ValueError(
-      f"load_trained reads in-memory datasets, and {dcfg['name']} is streamed: load "
-      "the checkpoint with checkpoint.load_for_analysis and stream the test split "
-      "with data.open_dataset(...).batches"
+    if not streamed:
+      raise ValueError(
+        f"{dcfg['name']} is streamed: load the checkpoint with checkpoint.load_for_analysis "
+        "and stream the test split with data.open_dataset(...).batches"
+      )
+    ds = data.open_dataset(dcfg["name"], data_dir, seed=config["seed"])
+  else:
+    ds = data.load_dataset(
+      dcfg["name"], data_dir, validation_size=dcfg.get("validation_size", 0), seed=config["seed"]
     )
-  ds = data.load_dataset(
-    dcfg["name"],
-    dcfg.get("data_dir") or None,
-    validation_size=dcfg.get("validation_size", 0),
-    seed=config["seed"],
-  )
   model = models.build_model(config["model"], num_classes=ds.num_classes)
   restored = checkpoint.load_for_analysis(ckpt_dir)
   variables = {"params": restored["params"], "batch_stats": restored["batch_stats"] or {}}

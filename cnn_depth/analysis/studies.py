@@ -33,6 +33,8 @@ def lesion_study(
   max_swaps: int = 10,
   seed: int = 0,
   caption: str | None = None,
+  data_dir: str | None = None,
+  batch_size: int = 0,
 ) -> dict:
   """Veit et al. 2016 §4 on every workdir's test set, all nets in the same files of `out_dir`.
 
@@ -47,11 +49,19 @@ def lesion_study(
     raise ValueError(f"{len(labels)} labels for {len(workdirs)} workdirs")
   single, multi_rows, reorder_rows = {}, {}, {}
   for workdir, label in zip(workdirs, labels):
-    model, variables, config, ds = runs.load_trained(workdir)
+    model, variables, config, ds = runs.load_trained(workdir, data_dir, streamed=True)
     label = label or net_label(config)
     if label in single:
       label = f"{label} ({os.path.basename(os.path.normpath(workdir))})"
-    error = lesion.make_error_fn(model, variables, ds.test_images, ds.test_labels, ds.mean, ds.std)
+    streamed = getattr(ds, "streamed", False)  # ImageNet: its validation split, read once
+    batch = {"batch_size": batch_size} if batch_size else {}
+    error = (
+      lesion.StreamedErrorFunction(model, variables, ds, **batch)
+      if streamed
+      else lesion.make_error_fn(
+        model, variables, ds.test_images, ds.test_labels, ds.mean, ds.std, **batch
+      )
+    )
     intact, errors = lesion.single_block_lesion(error, model.num_blocks)
     single[label] = (intact, errors, models.downsampling_blocks(model))
     if multi:
@@ -60,7 +70,8 @@ def lesion_study(
         ks,
         *lesion.multi_block_lesion(error, model.num_blocks, ks, samples, seed),
       )
-    if reorder and model.residual:  # reordering a plain net is not one of the paper's experiments
+    # Reordering a plain net is not one of the paper's experiments; nor, here, of a streamed set.
+    if reorder and model.residual and not streamed:
       reorder_rows[label] = lesion.reorder_lesion(
         model, variables, ds.test_images, ds.test_labels, ds.mean, ds.std, max_swaps, samples, seed
       )

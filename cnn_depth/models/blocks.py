@@ -28,6 +28,7 @@ class _Block(nn.Module):
   dtype: Dtype = jnp.float32
   conv_impl: str = "auto"
   zero_init_last: bool = False
+  bottleneck_stride: str = "1x1"  # bottleneck blocks: '1x1' (the paper) | '3x3' (torchvision v1.5)
 
   def conv(self, features, kernel_size, strides=1, name=None):
     return Conv(features, kernel_size, strides, self.dtype, self.conv_impl, name=name)
@@ -75,15 +76,19 @@ class BasicBlock(_Block):
 class BottleneckBlock(_Block):
   """Post-activation bottleneck (He et al. 2016, Fig. 5): 1x1 (w) - 3x3 (w) - 1x1 (4w).
 
-  As in the paper (and Caffe release), the stride sits on the first 1x1 convolution; torchvision's
-  "v1.5" moves it to the 3x3 (same parameters, 4.1G instead of 3.8G multiply-adds for ResNet-50).
+  As in the paper (and Caffe release), the stride sits on the first 1x1 convolution by default;
+  `bottleneck_stride='3x3'` puts it on the 3x3, as torchvision's and timm's "v1.5" do (same
+  parameters, 4.1G instead of 3.8G multiply-adds for ResNet-50).
   """
 
   @nn.compact
   def __call__(self, x, gate=1.0, route=None):
+    if self.bottleneck_stride not in ("1x1", "3x3"):
+      raise ValueError(f"bottleneck_stride must be '1x1' or '3x3', got {self.bottleneck_stride!r}")
+    s1, s3 = (self.strides, 1) if self.bottleneck_stride == "1x1" else (1, self.strides)
     width = self.features // 4
-    y = self.norm(name="bn1", relu=True)(self.conv(width, 1, self.strides, "conv1")(x))
-    y = self.norm(name="bn2", relu=True)(self.conv(width, 3, 1, "conv2")(y))
+    y = self.norm(name="bn1", relu=True)(self.conv(width, 1, s1, "conv1")(x))
+    y = self.norm(name="bn2", relu=True)(self.conv(width, 3, s3, "conv2")(y))
     y = self.last_norm("bn3")(self.conv(self.features, 1, 1, "conv3")(y))
     return self.merge(self.skip(x), y, gate, route, post_relu=True)
 

@@ -57,6 +57,8 @@ FIELDS = {
   "dropout": Field(auto=lambda v: v is None or v < 0, harmless=(None,)),
   "aux_heads": Field(shapes=True),
   "reduce": Field(shapes=True),
+  # Not a shape, but the same weights make another net with the other value: no resuming across it.
+  "bottleneck_stride": Field(shapes=True),
 }
 
 

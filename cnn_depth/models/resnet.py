@@ -70,6 +70,7 @@ class ResNet(layout.Blocks, nn.Module):
   conv_impl: str = "auto"
   bn_groups: int = 1  # > 1: per-group ("ghost", per-device) BN statistics; see layers.batch_norm
   bn_impl: str = "fused"  # 'fused' (layers.BatchNorm, hand-written backward) | 'flax' (flax's)
+  bottleneck_stride: str = "1x1"  # '1x1' (the paper) | '3x3' (torchvision/timm "v1.5")
 
   def shape_changing_blocks(self) -> np.ndarray:
     """True for a stage's first block where it changes the map size or the channel count."""
@@ -127,6 +128,7 @@ class ResNet(layout.Blocks, nn.Module):
       dtype=self.dtype,
       conv_impl=self.conv_impl,
       zero_init_last=self.zero_init_last,
+      bottleneck_stride=self.bottleneck_stride,
     )
 
     start = 0
@@ -154,7 +156,7 @@ class ResNet(layout.Blocks, nn.Module):
       x = norm(name="bn_final", relu=True)(x)
     x = jnp.mean(x, axis=(1, 2))
     x = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)
-    return x.astype(jnp.float32)
+    return x.astype(jnp.promote_types(self.dtype, jnp.float32))  # bf16 -> f32, f64 stays
 
 
 def resolve_unroll(unroll: int, length: int) -> int:
@@ -237,7 +239,7 @@ def imagenet_resnet(depth: int, *, residual: bool = True, width: int = 64, **kw)
 # The config.model fields the ResNet families read (the ImageNet ones take their block from the
 # depth).
 FIELDS = ("width", "shortcut", "block", "survival_last", "drop_mode", "stages", "unroll", "remat")
-FIELDS += ("zero_init_last", "bn_groups", "bn_impl")
+FIELDS += ("zero_init_last", "bn_groups", "bn_impl", "bottleneck_stride")
 IMAGENET = {
   "fields": tuple(f for f in FIELDS if f != "block"),
   "input_shape": (224, 224, 3),

@@ -1,0 +1,49 @@
+r"""Export a workdir's net as PyTorch weights in its source's names, loadable with
+`load_state_dict(strict=True)` into torchvision's ResNet (ImageNet ResNets trained with
+model.bottleneck_stride=3x3) or the reference CIFAR ResNet (option A CIFAR ResNets).
+
+  python scripts/export_weights.py --workdir=runs/r56 --format=safetensors --out=r56.safetensors
+  python scripts/export_weights.py --workdir=runs/tv_resnet50 --format=torch --out=resnet50.pth
+
+`--format=torch` needs PyTorch (`pip install -e '.[torch]'`); safetensors does not.
+"""
+
+import sys
+
+from absl import app, flags
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A trained or imported workdir.")
+_FORMAT = flags.DEFINE_string("format", "safetensors", "safetensors | torch")
+_OUT = flags.DEFINE_string("out", None, "The file to write.")
+_SOURCE = flags.DEFINE_string("source", None, "Name the weights as this source's (default: any).")
+flags.mark_flags_as_required(["workdir", "out"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  from cnn_depth import console
+
+  console.quiet_unless_verbose()
+  from cnn_depth import interop
+  from cnn_depth import workdir as workdir_lib
+  from cnn_depth.checkpoint import CheckpointError
+
+  try:
+    if _FORMAT.value not in ("safetensors", "torch"):
+      raise ValueError(f"--format must be safetensors or torch, got {_FORMAT.value!r}")
+    config = workdir_lib.read_config(_WORKDIR.value)
+    if config is None:
+      raise ValueError(f"--workdir {_WORKDIR.value} holds no config.json: not a run's workdir")
+    arch = interop.workdirs.architecture_of(config, _SOURCE.value)
+    tensors = interop.workdirs.export_weights(_WORKDIR.value, arch)
+    interop.files.write_state_dict(_OUT.value, tensors, _FORMAT.value)
+  except (ValueError, CheckpointError) as e:
+    print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+    return 2
+  print(f"wrote {arch.source} {arch.name} ({len(tensors)} tensors) to {_OUT.value}")
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)
