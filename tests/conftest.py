@@ -13,7 +13,8 @@ import jax  # noqa: E402
 
 _cache = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".jax_cache")
 jax.config.update("jax_compilation_cache_dir", _cache)
-# Every scripts/train.py the tests start shares it too (its --compilation_cache default), so the
-# many identical tiny runs compile once per suite.
-os.environ.setdefault("CNN_DEPTH_JAX_CACHE", _cache)
+# Every script the tests start shares it too (JAX reads these variables at start-up), so the many
+# identical tiny nets of the subprocess tests compile once per suite.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _cache)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)

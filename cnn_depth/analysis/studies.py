@@ -21,6 +21,16 @@ def net_label(config: dict) -> str:
   return models.registry.get(model["family"]).net_label(model["depth"], model)
 
 
+def _error_function(model, variables, ds, batch_size: int):
+  """The test error as a function of the gates, over an in-memory or a streamed test split."""
+  batch = {"batch_size": batch_size} if batch_size else {}
+  if getattr(ds, "streamed", False):
+    return lesion.StreamedErrorFunction(model, variables, ds, **batch)
+  return lesion.make_error_fn(
+    model, variables, ds.test_images, ds.test_labels, ds.mean, ds.std, **batch
+  )
+
+
 def lesion_study(
   workdirs: Sequence[str],
   out_dir: str,
@@ -54,14 +64,7 @@ def lesion_study(
     if label in single:
       label = f"{label} ({os.path.basename(os.path.normpath(workdir))})"
     streamed = getattr(ds, "streamed", False)  # ImageNet: its validation split, read once
-    batch = {"batch_size": batch_size} if batch_size else {}
-    error = (
-      lesion.StreamedErrorFunction(model, variables, ds, **batch)
-      if streamed
-      else lesion.make_error_fn(
-        model, variables, ds.test_images, ds.test_labels, ds.mean, ds.std, **batch
-      )
-    )
+    error = _error_function(model, variables, ds, batch_size)
     intact, errors = lesion.single_block_lesion(error, model.num_blocks)
     single[label] = (intact, errors, models.downsampling_blocks(model))
     if multi:
