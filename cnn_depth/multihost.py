@@ -128,6 +128,14 @@ class PeerWatchdog:
     except Exception:  # the coordinator may be gone already
       pass
 
+  def await_loss(self) -> None:
+    """After a collective failed (a peer's socket closed when it died, before its beats could be
+    missed): give the watch `timeout` plus two checks to name the lost process, which ends this
+    one (exit 5); returns if no process is found lost by then."""
+    deadline = time.monotonic() + self.timeout + 2 * self.interval
+    while self._thread.is_alive() and time.monotonic() < deadline:
+      time.sleep(self.interval / 4)
+
   def fail(self, message: str) -> None:
     """Publishes this process's error, so the others exit at once naming it, and waits long enough
     for them to read it (process 0 hosts the key-value store: when it exits, the others are

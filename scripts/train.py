@@ -133,6 +133,10 @@ def main(argv):
       )
     if watchdog is None:
       raise
+    if type(e).__name__ in ("JaxRuntimeError", "XlaRuntimeError"):
+      # A collective that failed (gloo: "Connection reset by peer") usually means a lost process:
+      # let the watchdog name it (it exits 5) before reporting the error itself.
+      watchdog.await_loss()
     traceback.print_exc()
     _fail(1, f"{type(e).__name__}: {e}", watchdog)
   if watchdog is not None:
@@ -194,7 +198,9 @@ def _record_lost(workdir: str, message: str) -> None:
   if jax.process_index() != 0:
     return
   status = workdir_lib.read_status(workdir) or {}
-  if status.get("status") in (None, "running"):
+  # The loop may have recorded the failed collective first: the lost process is the reason.
+  collective = str(status.get("reason", "")).startswith(("JaxRuntimeError", "XlaRuntimeError"))
+  if status.get("status") in (None, "running") or collective:
     workdir_lib.write_status(workdir, "failed", reason=message)
 
 

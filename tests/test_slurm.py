@@ -170,3 +170,43 @@ def test_a_sweep_run_of_two_tasks_is_one_distributed_run(cluster, one_process, t
   record = json.load(open(root / "sweep" / "resnet_d8_s0.json"))
   assert record["command"][-1] == "--distributed=auto" and record["exit_code"] == 0
   assert_same_run(final_records(root)["resnet_d8_s0"], one_process)
+
+
+def _task_pid(workdir, rank: int) -> int | None:
+  """The pid of the training process of SLURM task `rank` that writes to `workdir`."""
+  for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+      cmdline = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+      environ = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+    except OSError:
+      continue
+    if f"--workdir={workdir}".encode() in cmdline and f"SLURM_PROCID={rank}".encode() in environ:
+      if any(arg.endswith(b"train.py") for arg in cmdline):
+        return int(pid)
+  return None
+
+
+def test_a_lost_process_under_distributed_auto_stops_the_other(cluster, tmp_path):
+  """The peer watchdog works when JAX took the ranks from SLURM: task 1 SIGKILLed, task 0 exits 5
+  within --peer_timeout naming it, and status.json says failed."""
+  workdir = tmp_path / "run"
+  flags = [CACHE, "--config=configs/quickstart.py:depth=8", *TINY.split(","),
+           "--config.num_train_steps=100000", "--config.eval_every_steps=100000"]  # fmt: skip
+  proc = subprocess.Popen(
+    ["srun", "-n", "2", "--cpus-per-task=1", "--kill-on-bad-exit=0", sys.executable, TRAIN,
+     "--distributed=auto", "--peer_timeout=5", f"--workdir={workdir}", *flags],
+    cwd=ROOT, env=_env(cluster), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+  )  # fmt: skip
+  try:
+    metrics, deadline = workdir / "metrics.jsonl", time.monotonic() + 180
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
+      assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()[-3000:]
+      time.sleep(0.2)
+    os.kill(_task_pid(workdir, 1), 9)
+    _, err = proc.communicate(timeout=120)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  assert "process 1 of 2 stopped responding" in err, err[-3000:]
+  status = json.load(open(workdir / "status.json"))
+  assert status["status"] == "failed" and "process 1 of 2" in status["reason"], status
