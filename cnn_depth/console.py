@@ -6,11 +6,20 @@ start with `quiet_unless_verbose()`: `--verbosity=0` (or 1) brings the INFO logs
 
 from __future__ import annotations
 
+# Warnings that say nothing to act on: orbax's for every read-only CheckpointManager, which is how
+# the analysis and export scripts open a checkpoint.
+EXPECTED_WARNINGS = ("Given directory is read only",)
+
 
 def quiet_unless_verbose() -> None:
   """absl logging at WARNING unless --verbosity was given on the command line (call after flags are
-  parsed, e.g. first thing in an absl main)."""
+  parsed, e.g. first thing in an absl main); the EXPECTED_WARNINGS dropped either way."""
+  import logging as std_logging
+
   from absl import flags, logging
 
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
+  std_logging.getLogger("absl").addFilter(
+    lambda record: not str(record.msg).startswith(EXPECTED_WARNINGS)
+  )

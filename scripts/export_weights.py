@@ -8,6 +8,7 @@ model.bottleneck_stride=3x3) or the reference CIFAR ResNet (option A CIFAR ResNe
 `--format=torch` needs PyTorch (`pip install -e '.[torch]'`); safetensors does not.
 """
 
+import importlib.util
 import sys
 
 from absl import app, flags
@@ -32,6 +33,11 @@ def main(argv):
   try:
     if _FORMAT.value not in ("safetensors", "torch"):
       raise ValueError(f"--format must be safetensors or torch, got {_FORMAT.value!r}")
+    if _FORMAT.value == "torch" and importlib.util.find_spec("torch") is None:
+      raise ValueError(
+        "--format=torch needs PyTorch, which is not installed (an optional extra: pip install -e "
+        "'.[torch]'); or write --format=safetensors, which torch reads with safetensors.torch"
+      )
     config = workdir_lib.read_config(_WORKDIR.value)
     if config is None:
       raise ValueError(f"--workdir {_WORKDIR.value} holds no config.json: not a run's workdir")

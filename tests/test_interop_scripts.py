@@ -103,6 +103,19 @@ def test_a_pytorch_file_without_pytorch_says_how_to_read_it(tmp_path):
   assert not (tmp_path / "w").exists()
 
 
+@pytest.mark.skipif(HAVE_TORCH, reason="PyTorch is installed here: the message for its absence")
+def test_exporting_a_torch_file_without_pytorch_says_how(tmp_path):
+  path, _ = reference_weights(tmp_path)
+  workdir = tmp_path / "ref20"
+  out = script("import_weights.py", "--source=cifar_reference", "--arch=resnet20",
+               f"--weights={path}", f"--workdir={workdir}")  # fmt: skip
+  assert out.returncode == 0, out.stderr[-2000:]
+  out = script("export_weights.py", f"--workdir={workdir}", "--format=torch",
+               f"--out={tmp_path / 'r20.th'}")  # fmt: skip
+  one_error_line(out, "--format=torch needs PyTorch", "pip install -e '.[torch]'", "safetensors")
+  assert not (tmp_path / "r20.th").exists()
+
+
 def test_a_net_with_no_pytorch_twin_is_not_exported(tmp_path):
   from test_train import cli
 
