@@ -6,8 +6,9 @@
 Layouts: a convolution kernel is HWIO here and OIHW in PyTorch, a dense kernel (in, out) here and
 (out, in) there; BN's scale/bias are params and its running mean/var batch_stats here, all four
 `weight`/`bias`/`running_mean`/`running_var` there (plus `num_batches_tracked`, which PyTorch
-needs for a strict load and nothing reads: written as 0, ignored on import). Transposes only: a
-round trip returns the same bits.
+needs for a strict load and nothing reads: written as 0, ignored on import). A tensor the
+architecture names in `layouts` (VGG's first classifier layer) is converted by that layout instead.
+Transposes and permutations only: a round trip returns the same bits.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnn_depth import models
-from cnn_depth.interop.architectures import Architecture
+from cnn_depth.interop.architectures import Architecture, Layout
 from cnn_depth.models import layout
 
 COLLECTIONS = ("params", "batch_stats")
@@ -62,27 +63,37 @@ def _unflatten(flat: Mapping[tuple, Any]) -> dict:
   return out
 
 
-def _to_torch_layout(leaf: str, array: np.ndarray) -> np.ndarray:
-  if leaf == "kernel" and array.ndim == 4:  # HWIO -> OIHW
-    return np.ascontiguousarray(np.transpose(array, (3, 2, 0, 1)))
-  if leaf == "kernel" and array.ndim == 2:  # (in, out) -> (out, in)
-    return np.ascontiguousarray(array.T)
-  return np.ascontiguousarray(array)
+class _Standard:
+  """The default layouts: conv kernels HWIO <-> OIHW, dense kernels (in, out) <-> (out, in), every
+  other leaf as it is."""
+
+  def __init__(self, leaf: str):
+    self.leaf = leaf
+
+  def to_torch(self, array: np.ndarray) -> np.ndarray:
+    if self.leaf == "kernel" and array.ndim == 4:  # HWIO -> OIHW
+      return np.ascontiguousarray(np.transpose(array, (3, 2, 0, 1)))
+    if self.leaf == "kernel" and array.ndim == 2:  # (in, out) -> (out, in)
+      return np.ascontiguousarray(array.T)
+    return np.ascontiguousarray(array)
+
+  def from_torch(self, array: np.ndarray) -> np.ndarray:
+    if self.leaf == "kernel" and array.ndim == 4:  # OIHW -> HWIO
+      return np.ascontiguousarray(np.transpose(array, (2, 3, 1, 0)))
+    if self.leaf == "kernel" and array.ndim == 2:
+      return np.ascontiguousarray(array.T)
+    return np.ascontiguousarray(array)
+
+  def torch_shape(self, shape: tuple) -> tuple:
+    shape = tuple(shape)
+    if self.leaf == "kernel" and len(shape) == 4:
+      return (shape[3], shape[2], shape[0], shape[1])
+    return shape[::-1] if self.leaf == "kernel" and len(shape) == 2 else shape
 
 
-def _from_torch_layout(leaf: str, array: np.ndarray) -> np.ndarray:
-  if leaf == "kernel" and array.ndim == 4:  # OIHW -> HWIO
-    return np.ascontiguousarray(np.transpose(array, (2, 3, 1, 0)))
-  if leaf == "kernel" and array.ndim == 2:
-    return np.ascontiguousarray(array.T)
-  return np.ascontiguousarray(array)
-
-
-def _torch_shape(leaf: str, shape) -> tuple:
-  shape = tuple(shape)
-  if leaf == "kernel" and len(shape) == 4:
-    return (shape[3], shape[2], shape[0], shape[1])
-  return shape[::-1] if leaf == "kernel" and len(shape) == 2 else shape
+def _layout(arch: Architecture, key: str, leaf: str) -> Layout:
+  """The layout of the tensor `key` (our leaf `leaf`): the architecture's own, or the standard."""
+  return arch.layouts.get(key) or _Standard(leaf)
 
 
 def torch_keys(arch: Architecture) -> dict[str, tuple]:
@@ -90,7 +101,8 @@ def torch_keys(arch: Architecture) -> dict[str, tuple]:
   keys = {}
   for col, flat in variable_shapes(arch).items():
     for path, sds in flat.items():
-      keys[arch.torch_name(path[:-1], path[-1])] = _torch_shape(path[-1], sds.shape)
+      key = arch.torch_name(path[:-1], path[-1])
+      keys[key] = _layout(arch, key, path[-1]).torch_shape(sds.shape)
       if col == "batch_stats" and path[-1] == "mean":
         keys[f"{arch.module_name(path[:-1])}.{TRACKED}"] = ()
   return keys
@@ -104,7 +116,8 @@ def to_torch(variables: Mapping[str, Any], arch: Architecture) -> dict[str, np.n
   out = {}
   for col in COLLECTIONS:
     for path, value in _flatten(unrolled.get(col, {})).items():
-      out[arch.torch_name(path[:-1], path[-1])] = _to_torch_layout(path[-1], np.asarray(value))
+      key = arch.torch_name(path[:-1], path[-1])
+      out[key] = _layout(arch, key, path[-1]).to_torch(np.asarray(value))
       if col == "batch_stats" and path[-1] == "mean":
         out[f"{arch.module_name(path[:-1])}.{TRACKED}"] = np.zeros((), np.int64)
   return out
@@ -118,11 +131,8 @@ def from_torch(
   expected = {}  # torch key -> (collection, our path, torch shape)
   for col, flat in variable_shapes(arch).items():
     for path, sds in flat.items():
-      expected[arch.torch_name(path[:-1], path[-1])] = (
-        col,
-        path,
-        _torch_shape(path[-1], sds.shape),
-      )
+      key = arch.torch_name(path[:-1], path[-1])
+      expected[key] = (col, path, _layout(arch, key, path[-1]).torch_shape(sds.shape))
   fits = f"{what} does not fit {arch.source} {arch.name}"
   leaves: dict[str, dict] = {col: {} for col in COLLECTIONS}
   for key, array in state_dict.items():
@@ -136,7 +146,7 @@ def from_torch(
         f"{fits}: its key {key} has shape {list(np.shape(array))}, the architecture needs "
         f"{list(shape)}"
       )
-    leaves[col][path] = _from_torch_layout(path[-1], np.asarray(array, dtype))
+    leaves[col][path] = _layout(arch, key, path[-1]).from_torch(np.asarray(array, dtype))
   missing = [k for k in expected if k not in state_dict]
   if missing:
     raise ValueError(

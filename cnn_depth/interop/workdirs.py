@@ -26,8 +26,14 @@ CHECKPOINTS = "checkpoints"
 
 
 def configure(config, arch: architectures.Architecture):
-  """`config` (the recipe of `arch.config`) with the model fields that make our net `arch`."""
+  """`config` (the recipe of `arch.config`) with the model fields that make our net `arch`; fields
+  its family does not read go back to their defaults (a VGG or DenseNet borrows the ImageNet
+  ResNets' recipe, whose shortcut it has no use for)."""
   config = config.copy_and_resolve_references()
+  family = models.registry.get(arch.model["family"])
+  for field, default in models.registry.defaults().items():
+    if field in config.model and field not in family.fields:
+      config.model[field] = default
   for field, value in arch.model.items():
     config.model[field] = value
   config.model.dtype = "float32"
