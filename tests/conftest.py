@@ -18,3 +18,23 @@ jax.config.update("jax_compilation_cache_dir", _cache)
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _cache)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+# The files that take longest on the 2-core CI machine (cold, measured): collected first, so that
+# pytest-xdist's --dist loadfile hands them out first and the short files fill in around them,
+# instead of one long file running alone at the end.
+LONGEST_FIRST = (
+  "test_reproduce.py",
+  "test_slurm.py",
+  "test_interop.py",
+  "test_train.py",
+  "test_readme.py",
+  "test_benchmark.py",
+  "test_analysis_scripts.py",
+  "test_models.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+  rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable within a file
