@@ -20,6 +20,8 @@ def quiet_unless_verbose() -> None:
 
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
-  std_logging.getLogger("absl").addFilter(
-    lambda record: not str(record.msg).startswith(EXPECTED_WARNINGS)
-  )
+  std_logging.getLogger("absl").addFilter(_drop_expected)  # a second add of the same is a no-op
+
+
+def _drop_expected(record) -> bool:
+  return not str(record.msg).startswith(EXPECTED_WARNINGS)
