@@ -46,13 +46,13 @@ def bn(c):
 
 
 class BasicBlock(nn.Module):
-  """conv3x3-BN-ReLU-conv3x3-BN, + option-A shortcut, ReLU."""
+  """conv3x3-BN-ReLU-conv3x3-BN, + option-A shortcut (none in the plain twin), ReLU."""
 
-  def __init__(self, cin, cout, stride):
+  def __init__(self, cin, cout, stride, residual=True):
     super().__init__()
     self.conv1, self.bn1 = conv3x3(cin, cout, stride), bn(cout)
     self.conv2, self.bn2 = conv3x3(cout, cout), bn(cout)
-    self.stride, self.extra = stride, cout - cin
+    self.stride, self.extra, self.residual = stride, cout - cin, residual
 
   def shortcut(self, x):
     # Option A: subsample by the stride, zero-pad channels evenly on both sides (parameter-free).
@@ -66,23 +66,26 @@ class BasicBlock(nn.Module):
   def forward(self, x):
     y = F.relu(self.bn1(self.conv1(x)))
     y = self.bn2(self.conv2(y))
-    return F.relu(y + self.shortcut(x))
+    return F.relu(y + self.shortcut(x) if self.residual else y)
 
 
 class CifarResNet(nn.Module):
-  def __init__(self, depth, num_classes=10):
+  """He et al.'s CIFAR ResNet (option A); `residual=False` is its plain twin (cnn_depth's
+  cifar_plain)."""
+
+  def __init__(self, depth, num_classes=10, residual=True, in_channels=3, width=16):
     super().__init__()
     if (depth - 2) % 6:
       raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
     n = (depth - 2) // 6
-    self.conv1, self.bn1 = conv3x3(3, 16), bn(16)
-    blocks, cin = [], 16
-    for stage, cout in enumerate((16, 32, 64)):
+    self.conv1, self.bn1 = conv3x3(in_channels, width), bn(width)
+    blocks, cin = [], width
+    for stage, cout in enumerate((width, 2 * width, 4 * width)):
       for b in range(n):
-        blocks.append(BasicBlock(cin, cout, 2 if (stage > 0 and b == 0) else 1))
+        blocks.append(BasicBlock(cin, cout, 2 if (stage > 0 and b == 0) else 1, residual))
         cin = cout
     self.blocks = nn.Sequential(*blocks)
-    self.fc = nn.Linear(64, num_classes)
+    self.fc = nn.Linear(4 * width, num_classes)
     for m in self.modules():
       if isinstance(m, nn.Conv2d):
         nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -93,10 +96,10 @@ class CifarResNet(nn.Module):
     return self.fc(x.mean(dim=(2, 3)))
 
 
-def build_model(depth):
-  model = CifarResNet(depth)
+def build_model(depth, **kw):
+  model = CifarResNet(depth, **kw)
   n_params = sum(p.numel() for p in model.parameters())
-  if depth in EXPECTED_PARAMS:
+  if depth in EXPECTED_PARAMS and not kw:
     assert n_params == EXPECTED_PARAMS[depth], (depth, n_params, EXPECTED_PARAMS[depth])
   return model, n_params
 
@@ -180,6 +183,42 @@ def bench_one(depth, mode, args, device):
   return rec
 
 
+def serve(spec: dict):
+  """The PyTorch side of `scripts/benchmark_vs_torch.py`: build the net `spec` names, train it on a
+  synthetic float32 batch for `spec['warmup']` steps, print one JSON line (ready), then for each
+  line N read from stdin run N steps and print {"seconds": ...}; an empty line or EOF ends."""
+  import sys
+
+  torch.set_num_threads(spec["threads"])
+  torch.manual_seed(0)
+  fmt = torch.channels_last if spec["channels_last"] else torch.contiguous_format
+  model, n_params = build_model(
+    spec["depth"], residual=spec["residual"], in_channels=spec["in_channels"]
+  )
+  model = model.to(memory_format=fmt).train()
+  opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+  size = spec["image_size"]
+  x = torch.randn(spec["batch"], spec["in_channels"], size, size).contiguous(memory_format=fmt)
+  y = torch.randint(0, spec["classes"], (spec["batch"],))
+
+  def steps(n):
+    t0 = time.perf_counter()
+    for _ in range(n):
+      loss = F.cross_entropy(model(x), y)
+      opt.zero_grad(set_to_none=True)
+      loss.backward()
+      opt.step()
+    return time.perf_counter() - t0
+
+  warm = steps(spec["warmup"])
+  ready = dict(ready=True, params=n_params, torch_version=torch.__version__, warmup_s=warm)
+  print(json.dumps(dict(ready, threads=torch.get_num_threads())), flush=True)
+  for line in sys.stdin:
+    if not line.strip():
+      break
+    print(json.dumps({"seconds": steps(int(line))}), flush=True)
+
+
 def fmt_row(r):
   f = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
   rate = f"skipped: {r['skipped']}" if r["skipped"] else f(r["images_per_sec"], ",.0f")
@@ -209,7 +248,10 @@ def main():
     action="store_true",
     help="only build every depth in EXPECTED_PARAMS on CPU and check parameter counts",
   )
+  p.add_argument("--serve", default="", help="internal: the PyTorch side of benchmark_vs_torch")
   args = p.parse_args()
+  if args.serve:
+    return serve(json.loads(args.serve))
 
   if args.check_params:
     for depth in EXPECTED_PARAMS:

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnn_depth import evaluation, sharding
+from cnn_depth import evaluation, layers, sharding
 
 # The metrics summed over a logging interval, on the device.
 SUMMED = ("loss_sum", "correct", "count", "nonfinite")
@@ -70,6 +70,7 @@ def compile_gather_step(
     ),
     out_shardings=(repl, None, repl),
     donate_argnums=(1,),
+    compiler_options=layers.compiler_options(),
   )
 
 
@@ -95,7 +96,8 @@ class DeviceData:
     self._evaluate = jax.jit(
       lambda state, split: evaluation.sum_over_split(
         functools.partial(eval_fn, state), split, batch_sharding
-      )
+      ),
+      compiler_options=layers.compiler_options(),
     )
     data_key = jax.random.key(seed + 1)
     self._permutation = jax.jit(
@@ -144,8 +146,11 @@ class StreamData:
       in_shardings=(repl, repl, batch_sharding),
       out_shardings=(repl, None, repl),
       donate_argnums=(1,),
+      compiler_options=layers.compiler_options(),
     )
-    self._eval = jax.jit(eval_fn, in_shardings=(repl, batch_sharding))
+    self._eval = jax.jit(
+      eval_fn, in_shardings=(repl, batch_sharding), compiler_options=layers.compiler_options()
+    )
     self._batches = functools.partial(
       dataset.batches,
       global_batch_size=batch_size,

@@ -66,7 +66,9 @@ def _conv_cpu_vjp_bwd(strides, padding, res, g):
   )
 
   # d/dkernel: a convolution whose "batch" is the input channels and whose "features" are the
-  # examples.
+  # examples. The first barrier keeps the transposes plain copies: fused with the scan's slice of
+  # the saved activations they ran 2-3x slower (NOTES.md, CPU).
+  x, g = lax.optimization_barrier((x, g))
   xt = lax.optimization_barrier(x.transpose(3, 1, 2, 0))  # (C_in, H, W, N)
   gt = lax.optimization_barrier(g.transpose(1, 2, 0, 3))  # (H_out, W_out, N, C_out)
   dk_pad = [(lo, hi - r) for (lo, hi), r in zip(padding, rem)]
@@ -86,6 +88,31 @@ def resolve_conv_impl(impl: ConvImpl) -> str:
   if impl not in ("xla", "cpu_vjp"):
     raise ValueError(f"conv_impl must be 'auto', 'xla' or 'cpu_vjp', got {impl!r}")
   return impl
+
+
+_CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
+
+
+@functools.cache
+def _cpu_options_supported() -> bool:
+  try:  # one tiny compile per process
+    jax.jit(lambda x: x + 1, compiler_options=_CPU_OPTIONS).lower(1.0).compile()
+  except (RuntimeError, ValueError):
+    return False
+  return True
+
+
+def compiler_options() -> dict[str, str] | None:
+  """XLA options for a program that runs these layers: `jax.jit(f, compiler_options=...)`.
+
+  XLA:CPU (jaxlib 0.10) runs convolutions through YNNPACK by default. For the CIFAR nets' feature
+  maps (16-64 channels) Eigen's are faster (1.7x forward, 2x backward at 8x8x64 on 2 cores; the
+  ResNet-20 train step 1.3x, benchmarks/NOTES.md), so on CPU YNNPACK keeps the reductions only,
+  where it beats XLA's own. None elsewhere, or where the installed jaxlib lacks the option.
+  """
+  if jax.default_backend() != "cpu" or not _cpu_options_supported():
+    return None
+  return dict(_CPU_OPTIONS)
 
 
 class Conv(nn.Module):

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from cnn_depth import layers
 from cnn_depth.models import gating, registry
 from cnn_depth.state import TrainState
 
@@ -215,5 +216,8 @@ def compile_train_step(model, tx, mean, std, state_sharding=None, batch_sharding
   """
   fn = functools.partial(train_step, model=model, tx=tx, mean=tuple(mean), std=tuple(std), **kw)
   return jax.jit(
-    fn, in_shardings=(state_sharding, batch_sharding), out_shardings=(state_sharding, None)
+    fn,
+    in_shardings=(state_sharding, batch_sharding),
+    out_shardings=(state_sharding, None),
+    compiler_options=layers.compiler_options(),
   )

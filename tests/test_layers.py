@@ -1,3 +1,5 @@
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -214,3 +216,39 @@ def test_batch_norm_impl_is_checked():
   assert issubclass(layers.FlaxBatchNorm, nn.BatchNorm)
   with pytest.raises(ValueError, match="bn_impl"):
     layers.batch_norm(True, jnp.float32, impl="cudnn")
+
+
+def _convolutions_in_ynnpack(hlo: str) -> int:
+  """How many of the HLO's convolutions sit in a computation a YNNPACK fusion calls."""
+  comps = re.split(r"\n(?=%|ENTRY )", hlo)
+  convs = [c.split(" ", 1)[0] for c in comps if "convolution(" in c]
+  return sum(
+    any("ynn" in line and f"calls={name}" in line for line in hlo.splitlines()) for name in convs
+  )
+
+
+def test_cpu_compiler_options_route_convolutions_to_eigen_with_the_same_gradients():
+  """On CPU the programs that run our layers keep YNNPACK out of the convolutions (faster for the
+  CIFAR nets' shapes, benchmarks/NOTES.md); the gradients through a scan do not change."""
+  opts = layers.compiler_options()
+  assert opts == {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
+  x = jax.random.normal(jax.random.key(0), (128, 8, 8, 64))
+  ws = jax.random.normal(jax.random.key(1), (2, 3, 3, 64, 64)) * 0.05
+  pad = ((1, 1), (1, 1))
+
+  def loss(x, ws):
+    y, _ = lax.scan(lambda c, w: (jnp.tanh(layers.conv_cpu_vjp(c, w, (1, 1), pad)), None), x, ws)
+    return jnp.sum(y**2)
+
+  def ref(x, ws):
+    conv = lambda c, w: lax.conv_general_dilated(c, w, (1, 1), pad, dimension_numbers=layers._DN)
+    y, _ = lax.scan(lambda c, w: (jnp.tanh(conv(c, w)), None), x, ws)
+    return jnp.sum(y**2)
+
+  grad = jax.grad(loss, (0, 1))
+  default = jax.jit(grad).lower(x, ws).compile()
+  ours = jax.jit(grad, compiler_options=opts).lower(x, ws).compile()
+  assert _convolutions_in_ynnpack(default.as_text()) > 0  # the library default this option undoes
+  assert _convolutions_in_ynnpack(ours.as_text()) == 0
+  for a, b in zip(ours(x, ws), jax.jit(jax.grad(ref, (0, 1)))(x, ws)):  # float32 sums of 8k terms
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(b))))

@@ -4,7 +4,9 @@
 and counts what one execution launches: fusions by kind, cuDNN/cuBLAS calls, copies, a while loop's
 body times its trip count, and the host sync each loop iteration adds. The step is launch-bound at
 batch 128 (benchmarks/NOTES.md), so the count is what a change to the step should move.
-`write_reports` turns `scripts/benchmark.py`'s JSON-lines records into Markdown tables. No jax.
+`write_reports` turns `scripts/benchmark.py`'s JSON-lines records into Markdown tables. `Server` and
+`alternate` time two implementations in turns, each in its own process
+(`scripts/benchmark_vs_torch.py`). No jax.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import collections
 import json
 import os
 import re
+import statistics
+import subprocess
 
 # HLO instructions that launch nothing on a GPU (views, tuples, constants folded into kernels).
 NO_KERNEL = {
@@ -119,6 +123,80 @@ KERNEL_HEADER = (
 )
 
 
+class Server:
+  """One side of a timed comparison in its own process: it prints a JSON line when ready (with
+  `warmup_s` for the warm-up steps), then answers each line N on its stdin with {"seconds": ...}
+  for N steps. Anything else it prints that is not JSON is passed over."""
+
+  def __init__(self, argv: list[str]):
+    self.argv = argv
+    self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    self.ready = self._answer()
+
+  def _answer(self) -> dict:
+    for line in self.proc.stdout:
+      if line.startswith("{"):
+        return json.loads(line)
+    raise RuntimeError(
+      f"{' '.join(self.argv[:2])} ended (exit {self.proc.wait()}) without answering"
+    )
+
+  def seconds(self, steps: int) -> float:
+    self.proc.stdin.write(f"{steps}\n")
+    self.proc.stdin.flush()
+    return self._answer()["seconds"]
+
+  def close(self):
+    if self.proc.poll() is None:
+      self.proc.stdin.write("\n")
+      self.proc.stdin.close()
+    self.proc.wait()
+
+
+def alternate(sides: dict, batch: int, warmup: int, repeats: int, seconds: float) -> dict:
+  """Images/s of each side, `repeats` rounds taken in turns (A B A B ...), each round about
+  `seconds` long (its step count from the side's warm-up)."""
+  steps = {
+    name: max(1, round(seconds * warmup / max(side.ready["warmup_s"], 1e-9)))
+    for name, side in sides.items()
+  }
+  rates = {name: [] for name in sides}
+  for _ in range(repeats):
+    for name, side in sides.items():
+      rates[name].append(steps[name] * batch / side.seconds(steps[name]))
+  return rates
+
+
+def ratio_summary(ours: list[float], theirs: list[float]) -> dict:
+  """Medians of both, their ratio (ours / theirs) and the range of the round-by-round ratios."""
+  rounds = [a / b for a, b in zip(ours, theirs)]
+  return dict(
+    images_per_sec=statistics.median(ours),
+    images_per_sec_all=ours,
+    torch_images_per_sec=statistics.median(theirs),
+    torch_images_per_sec_all=theirs,
+    ratio=statistics.median(ours) / statistics.median(theirs),
+    ratio_min=min(rounds),
+    ratio_max=max(rounds),
+  )
+
+
+VS_TORCH_HEADER = (
+  "| net | input | batch | cnn_depth images/s | PyTorch images/s | ratio | ratio per round | "
+  "PyTorch layout, threads |\n|---|---|---|---|---|---|---|---|"
+)
+
+
+def vs_torch_row(r: dict) -> str:
+  net = f"{'ResNet' if r['family'] == 'cifar_resnet' else 'plain'}-{r['depth']}"
+  layout = "channels-last" if r["torch_channels_last"] else "NCHW"
+  return (
+    f"| {net} | {r['inputs']} | {r['batch']} | {r['images_per_sec']:,.0f} | "
+    f"{r['torch_images_per_sec']:,.0f} | **{r['ratio']:.2f}** | {r['ratio_min']:.2f}-"
+    f"{r['ratio_max']:.2f} | {layout}, {r['torch_threads']} |"
+  )
+
+
 def header(record: dict) -> str:
   """The Markdown table header a record's row goes under."""
   return KERNEL_HEADER if record["what"] == "kernels" else HEADER
@@ -128,6 +206,8 @@ def record_file(record: dict) -> str:
   """The .jsonl a record belongs to: one per device, and kernels_<target> for kernel counts."""
   if record["what"] == "kernels":
     return f"kernels_{record['target']}.jsonl"
+  if record["what"] == "vs_torch":
+    return record["device"].replace(" ", "_").lower() + "_vs_torch.jsonl"
   return record["device"].replace(" ", "_").lower() + ".jsonl"
 
 
@@ -142,35 +222,7 @@ def write_reports(out_dir: str):
     by_tag = {}
     for r in records:
       by_tag.setdefault(r.get("tag") or "untagged", []).append(r)
-    first = records[0]
-    if first.get("what") == "kernels":
-      where = (
-        "compiled for the GPU on a CPU host, without it"
-        if first["target_config"] != "local"
-        else "compiled for the device itself"
-      )
-      lines = [
-        f"# Kernels per train step: {first['device']}",
-        "",
-        f"Made by `scripts/benchmark.py --what=kernels` (jax {first['jax_version']}, "
-        f"{first['date']}); the raw records, with every kind of kernel, are in `{name}`. The "
-        f"step is {where}, and the kernels one step launches are counted in the optimised "
-        f"HLO: a count, not a timing. Reductions are kInput fusions (transposes included), "
-        f"elementwise kLoop fusions; a scanned loop's body counts once per iteration, and "
-        f"each iteration also syncs the host.",
-        "",
-      ]
-      header, row = KERNEL_HEADER, kernel_row
-    else:
-      lines = [
-        f"# Train-step benchmark: {first['device']}",
-        "",
-        f"Made by `scripts/benchmark.py` (jax {first['jax_version']}, {first['date']}); the "
-        f"raw records are in `{name}`. Synthetic uint8 CIFAR batches on the device, "
-        f"augmentation and SGD inside the step; images/s is the median of the timed repeats.",
-        "",
-      ]
-      header, row = HEADER, table_row
+    lines, header, row = _report_intro(records[0], name)
     for tag, rs in by_tag.items():
       flags_used = sorted({r.get("xla_flags", "") for r in rs} - {""})
       lines += [
@@ -182,6 +234,43 @@ def write_reports(out_dir: str):
       ]
     with open(os.path.join(out_dir, name[: -len(".jsonl")] + ".md"), "w") as f:
       f.write("\n".join(lines))
+
+
+def _report_intro(first: dict, name: str):
+  """(the lines that open <name>.md, its table header, its row function), by the records' kind."""
+  what = first.get("what")
+  if what == "kernels":
+    where = (
+      "compiled for the GPU on a CPU host, without it"
+      if first["target_config"] != "local"
+      else "compiled for the device itself"
+    )
+    text = (
+      f"# Kernels per train step: {first['device']}\n\nMade by `scripts/benchmark.py "
+      f"--what=kernels` (jax {first['jax_version']}, {first['date']}); the raw records, with every "
+      f"kind of kernel, are in `{name}`. The step is {where}, and the kernels one step launches "
+      f"are counted in the optimised HLO: a count, not a timing. Reductions are kInput fusions "
+      f"(transposes included), elementwise kLoop fusions; a scanned loop's body counts once per "
+      f"iteration, and each iteration also syncs the host."
+    )
+    return [text, ""], KERNEL_HEADER, kernel_row
+  if what == "vs_torch":
+    text = (
+      f"# Train step against PyTorch eager: {first['device']}\n\nMade by "
+      f"`scripts/benchmark_vs_torch.py` (jax {first['jax_version']}, torch "
+      f"{first['torch_version']}, {first['date']}); the raw records are in `{name}`. Both sides "
+      f"in their own process, timed in turns; ratio = cnn_depth's median images/s over "
+      f"PyTorch's (above 1: cnn_depth is faster), with the range of the round-by-round ratios. "
+      f"float32, SGD with momentum and weight decay, BN statistics updated."
+    )
+    return [text, ""], VS_TORCH_HEADER, vs_torch_row
+  text = (
+    f"# Train-step benchmark: {first['device']}\n\nMade by `scripts/benchmark.py` (jax "
+    f"{first['jax_version']}, {first['date']}); the raw records are in `{name}`. Synthetic uint8 "
+    f"CIFAR batches on the device, augmentation and SGD inside the step; images/s is the median "
+    f"of the timed repeats."
+  )
+  return [text, ""], HEADER, table_row
 
 
 def layout(r: dict) -> str:

@@ -29,7 +29,7 @@ from typing import Any, Mapping, Sequence
 import jax
 import numpy as np
 
-from cnn_depth import evaluation, models, steps
+from cnn_depth import evaluation, layers, models, steps
 
 # --------------------------------------------------------------------------------------------------
 # The test error as a function of the gates (and, for reordering, of the variables).
@@ -63,7 +63,7 @@ class ErrorFunction:
       steps.eval_sums, model=model, mean=tuple(map(float, mean)), std=tuple(map(float, std))
     )
     self.traces = 0
-    self.jitted = jax.jit(self._error)
+    self.jitted = jax.jit(self._error, compiler_options=layers.compiler_options())
 
   def _error(self, variables, gates, split):
     self.traces += 1  # Python side effect: runs once per trace, not per call
@@ -93,7 +93,8 @@ class StreamedErrorFunction:
     self.jitted = jax.jit(
       lambda v, batch, gates: steps.eval_sums(
         v, batch, model=model, mean=mean, std=std, gates=gates
-      )  # fmt: skip
+      ),  # fmt: skip
+      compiler_options=layers.compiler_options(),
     )
     self._batches: list | None = None
 

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnn_depth import steps
+from cnn_depth import layers, steps
 from cnn_depth.analysis.lesion import block_sets
 from cnn_depth.models import gating
 
@@ -168,7 +168,7 @@ class PathGradientFunction:
     )
     self._labels = jnp.asarray(np.asarray(labels), jnp.int32)
     self.traces = 0
-    self.jitted = jax.jit(self._norms)
+    self.jitted = jax.jit(self._norms, compiler_options=layers.compiler_options())
 
   def _norms(self, variables, x, labels, routes):
     self.traces += 1  # Python side effect: once per trace
