@@ -1,8 +1,5 @@
-"""Building blocks shared by every model: convolutions, BatchNorm, shortcuts, pooling.
-
-Layout is NHWC everywhere (XLA's preferred layout on TPU and GPU, and the one the custom CPU
-backward below is written for).
-"""
+"""Building blocks shared by every model: convolutions, BatchNorm, shortcuts, pooling; NHWC
+everywhere (XLA's preferred layout on TPU and GPU, and the one the CPU backward is written for)."""
 
 from __future__ import annotations
 
@@ -27,8 +24,18 @@ he_normal = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 _DN = ("NHWC", "HWIO", "NHWC")
 
 
-def _conv(x, kernel, strides, padding):
-  return lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=_DN)
+_conv = functools.partial(lax.conv_general_dilated, dimension_numbers=_DN)
+
+
+def _conv_cpu(x, kernel, strides, padding, lhs_dilation=(1, 1)):
+  """`_conv`, with the input padded first where the kernel is larger than it (2x2 maps in the digits
+  nets): XLA swaps such a convolution's operands, a form 10-20x slower on CPU (NOTES.md)."""
+  dilated = [(n - 1) * d + 1 for n, d in zip(x.shape[1:3], lhs_dilation)]
+  if all(n >= k for n, k in zip(dilated, kernel.shape[:2])):
+    return _conv(x, kernel, strides, padding, lhs_dilation=lhs_dilation)
+  config = [(0, 0, 0), *((lo, hi, d - 1) for (lo, hi), d in zip(padding, lhs_dilation)), (0, 0, 0)]
+  x = lax.optimization_barrier(lax.pad(x, jnp.zeros((), x.dtype), config))
+  return _conv(x, kernel, strides, ((0, 0), (0, 0)))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
@@ -42,11 +49,11 @@ def conv_cpu_vjp(x, kernel, strides: tuple[int, int], padding: tuple[tuple[int, 
   convolution over transposed activations; `optimization_barrier` keeps XLA from folding the
   explicit transposes back into a layout-changing convolution.
   """
-  return _conv(x, kernel, strides, padding)
+  return _conv_cpu(x, kernel, strides, padding)
 
 
 def _conv_cpu_vjp_fwd(x, kernel, strides, padding):
-  return _conv(x, kernel, strides, padding), (x, kernel)
+  return _conv_cpu(x, kernel, strides, padding), (x, kernel)
 
 
 def _conv_cpu_vjp_bwd(strides, padding, res, g):
@@ -61,9 +68,7 @@ def _conv_cpu_vjp_bwd(strides, padding, res, g):
   # swapped.
   flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
   dx_pad = [(k - 1 - lo, k - 1 - hi + r) for (lo, hi), k, r in zip(padding, (kh, kw), rem)]
-  dx = lax.conv_general_dilated(
-    g, flipped, (1, 1), dx_pad, lhs_dilation=strides, dimension_numbers=_DN
-  )
+  dx = _conv_cpu(g, flipped, (1, 1), dx_pad, lhs_dilation=strides)
 
   # d/dkernel: a convolution whose "batch" is the input channels and whose "features" are the
   # examples. The first barrier keeps the transposes plain copies: fused with the scan's slice of
@@ -105,14 +110,10 @@ def _cpu_options_supported() -> bool:
 def compiler_options() -> dict[str, str] | None:
   """XLA options for a program that runs these layers: `jax.jit(f, compiler_options=...)`.
 
-  XLA:CPU (jaxlib 0.10) runs convolutions through YNNPACK by default. For the CIFAR nets' feature
-  maps (16-64 channels) Eigen's are faster (1.7x forward, 2x backward at 8x8x64 on 2 cores; the
-  ResNet-20 train step 1.3x, benchmarks/NOTES.md), so on CPU YNNPACK keeps the reductions only,
-  where it beats XLA's own. None elsewhere, or where the installed jaxlib lacks the option.
-  """
-  if jax.default_backend() != "cpu" or not _cpu_options_supported():
-    return None
-  return dict(_CPU_OPTIONS)
+  XLA:CPU (jaxlib 0.10) runs convolutions through YNNPACK by default; for the CIFAR nets' 16-64
+  channels Eigen's are faster (the ResNet-20 train step 1.3x, benchmarks/NOTES.md), so YNNPACK
+  keeps the reductions only. None off CPU, or where the installed jaxlib lacks the option."""
+  return dict(_CPU_OPTIONS) if jax.default_backend() == "cpu" and _cpu_options_supported() else None
 
 
 class Conv(nn.Module):
@@ -195,8 +196,7 @@ def batch_norm(
 
 
 class FlaxBatchNorm(nn.BatchNorm):
-  """`flax.linen.BatchNorm`, then a ReLU if `relu`: the reference for `BatchNorm` (same
-  variables)."""
+  """`flax.linen.BatchNorm`, then a ReLU if `relu`: `BatchNorm`'s reference (same variables)."""
 
   relu: bool = False
 
