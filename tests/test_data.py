@@ -177,6 +177,22 @@ def test_digits_split_shapes_and_stats():
   assert 50 < ds.mean[0] < 110 and 70 < ds.std[0] < 120
 
 
+def test_digits_are_scikit_learns_own_without_importing_it():
+  """`digits.read` parses the CSV that `load_digits` reads (importing scikit-learn takes ~1 s)."""
+  from sklearn.datasets import load_digits
+
+  from cnn_depth.data import digits
+
+  ref = load_digits()
+  train_x, train_y, test_x, test_y = digits.read(None, seed=0)
+  test = digits.stratified_holdout(ref.target, digits.DIGITS_TEST_SIZE, 0)
+  scaled = np.round(ref.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+  np.testing.assert_array_equal(train_x, scaled[~test])
+  np.testing.assert_array_equal(test_x, scaled[test])
+  np.testing.assert_array_equal(np.concatenate([train_y, test_y]),
+                                np.concatenate([ref.target[~test], ref.target[test]]))  # fmt: skip
+
+
 def test_digits_deterministic_per_seed():
   a, b = data.load_dataset("digits"), data.load_dataset("digits", seed=0)
   c = data.load_dataset("digits", seed=1)

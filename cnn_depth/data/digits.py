@@ -7,6 +7,9 @@ The default dataset: no download, no data_dir. Pixels 0..16 are scaled to 0..255
 
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import numpy as np
 
 from cnn_depth.data.registry import DataError, DatasetSpec, register
@@ -17,18 +20,26 @@ DIGITS_TEST_SIZE = 297  # of 1,797: about 30 per class, leaving a round 1,500 fo
 def read(data_dir, seed: int):
   """(train_x, train_y, test_x, test_y) of the digits, split by `seed`; `data_dir` is not used."""
   del data_dir  # embedded in scikit-learn
-  try:
-    from sklearn.datasets import load_digits
-  except ImportError as e:
+  table = np.loadtxt(_csv_path(), delimiter=",")  # 1,797 rows: 64 pixels, then the label
+  images = np.round(table[:, :64].reshape(-1, 8, 8) * (255.0 / 16.0)).astype(np.uint8)[..., None]
+  labels = table[:, 64].astype(np.int32)
+  test = stratified_holdout(labels, DIGITS_TEST_SIZE, seed)
+  return images[~test], labels[~test], images[test], labels[test]
+
+
+def _csv_path() -> str:
+  """scikit-learn's digits.csv.gz (what `sklearn.datasets.load_digits` reads), found without
+  importing scikit-learn, which takes a second: a run's whole data loading is 20 ms this way."""
+  spec = importlib.util.find_spec("sklearn")
+  path = spec and os.path.join(
+    spec.submodule_search_locations[0], "datasets", "data", "digits.csv.gz"
+  )
+  if not path or not os.path.exists(path):
     raise DataError(
       "The 'digits' dataset ships with scikit-learn: `pip install scikit-learn` "
       "(or the package's `data` extra)."
-    ) from e
-  digits = load_digits()
-  images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]  # 0..16 -> 0..255
-  labels = digits.target.astype(np.int32)
-  test = stratified_holdout(labels, DIGITS_TEST_SIZE, seed)
-  return images[~test], labels[~test], images[test], labels[test]
+    )
+  return path
 
 
 def stratified_holdout(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
