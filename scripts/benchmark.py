@@ -281,9 +281,7 @@ def run_kernels(cfg: dict) -> dict:
   on_device = jax.sharding.SingleDeviceSharding(device)
   spec = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype, sharding=on_device)
   model, tx = model_and_optimizer(cfg)
-  shapes = jax.eval_shape(
-    lambda: state_lib.create_train_state(model, tx, jax.random.key(0), (32, 32, 3))
-  )
+  shapes = state_lib.train_state_shapes(model, tx, (32, 32, 3))
   state = jax.tree_util.tree_map(lambda a: spec(a.shape, a.dtype), shapes)
   batch = {
     "image": spec((cfg["batch"], 32, 32, 3), jax.numpy.uint8),

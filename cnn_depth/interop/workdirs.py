@@ -72,9 +72,7 @@ def import_weights(config, arch, state_dict, workdir: str, source: dict) -> dict
 def _check_structure(model, tx, config, arch, state) -> None:
   """The imported state has exactly the tree (and shapes) training builds for this config."""
   x = np.zeros((1, *arch.input_shape), np.float32)
-  expected = jax.eval_shape(
-    lambda: state_lib.create_train_state(model, tx, jax.random.key(config.seed), x.shape[1:])
-  )
+  expected = state_lib.train_state_shapes(model, tx, x.shape[1:])
   got = jax.tree.map(lambda a: (tuple(jax.numpy.shape(a)), str(a.dtype)), state)
   want = jax.tree.map(lambda a: (tuple(a.shape), str(a.dtype)), expected)
   if jax.tree.structure(got) != jax.tree.structure(want) or got != want:
