@@ -65,6 +65,8 @@ def readme_commands():
           # generated weights in the same formats.
           "python scripts/import_weights.py",
           "python scripts/export_weights.py",
+          # Needs PyTorch: tests/test_benchmark.py runs it where PyTorch is installed.
+          "python scripts/benchmark_vs_torch.py",
         )
       ):
         commands.append(line)
