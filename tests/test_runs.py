@@ -1,0 +1,78 @@
+"""Opening a workdir at any saved step (cnn_depth/analysis/runs.py): the checkpoints through
+training and the initialisation the run started from, on a real tiny run."""
+
+import importlib.util
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from cnn_depth import checkpoint
+from cnn_depth.analysis import runs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def frozen_run(tmp_path_factory):
+  """ResNet-8 (width 4) trained 2 steps at learning rate 0: its parameters never move, its BN
+  statistics do; a checkpoint after each step."""
+  from cnn_depth import train
+
+  spec = importlib.util.spec_from_file_location("qs", REPO / "configs" / "quickstart.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config("depth=8,residual=True,steps=2,seed=3")
+  config.model.width = 4
+  config.batch_size = 32
+  config.learning_rate = 0.0
+  config.log_every_steps = config.eval_every_steps = config.checkpoint_every_steps = 1
+  config.keep_checkpoints = 2
+  config.eval_train_set = False
+  workdir = str(tmp_path_factory.mktemp("frozen"))
+  train.train_and_evaluate(config, workdir)
+  return workdir
+
+
+def leaves(tree):
+  return [np.asarray(a) for a in jax.tree_util.tree_leaves(tree)]
+
+
+def test_every_step_and_the_initialisation(frozen_run):
+  assert runs.checkpoint_steps(frozen_run) == [1, 2]
+  _, init, config, _ = runs.load_trained(frozen_run, step=0)
+  _, first, _, _ = runs.load_trained(frozen_run, step=1)
+  _, last, _, _ = runs.load_trained(frozen_run)
+  assert config["seed"] == 3
+  # At learning rate 0 the trained parameters are the initial draw, bit for bit.
+  for a, b in zip(leaves(init["params"]), leaves(last["params"]), strict=True):
+    np.testing.assert_array_equal(a, b)
+  # BN statistics moved with each step: step 1 and step 2 are different checkpoints.
+  stats = zip(leaves(first["batch_stats"]), leaves(last["batch_stats"]), strict=True)
+  assert any(not np.array_equal(a, b) for a, b in stats)
+  with pytest.raises(checkpoint.CheckpointError, match="no checkpoint for step 3"):
+    runs.load_trained(frozen_run, step=3)
+
+
+def test_initialisation_depends_on_the_seed(frozen_run):
+  model, init, config, ds = runs.load_trained(frozen_run, step=0)
+  other = runs.initial_variables(model, {**config, "seed": 4}, ds.image_shape)
+  pairs = zip(leaves(init["params"]), leaves(other["params"]), strict=True)
+  assert any(not np.array_equal(a, b) for a, b in pairs)
+
+
+def test_initial_bn_statistics_are_the_batch_statistics(frozen_run):
+  """At step 0 inference-mode BN, with the statistics of the training images, computes exactly
+  what train-mode BN computes on them."""
+  from cnn_depth import steps
+
+  model, init, config, ds = runs.load_trained(frozen_run, step=0)
+  images = ds.train_images[: runs.INIT_STATISTICS_EXAMPLES]
+  x = steps.normalize(images, ds.mean, ds.std)
+  inference = model.apply(init, x, train=False)
+  train, _ = model.apply(init, x, train=True, mutable=["batch_stats"])
+  np.testing.assert_allclose(inference, train, rtol=1e-4, atol=1e-4)
+  # The running statistics the draw starts with (0 and 1) would compute something else.
+  raw = runs.initial_variables(model, config, ds.image_shape)
+  assert not np.allclose(model.apply(raw, x, train=False), train, rtol=1e-2, atol=1e-2)
