@@ -6,7 +6,7 @@ Every folder under --runs_dir holding a config.json is a run. Writes:
   error_curves.png/pdf  He et al. Fig. 6: one panel per family, train dashed, test bold, and a
                         panel of the family's 110 vs 1202 runs where both exist;
   table.csv, table.md   He et al. Table 6 layout: family, depth, params, final errors (mean ± std
-                        over seeds where there are several);
+                        over seeds where there are several); table_by_seed.csv: one row per run;
   gradient_flow.png/pdf per-block gradient norms over training of the deepest runs of each family.
 """
 
@@ -32,33 +32,28 @@ def count_params(run) -> int:
   return models.count_params(models.init_shapes(model, spec.image_shape)["params"])
 
 
-def run_labels(runs) -> dict[str, str]:
-  """'ResNet-56' per run (the registry's name), with the run's folder where a net has several
-  seeds."""
+def net_label(run) -> str:
+  """'ResNet-56': the registry's name of a run's net."""
   from cnn_depth import models
 
-  labels = {}
-  for name, r in runs.items():
-    label = models.registry.get(r.family).net_label(r.depth, r.config["model"])
-    twins = sum(o.family == r.family and o.depth == r.depth for o in runs.values())
-    labels[name] = label if twins == 1 else f"{label} ({name})"
-  return labels
+  return models.registry.get(run.family).net_label(run.depth, run.config["model"])
 
 
-def panels(runs, labels) -> list:
-  """One panel per family, shallow to deep, and He et al. Fig. 6 (right) where a family has both
-  110 and 1202 layers."""
+def panels(runs) -> list:
+  """One panel per family, shallow to deep, each net's seeds together (drawn as mean ± std), and
+  He et al. Fig. 6 (right) where a family has both 110 and 1202 layers."""
   from cnn_depth import models
 
-  by_depth = sorted(runs.items(), key=lambda kv: (kv[1].depth, kv[0]))
   out, pairs = [], []
   for family in sorted({r.family for r in runs.values()}):
+    nets: dict[str, list] = {}
+    for _, r in sorted(runs.items(), key=lambda kv: (kv[1].depth, kv[0])):
+      if r.family == family:
+        nets.setdefault(net_label(r), []).append(r)
     title = models.registry.get(family).title
-    out.append((title, {labels[name]: r for name, r in by_depth if r.family == family}))
-    pair = {
-      labels[name]: r for name, r in by_depth if r.family == family and r.depth in (110, 1202)
-    }
-    if {r.depth for r in pair.values()} == {110, 1202}:
+    out.append((title, nets))
+    pair = {label: group for label, group in nets.items() if group[0].depth in (110, 1202)}
+    if {group[0].depth for group in pair.values()} == {110, 1202}:
       pairs.append((f"{title}: 110 vs 1202 layers", pair))
   return out + pairs
 
@@ -72,27 +67,25 @@ def main(argv):
   runs = runs_lib.find_runs(_RUNS.value)
   if not runs:
     raise app.UsageError(f"no training workdirs (folders with config.json) under {_RUNS.value}")
-  labels = run_labels(runs)
   ylim = (0, _YMAX.value) if _YMAX.value else None
   print(
     plotting.error_curves(
-      panels(runs, labels), os.path.join(out, "error_curves.png"), ylim=ylim, caption=_CAPTION.value
+      panels(runs), os.path.join(out, "error_curves.png"), ylim=ylim, caption=_CAPTION.value
     )
   )
   params = {(r.family, r.depth): count_params(r) for r in runs.values()}
   rows = results.error_table(runs, params)
   results.write_error_table(rows, os.path.join(out, "table.csv"), os.path.join(out, "table.md"))
+  results.write_rows(os.path.join(out, "table_by_seed.csv"), results.seed_table(runs))
   print(open(os.path.join(out, "table.md")).read())
-  deepest = {}
-  for name, r in runs.items():
-    if (
-      any("block_grad_norms" in m for m in r.metrics) and r.depth >= deepest.get(r.family, (0,))[0]
-    ):
-      deepest[r.family] = (r.depth, name, r)
+  deepest = {}  # family -> the deepest net's first seed with logged block gradient norms
+  for _, r in sorted(runs.items(), key=lambda kv: (kv[1].config.get("seed", 0), kv[0])):
+    if any("block_grad_norms" in m for m in r.metrics) and r.depth > deepest.get(r.family, (0,))[0]:
+      deepest[r.family] = (r.depth, r)
   if deepest:
     print(
       plotting.gradient_flow(
-        {labels[name]: r for _, (_, name, r) in sorted(deepest.items())},
+        {net_label(r): r for _, (_, r) in sorted(deepest.items())},
         os.path.join(out, "gradient_flow.png"),
         caption=_CAPTION.value,
       )

@@ -106,5 +106,78 @@ def test_stochastic_depth_curves_and_csv(tmp_path):
   nonempty(plotting.stochastic_depth_curves(runs, str(tmp_path / "huang.png"), steps_per_epoch=10))
   plotting.write_curves_csv(runs, str(tmp_path / "curves.csv"), steps_per_epoch=10)
   lines = (tmp_path / "curves.csv").read_text().splitlines()
-  assert lines[0] == "variant,epoch,test_error" and lines[1].startswith("constant depth,1.0,")
+  assert lines[0] == "variant,epoch,test_error,test_error_std,seeds"
+  assert lines[1].startswith("constant depth,1.0,")
   assert len(lines) == 1 + 2 * 10
+
+
+def test_seeds_drawn_as_mean_and_std(tmp_path):
+  """Three seeds of a net: mean_curve averages them step by step, the figure draws the band and
+  curves.csv gains the std and the seed count."""
+  seeds = [
+    fake_run(tmp_path / f"s{i}", "cifar_resnet", 20, e) for i, e in enumerate((0.1, 0.2, 0.3))
+  ]
+  steps, mean, std = results.mean_curve(seeds, "test_error")
+  assert list(steps) == list(range(10, 110, 10))
+  np.testing.assert_allclose(mean, 0.25)
+  np.testing.assert_allclose(std, np.std([0.15, 0.25, 0.35]))
+  for run in seeds:
+    for r in run.metrics:
+      r["train_loss"] = 1.0 / r["step"]
+  groups = {"constant depth": seeds, "one seed": seeds[0]}
+  nonempty(plotting.stochastic_depth_curves(groups, str(tmp_path / "h.png"), steps_per_epoch=10))
+  nonempty(plotting.error_curves([("ResNets", groups)], str(tmp_path / "e.png")))
+  plotting.write_curves_csv(groups, str(tmp_path / "curves.csv"), steps_per_epoch=10)
+  lines = (tmp_path / "curves.csv").read_text().splitlines()
+  assert lines[0] == "variant,epoch,test_error,test_error_std,seeds"
+  assert lines[1].startswith("constant depth,1.0,0.25,0.0816") and lines[1].endswith(",3")
+  assert lines[-1].endswith(",0.0,1")
+
+
+def test_veit_figures_draw_the_mean_and_spread_over_seeds(tmp_path, monkeypatch):
+  """Lesion and path-gradient figures of two seeds: the mean drawn, ± std over seeds, the seed count
+  in the legends, reorderings pooled; one seed given as {seed: value} draws as a single run."""
+  import matplotlib.container
+
+  down = [False, True, False]
+  one = (0.1, [0.2, 0.4, 0.6], down)
+  single = {"R": {0: one, 1: (0.3, [0.4, 0.8, 0.6], down)}, "P": (0.5, [0.9, 0.9, 0.9], down)}
+  a, b = plotting.lesion_single({"R": one}, str(tmp_path / "a.png")), str(tmp_path / "b.png")
+  with open(a, "rb") as fa, open(plotting.lesion_single({"R": {7: one}}, b), "rb") as fb:
+    assert fa.read() == fb.read()
+  figures = []
+  save = plotting._save
+  monkeypatch.setattr(plotting, "_save", lambda fig, path: figures.append(fig) or save(fig, path))
+  nonempty(plotting.lesion_single(single, str(tmp_path / "single.png")))
+  ax = figures[-1].axes[0]
+  [bars] = [c for c in ax.containers if isinstance(c, matplotlib.container.BarContainer)]
+  np.testing.assert_allclose([bar.get_height() for bar in bars], [30, 60, 60])
+  spans = [seg[1][1] - seg[0][1] for seg in bars.errorbar.lines[2][0].get_segments()]
+  np.testing.assert_allclose(spans, [20, 40, 0])  # ± the std over seeds: 10, 20, 0
+  assert [line.get_ydata()[0] for line in ax.lines if line.get_linestyle() == "--"] == [20]
+  texts = [t.get_text() for t in ax.get_legend().get_texts()]
+  assert texts[:2] == ["intact net (mean 20.0%)", "one block deleted (mean ± std, 2 seeds)"]
+  assert [t.get_text() for t in figures[-1].axes[1].get_legend().get_texts()][0] == (
+    "intact net (50.0%)"
+  )
+  multi = {"R": {0: ([1, 2], [0.1, 0.2], [0.0, 0.1]), 1: ([1, 2], [0.3, 0.6], [0.0, 0.1])}}
+  reorder = {"R": {0: [(1.0, 0.1), (0.5, 0.2)], 1: [(0.8, 0.3)]}}
+  nonempty(plotting.lesion_multi(multi, str(tmp_path / "multi.png"), reorder=reorder))
+  a_ax, b_ax = figures[-1].axes
+  np.testing.assert_allclose(a_ax.lines[0].get_ydata(), [20, 40])
+  assert a_ax.get_legend().get_texts()[0].get_text() == "R (mean ± std, 2 seeds)"
+  assert len(b_ax.collections[0].get_offsets()) == 3
+  assert b_ax.get_legend().get_texts()[0].get_text() == "R (2 seeds pooled)"
+  ks = np.arange(5)
+  counts = paths.path_counts(4)
+  means = np.stack([0.5**ks, 3 * 0.5**ks])
+  nonempty(
+    plotting.path_gradients(
+      ks, counts, means, 0.1 * means, (0, 2), str(tmp_path / "paths.png"), samples=10
+    )
+  )
+  b_ax = figures[-1].axes[1]
+  np.testing.assert_allclose(b_ax.lines[0].get_ydata(), 2 * 0.5**ks)
+  assert b_ax.get_legend().get_texts()[0].get_text() == (
+    "mean ± std over 2 seeds, 10 sampled paths per length each"
+  )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+from typing import Sequence
 
 import numpy as np
 
@@ -30,6 +31,47 @@ def summary(runs: dict[str, Run]) -> dict[str, dict]:
       "status": (run.status or {}).get("status"),
     }
   return out
+
+
+def as_group(runs: Run | Sequence[Run]) -> list[Run]:
+  """A run, or several seeds of one net, as a list."""
+  return [runs] if isinstance(runs, Run) else list(runs)
+
+
+def mean_curve(runs: Run | Sequence[Run], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(steps, mean, std) of `key` over the runs (seeds of one net), at the steps every run logged;
+  the std is 0 for a single run."""
+  curves = [dict(zip(*r.curve(key))) for r in as_group(runs)]
+  common = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
+  values = np.asarray([[c[s] for s in common] for c in curves], dtype=np.float64)
+  if not common:
+    return np.zeros(0), np.zeros(0), np.zeros(0)
+  return np.asarray(common), values.mean(0), values.std(0)
+
+
+def seed_table(runs: dict[str, Run]) -> list[dict]:
+  """One row per run: family, depth, seed and final errors (as in `summary`), sorted; the per-seed
+  view behind `error_table`'s means, for statements of the kind "in every seed"."""
+  rows = [
+    {
+      "family": r.family,
+      "depth": r.depth,
+      "seed": int(r.config.get("seed", 0)),
+      "train_error": r.last("train_error"),
+      "test_error": r.last("test_error"),
+    }
+    for r in runs.values()
+  ]
+  return sorted(rows, key=lambda row: (row["family"], row["depth"], row["seed"]))
+
+
+def write_rows(path: str, rows: list[dict]) -> None:
+  """`rows` (dicts with the same keys) as a CSV whose columns are the first row's keys."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, "w", newline="") as f:
+    writer = csv.DictWriter(f, list(rows[0]) if rows else [])
+    writer.writeheader()
+    writer.writerows(rows)
 
 
 def error_table(
