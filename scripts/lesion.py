@@ -8,11 +8,17 @@ For each workdir, on its test set (ImageNet: the validation split, streamed from
 in memory, 7.5 GB; no reordering), through the per-block gates (one compiled function for every
 pattern): each block deleted in turn (downsampling blocks marked), k random blocks deleted
 (k = 1..--k_max, --samples sets each) and, for ResNets, random swaps of same-shape blocks (error vs
-Kendall tau). Writes lesion_single.csv (model,block,downsampling,test_error; block -1 = intact),
-lesion_multi.csv (model,k,test_error_mean,test_error_std), lesion_reorder.csv
-(model,kendall_tau,test_error) and the figures lesion_single.png (Veit et al. Fig. 3) and
-lesion_multi.png (Fig. 5), every net of --workdir in the same files, to --out_dir (default: the
-first workdir's analysis/ folder).
+Kendall tau). Workdirs with the same label are seeds of one net (each run's config.seed):
+
+  python scripts/lesion.py --workdir=runs/r32_s0,runs/r32_s1,runs/p32_s0,runs/p32_s1 \
+      --labels=ResNet-32,ResNet-32,plain-32,plain-32
+
+Writes lesion_single.csv (model,seed,block,downsampling,test_error; block -1 = intact),
+lesion_multi.csv (model,seed,k,test_error_mean,test_error_std), lesion_reorder.csv
+(model,seed,kendall_tau,test_error), one row per seed, and the figures lesion_single.png (Veit et
+al. Fig. 3) and lesion_multi.png (Fig. 5), the mean over seeds with its spread, every net of
+--workdir in the same files, to --out_dir (default: the first workdir's analysis/ folder). Prints
+each net's numbers per seed.
 """
 
 import os
@@ -21,7 +27,7 @@ import sys
 from absl import app, flags
 
 _WORKDIR = flags.DEFINE_list(
-  "workdir", None, "Training workdirs with a checkpoint (comma-separated)."
+  "workdir", None, "Training workdirs with a checkpoint (comma-separated); the same label: seeds."
 )
 _LABELS = flags.DEFINE_list(
   "labels", None, "A label per workdir (default: the net's name, e.g. ResNet-32)."
@@ -38,6 +44,13 @@ _DATA_DIR = flags.DEFINE_string(
   "imported net's workdir names none; ImageNet: a TFDS data_dir with imagenet2012 prepared)."
 )  # fmt: skip
 flags.mark_flag_as_required("workdir")
+
+
+def _lesion_line(intact, errors) -> str:
+  return (
+    f"intact test error {100 * intact:.2f}%, single-block deletions "
+    f"{100 * errors.min():.2f}-{100 * errors.max():.2f}% (mean {100 * errors.mean():.2f}%)"
+  )
 
 
 def main(argv):
@@ -67,11 +80,10 @@ def main(argv):
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   for label, r in single.items():
-    errors = r["errors"]
-    print(
-      f"{label}: intact test error {100 * r['intact']:.2f}%, single-block deletions "
-      f"{100 * errors.min():.2f}-{100 * errors.max():.2f}% (mean {100 * errors.mean():.2f}%)"
-    )
+    for seed, one in r["by_seed"].items():
+      print(f"{label}, seed {seed}: {_lesion_line(one['intact'], one['errors'])}")
+    if len(r["by_seed"]) > 1:
+      print(f"{label}, mean of {len(r['by_seed'])} seeds: {_lesion_line(r['intact'], r['errors'])}")
   print(f"results in {out}")
 
 

@@ -1,15 +1,19 @@
 r"""Veit et al. 2016 §5: the gradient magnitude carried by paths of each length, on a trained
-workdir.
+workdir or on the seeds of one net.
 
   python scripts/path_gradients.py --workdir=runs/r110 --samples=1000 --batch=128
+  python scripts/path_gradients.py --workdir=runs/r32_s0,runs/r32_s1,runs/r32_s2
 
 For every path length k = 0..n it samples --samples sets of k blocks, lets the gradient flow through
 the residual branch of those blocks and the skip of all others, and records the gradient norm at the
-input for a batch of training images. Writes path_gradients.csv (k,num_paths,grad_norm_mean,
+input for a batch of training images. Writes to --out_dir (default: <first workdir>/analysis)
+path_gradients.csv (k,num_paths,grad_norm_mean,grad_norm_std,total_grad,grad_norm_seed_std,seeds:
+the mean over the seeds of --workdir, the std over the sampled paths within a seed, the std over
+seeds of the per-seed means), path_gradients_by_seed.csv (seed,k,num_paths,grad_norm_mean,
 grad_norm_std,total_grad) and path_gradients.png (Veit et al. Fig. 6: path-length distribution,
-gradient magnitude per path length, total gradient per length) to --out_dir (default:
-<workdir>/analysis), and prints the range of path lengths that carries --share of the total gradient
-("effective paths").
+gradient magnitude per path length, total gradient per length; several seeds: their mean, ± std
+over seeds), and prints, for the mean and each seed, the range of path lengths that carries --share
+of the total gradient ("effective paths").
 """
 
 import os
@@ -17,8 +21,8 @@ import sys
 
 from absl import app, flags
 
-_WORKDIR = flags.DEFINE_string(
-  "workdir", None, "A training workdir of a ResNet, with a checkpoint."
+_WORKDIR = flags.DEFINE_list(
+  "workdir", None, "Training workdirs of a ResNet with a checkpoint; several: seeds of one net."
 )
 _SAMPLES = flags.DEFINE_integer(
   "samples", 100, "Sampled block sets per path length (paper: 1,000)."
@@ -38,7 +42,7 @@ def main(argv):
 
   console.quiet_unless_verbose()
 
-  out = _OUT.value or os.path.join(_WORKDIR.value, "analysis")
+  out = _OUT.value or os.path.join(_WORKDIR.value[0], "analysis")
   try:
     result = studies.path_gradient_study(
       _WORKDIR.value,
@@ -54,10 +58,16 @@ def main(argv):
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   lo, hi = result["effective"]
+  share, seeds = f"{100 * _SHARE.value:.0f}%", result["by_seed"]
+  mean = f", mean of {len(seeds)} seeds" if len(seeds) > 1 else ""
   print(
-    f"{result['label']} ({result['num_blocks']} blocks): {100 * _SHARE.value:.0f}% of the "
-    f"gradient in paths of length {lo}-{hi}; results in {out}"
+    f"{result['label']} ({result['num_blocks']} blocks{mean}): {share} of the gradient in paths "
+    f"of length {lo}-{hi}; results in {out}"
   )
+  if len(seeds) > 1:
+    for seed, one in seeds.items():
+      lo, hi = one["effective"]
+      print(f"  seed {seed}: {share} of the gradient in paths of length {lo}-{hi}")
 
 
 if __name__ == "__main__":

@@ -107,3 +107,54 @@ def test_make_figures_script(workdirs, tmp_path):
   assert "| cifar_resnet | 14 |" in (tmp_path / "table.md").read_text()
   for name in ("error_curves.png", "gradient_flow.png"):
     assert os.path.getsize(tmp_path / name) > 5000
+
+
+def test_scripts_group_seeds(workdirs, tmp_path):
+  """The trained ResNet-14 again as seed 1 (its config's seed rewritten; the digits' test split
+  follows the seed): lesion.py groups the two under one label, a row per seed, and prints each
+  seed; path_gradients.py averages them and prints each seed's effective paths."""
+  import shutil
+
+  from cnn_depth import workdir as workdir_lib
+
+  seed1 = str(tmp_path / "resnet14_s1")
+  shutil.copytree(workdirs[True], seed1, ignore=shutil.ignore_patterns("analysis"))
+  config = workdir_lib.read_config(seed1)
+  workdir_lib.write_config(seed1, {**config, "seed": 1})
+  out = tmp_path / "out"
+  proc = run(
+    "scripts/lesion.py",
+    f"--workdir={workdirs[True]},{seed1},{workdirs[False]}",
+    "--labels=R,R,P",
+    "--samples=2",
+    "--max_swaps=1",
+    f"--out_dir={out}",
+  )
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  single = rows(out / "lesion_single.csv")
+  assert list(single[0])[:3] == ["model", "seed", "block"]
+  assert [(r["model"], r["seed"]) for r in single if r["block"] == "-1"] == [
+    ("R", "0"),
+    ("R", "1"),
+    ("P", "0"),
+  ]
+  assert {(r["model"], r["seed"]) for r in rows(out / "lesion_multi.csv")} == {
+    ("R", "0"),
+    ("R", "1"),
+    ("P", "0"),
+  }
+  assert {r["seed"] for r in rows(out / "lesion_reorder.csv")} == {"0", "1"}
+  for line in ("R, seed 0: intact", "R, seed 1: intact", "R, mean of 2 seeds", "P, seed 0"):
+    assert line in proc.stdout, proc.stdout
+  proc = run(
+    "scripts/path_gradients.py",
+    f"--workdir={workdirs[True]},{seed1}",
+    "--samples=2",
+    "--batch=16",
+    f"--out_dir={out}",
+  )
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  table = rows(out / "path_gradients.csv")
+  assert list(table[0])[-2:] == ["grad_norm_seed_std", "seeds"] and table[0]["seeds"] == "2"
+  assert {r["seed"] for r in rows(out / "path_gradients_by_seed.csv")} == {"0", "1"}
+  assert "mean of 2 seeds" in proc.stdout and "seed 1: 90% of the gradient" in proc.stdout

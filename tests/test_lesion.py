@@ -265,3 +265,97 @@ def test_load_trained_without_checkpoint(tmp_path, trained):
   (fresh / "checkpoints").mkdir()  # an empty checkpoint folder (a run killed before its first save)
   with pytest.raises(ValueError, match="train it first"):
     runs.load_trained(fresh)
+
+
+# --------------------------------------------------------------------------------------------------
+# Seeds of one net: the CSVs' seed column and lesion_study's grouping.
+
+
+def test_csv_files_with_seeds(tmp_path):
+  """label -> {seed: value}: one row per seed, the seed right after the model."""
+  down = [False, True]
+  lesion.write_single_csv(
+    tmp_path / "single.csv", {"R": {0: (0.1, [0.2, 0.3], down), 1: (0.2, [0.4, 0.5], down)}}
+  )
+  with open(tmp_path / "single.csv") as f:
+    rows = list(csv.DictReader(f))
+  assert list(rows[0]) == ["model", "seed", "block", "downsampling", "test_error"]
+  assert [(r["seed"], r["block"], float(r["test_error"])) for r in rows] == [
+    ("0", "-1", 0.1),
+    ("0", "0", 0.2),
+    ("0", "1", 0.3),
+    ("1", "-1", 0.2),
+    ("1", "0", 0.4),
+    ("1", "1", 0.5),
+  ]
+  lesion.write_multi_csv(
+    tmp_path / "multi.csv",
+    {"R": {3: ([1, 2], [0.1, 0.2], [0.0, 0.1])}, "P": {3: ([1], [0.9], [0])}},
+  )
+  with open(tmp_path / "multi.csv") as f:
+    rows = list(csv.DictReader(f))
+  assert list(rows[0]) == ["model", "seed", "k", "test_error_mean", "test_error_std"]
+  assert [(r["model"], r["seed"], r["k"]) for r in rows] == [
+    ("R", "3", "1"),
+    ("R", "3", "2"),
+    ("P", "3", "1"),
+  ]
+  lesion.write_reorder_csv(tmp_path / "reorder.csv", {"R": {0: [(1.0, 0.1)], 1: [(0.5, 0.3)]}})
+  with open(tmp_path / "reorder.csv") as f:
+    rows = list(csv.DictReader(f))
+  assert list(rows[0]) == ["model", "seed", "kendall_tau", "test_error"]
+  assert [(r["seed"], float(r["test_error"])) for r in rows] == [("0", 0.1), ("1", 0.3)]
+
+
+def test_lesion_study_groups_the_seeds_of_a_label(tmp_path, net, monkeypatch):
+  """Workdirs sharing a label are that net's seeds (config.seed): known per-block errors per seed
+  give the CSV rows, the means and the per-seed numbers. A label's seed seen twice: another net."""
+  from types import SimpleNamespace
+
+  from cnn_depth.analysis import studies
+
+  model = net[0]  # 6 blocks
+  # workdir -> (seed, error offset); a deleted set S costs 0.1 |S| + 0.01 sum(S).
+  fake = {"r/s0": (0, 0.1), "r/s1": (1, 0.3), "r/other": (0, 0.5), "p/s2": (2, 0.0)}
+
+  def load_trained(workdir, data_dir=None, streamed=False):
+    seed, offset = fake[workdir]
+    return model, {"offset": offset}, {"seed": seed}, SimpleNamespace(streamed=False)
+
+  def error_function(model, variables, ds, batch_size):
+    def error(gates=None, variables_=None):
+      deleted = np.flatnonzero(np.asarray(gates) == 0)
+      return variables["offset"] + 0.1 * len(deleted) + 0.01 * float(np.sum(deleted))
+
+    return error
+
+  monkeypatch.setattr(studies.runs, "load_trained", load_trained)
+  monkeypatch.setattr(studies, "_error_function", error_function)
+  out = studies.lesion_study(list(fake), str(tmp_path), ["R", "R", "R", "P"], reorder=False)
+  assert list(out) == ["R", "R (other)", "P"]
+  r = out["R"]
+  assert list(r["by_seed"]) == [0, 1] and r["intact"] == pytest.approx(0.2)
+  np.testing.assert_allclose(r["errors"], 0.3 + 0.01 * np.arange(6))
+  np.testing.assert_allclose(r["by_seed"][1]["errors"], 0.4 + 0.01 * np.arange(6))
+  assert r["by_seed"][0]["intact"] == pytest.approx(0.1)
+  assert list(out["R (other)"]["by_seed"]) == [0] and list(out["P"]["by_seed"]) == [2]
+
+  with open(tmp_path / "lesion_single.csv") as f:
+    single = list(csv.DictReader(f))
+  assert [(row["model"], row["seed"]) for row in single if row["block"] == "-1"] == [
+    ("R", "0"),
+    ("R", "1"),
+    ("R (other)", "0"),
+    ("P", "2"),
+  ]
+  with open(tmp_path / "lesion_multi.csv") as f:
+    multi = list(csv.DictReader(f))
+  # Every set of k of the 6 blocks is evaluated (no more than 20): the mean of 0.01 sum(S) is
+  # 0.025 k.
+  offset = {("R", "0"): 0.1, ("R", "1"): 0.3, ("R (other)", "0"): 0.5, ("P", "2"): 0.0}
+  for row in multi:
+    expect = offset[row["model"], row["seed"]] + 0.125 * int(row["k"])
+    assert float(row["test_error_mean"]) == pytest.approx(expect)
+  assert len(multi) == 4 * 6
+  for name in ("lesion_single.png", "lesion_multi.png"):
+    assert os.path.getsize(tmp_path / name) > 5000

@@ -253,3 +253,98 @@ def test_write_csv(tmp_path):
   assert list(rows[0]) == ["k", "num_paths", "grad_norm_mean", "grad_norm_std", "total_grad"]
   assert [int(r["num_paths"]) for r in rows] == [1, 2, 1]
   assert [float(r["total_grad"]) for r in rows] == [1.0, 1.0, 0.25]
+
+
+def test_write_csv_with_seeds(tmp_path):
+  """With the spread over seeds: two more columns after the old ones; the per-seed file."""
+  ks, counts = [0, 1, 2], paths.path_counts(2)
+  paths.write_csv(tmp_path / "g.csv", ks, counts, [1.0, 0.5, 0.25], [0.1] * 3, [0.2, 0.1, 0.0], 3)
+  with open(tmp_path / "g.csv") as f:
+    rows = list(csv.DictReader(f))
+  assert list(rows[0]) == [
+    "k",
+    "num_paths",
+    "grad_norm_mean",
+    "grad_norm_std",
+    "total_grad",
+    "grad_norm_seed_std",
+    "seeds",
+  ]
+  assert [(float(r["grad_norm_seed_std"]), r["seeds"]) for r in rows] == [
+    (0.2, "3"),
+    (0.1, "3"),
+    (0.0, "3"),
+  ]
+  by_seed = {4: ([1.0, 0.5, 0.25], [0.0] * 3), 7: ([2.0, 1.0, 0.5], [0.1] * 3)}
+  paths.write_seed_csv(tmp_path / "s.csv", ks, counts, by_seed)
+  with open(tmp_path / "s.csv") as f:
+    rows = list(csv.DictReader(f))
+  assert list(rows[0]) == [
+    "seed",
+    "k",
+    "num_paths",
+    "grad_norm_mean",
+    "grad_norm_std",
+    "total_grad",
+  ]
+  assert [(r["seed"], r["k"], float(r["total_grad"])) for r in rows] == [
+    ("4", "0", 1.0),
+    ("4", "1", 1.0),
+    ("4", "2", 0.25),
+    ("7", "0", 2.0),
+    ("7", "1", 2.0),
+    ("7", "2", 0.5),
+  ]
+
+
+def test_path_gradient_study_over_seeds(tmp_path, resnet, monkeypatch):
+  """Two seeds whose per-length magnitudes are known (s * 0.5**k, std 0.1 s over the sampled paths):
+  the mean over seeds, the std over seeds and the pooled within-seed std, in the CSVs and the
+  result; workdirs of two nets, or one seed twice, are refused."""
+  import os
+  from types import SimpleNamespace
+
+  from cnn_depth.analysis import studies
+
+  model = resnet[0]  # ResNet-14: 6 blocks
+  fake = {"s0": (0, 1.0, 14), "s1": (1, 3.0, 14), "again": (1, 3.0, 14), "r20": (2, 1.0, 20)}
+  data = SimpleNamespace(
+    train_images=np.zeros((4, 16, 16, 3), np.uint8), train_labels=np.zeros(4), mean=0, std=1
+  )
+
+  def load_trained(workdir):
+    seed, scale, depth = fake[workdir]
+    config = {"seed": seed, "model": {"family": "cifar_resnet", "depth": depth}}
+    return model, {"scale": scale}, config, data
+
+  def norms(model, variables, images, labels, mean, std, ks, samples, seed):
+    s = variables["scale"]
+    return s * 0.5 ** np.asarray(ks, np.float64), np.full(len(ks), 0.1 * s)
+
+  monkeypatch.setattr(studies.runs, "load_trained", load_trained)
+  monkeypatch.setattr(studies.paths, "path_gradient_norms", norms)
+  out = studies.path_gradient_study(["s0", "s1"], str(tmp_path), samples=5)
+  ks = np.arange(7)
+  np.testing.assert_allclose(out["mean"], 2.0 * 0.5**ks)
+  np.testing.assert_allclose(out["seed_std"], 0.5**ks)
+  np.testing.assert_allclose(out["std"], np.sqrt((0.1**2 + 0.3**2) / 2))
+  assert out["label"] == "ResNet-14" and out["num_blocks"] == 6 and list(out["by_seed"]) == [0, 1]
+  assert out["by_seed"][1]["effective"] == out["effective"]  # a scaled magnitude: the same paths
+  with open(tmp_path / "path_gradients.csv") as f:
+    rows = list(csv.DictReader(f))
+  assert [float(r["grad_norm_mean"]) for r in rows] == pytest.approx(list(2.0 * 0.5**ks))
+  assert [float(r["grad_norm_seed_std"]) for r in rows] == pytest.approx(list(0.5**ks))
+  assert {r["seeds"] for r in rows} == {"2"}
+  with open(tmp_path / "path_gradients_by_seed.csv") as f:
+    rows = list(csv.DictReader(f))
+  assert [(r["seed"], float(r["grad_norm_mean"])) for r in rows if r["k"] == "1"] == [
+    ("0", 0.5),
+    ("1", 1.5),
+  ]
+  assert os.path.getsize(tmp_path / "path_gradients.png") > 5000
+  one = studies.path_gradient_study("s1", str(tmp_path / "one"), samples=5)  # a single workdir
+  np.testing.assert_allclose(one["std"], 0.3)
+  np.testing.assert_allclose(one["seed_std"], 0.0)
+  for workdirs in (["s0", "r20"], ["s1", "again"]):
+    with pytest.raises(ValueError, match="seeds of one net"):
+      studies.path_gradient_study(workdirs, str(tmp_path / "refused"))

@@ -286,39 +286,76 @@ def _write_rows(path, header, rows) -> None:
     w.writerows(rows)
 
 
+def _by_seed(results: Mapping[str, Any]) -> tuple[bool, list[tuple]]:
+  """(whether `results` names seeds, [(label, seed, value), ...]).
+
+  `results` maps a label to one run's value, or to {seed: value} for the seeds of one net (the
+  studies' form); in the first form the seed is None and the CSVs have no seed column.
+  """
+  rows = [
+    (label, seed, v)
+    for label, value in results.items()
+    for seed, v in (value.items() if isinstance(value, Mapping) else [(None, value)])
+  ]
+  return any(seed is not None for _, seed, _ in rows), rows
+
+
+def _header(seeded: bool, *columns: str) -> tuple:
+  return ("model", "seed", *columns) if seeded else ("model", *columns)
+
+
+def _key(seeded: bool, label: str, seed) -> tuple:
+  return (label, "" if seed is None else int(seed)) if seeded else (label,)
+
+
 def write_single_csv(
-  path, results: Mapping[str, tuple[float, Sequence[float], Sequence[bool]]]
+  path, results: Mapping[str, tuple[float, Sequence[float], Sequence[bool]] | Mapping[int, tuple]]
 ) -> None:
-  """Columns model,block,downsampling,test_error for each model of `results` (label -> (intact
-  error, error per deleted block, downsampling flag per block)); block -1 is the intact net."""
+  """Columns model,seed,block,downsampling,test_error for each model of `results` (label -> (intact
+  error, error per deleted block, downsampling flag per block), or label -> {seed: that tuple} for
+  the seeds of one net); block -1 is the intact net. The seed column only where seeds are named."""
+  seeded, items = _by_seed(results)
   rows = []
-  for model_name, (errors_intact, errors, downsampling) in results.items():
+  for model_name, seed, (errors_intact, errors, downsampling) in items:
     if len(errors) != len(downsampling):
       raise ValueError(f"{len(errors)} errors but {len(downsampling)} downsampling flags")
-    rows.append((model_name, -1, 0, float(errors_intact)))
+    key = _key(seeded, model_name, seed)
+    rows.append((*key, -1, 0, float(errors_intact)))
     rows += [
-      (model_name, i, int(bool(d)), float(e)) for i, (e, d) in enumerate(zip(errors, downsampling))
+      (*key, i, int(bool(d)), float(e)) for i, (e, d) in enumerate(zip(errors, downsampling))
     ]
-  _write_rows(path, ("model", "block", "downsampling", "test_error"), rows)
+  _write_rows(path, _header(seeded, "block", "downsampling", "test_error"), rows)
 
 
 def write_multi_csv(
-  path, results: Mapping[str, tuple[Sequence[int], Sequence[float], Sequence[float]]]
+  path,
+  results: Mapping[
+    str, tuple[Sequence[int], Sequence[float], Sequence[float]] | Mapping[int, tuple]
+  ],
 ) -> None:
-  """Columns model,k,test_error_mean,test_error_std for each model of `results` (label -> (ks, mean
-  error, std of the error over the sampled block sets))."""
+  """Columns model,seed,k,test_error_mean,test_error_std for each model of `results` (label -> (ks,
+  mean error, std of the error over the sampled block sets), or label -> {seed: that tuple}); one
+  row per seed and k, the mean and std over that seed's sampled sets. The seed column only where
+  seeds are named."""
+  seeded, items = _by_seed(results)
   rows = [
-    (model_name, int(k), float(m), float(s))
-    for model_name, (ks, means, stds) in results.items()
+    (*_key(seeded, model_name, seed), int(k), float(m), float(s))
+    for model_name, seed, (ks, means, stds) in items
     for k, m, s in zip(ks, means, stds, strict=True)
   ]
-  _write_rows(path, ("model", "k", "test_error_mean", "test_error_std"), rows)
+  _write_rows(path, _header(seeded, "k", "test_error_mean", "test_error_std"), rows)
 
 
-def write_reorder_csv(path, results: Mapping[str, Sequence[tuple[float, float]]]) -> None:
-  """Columns model,kendall_tau,test_error (one row per reordering) for each model of `results`
-  (label -> [(tau, error), ...])."""
+def write_reorder_csv(
+  path, results: Mapping[str, Sequence[tuple[float, float]] | Mapping[int, Sequence[tuple]]]
+) -> None:
+  """Columns model,seed,kendall_tau,test_error (one row per reordering) for each model of `results`
+  (label -> [(tau, error), ...], or label -> {seed: that list}). The seed column only where seeds
+  are named."""
+  seeded, items = _by_seed(results)
   rows = [
-    (model_name, float(t), float(e)) for model_name, pairs in results.items() for t, e in pairs
+    (*_key(seeded, model_name, seed), float(t), float(e))
+    for model_name, seed, pairs in items
+    for t, e in pairs
   ]
-  _write_rows(path, ("model", "kendall_tau", "test_error"), rows)
+  _write_rows(path, _header(seeded, "kendall_tau", "test_error"), rows)

@@ -280,12 +280,53 @@ def effective_paths(
 
 
 def write_csv(
-  path, ks: Sequence[int], counts: Sequence[int], mean: Sequence[float], std: Sequence[float]
+  path,
+  ks: Sequence[int],
+  counts: Sequence[int],
+  mean: Sequence[float],
+  std: Sequence[float],
+  seed_std: Sequence[float] | None = None,
+  seeds: int | None = None,
 ) -> None:
-  """Columns k,num_paths,grad_norm_mean,grad_norm_std,total_grad (counts aligned with ks)."""
+  """Columns k,num_paths,grad_norm_mean,grad_norm_std,total_grad (counts aligned with ks), and with
+  `seed_std` given, grad_norm_seed_std,seeds.
+
+  For the seeds of one net (`seeds` of them), grad_norm_mean is the mean over seeds of each seed's
+  mean, grad_norm_std the spread over the sampled paths within a seed (root mean square over seeds
+  of each seed's std: one seed's std where there is one), total_grad = num_paths x grad_norm_mean,
+  and grad_norm_seed_std the std over seeds of the per-seed means (0 for one seed): the spread from
+  training. The per-seed values go to `write_seed_csv`.
+  """
+  header = ["k", "num_paths", "grad_norm_mean", "grad_norm_std", "total_grad"]
+  spread = [] if seed_std is None else ["grad_norm_seed_std", "seeds"]
+  rows = [
+    (int(k), int(c), float(m), float(s), float(c) * float(m))
+    for k, c, m, s in zip(ks, counts, mean, std, strict=True)
+  ]
+  if seed_std is not None:
+    rows = [(*row, float(d), int(seeds or 1)) for row, d in zip(rows, seed_std, strict=True)]
+  _write(path, header + spread, rows)
+
+
+def write_seed_csv(
+  path,
+  ks: Sequence[int],
+  counts: Sequence[int],
+  by_seed: Mapping[int, tuple[Sequence[float], Sequence[float]]],
+) -> None:
+  """Columns seed,k,num_paths,grad_norm_mean,grad_norm_std,total_grad: each seed's own measurement
+  (seed -> (mean, std over the sampled paths) aligned with ks), for statements per seed."""
+  rows = [
+    (int(seed), int(k), int(c), float(m), float(s), float(c) * float(m))
+    for seed, (mean, std) in by_seed.items()
+    for k, c, m, s in zip(ks, counts, mean, std, strict=True)
+  ]
+  _write(path, ["seed", "k", "num_paths", "grad_norm_mean", "grad_norm_std", "total_grad"], rows)
+
+
+def _write(path, header, rows) -> None:
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   with open(path, "w", newline="") as f:
     w = csv.writer(f)
-    w.writerow(("k", "num_paths", "grad_norm_mean", "grad_norm_std", "total_grad"))
-    for k, c, m, s in zip(ks, counts, mean, std, strict=True):
-      w.writerow((int(k), int(c), float(m), float(s), float(c) * float(m)))
+    w.writerow(header)
+    w.writerows(rows)
