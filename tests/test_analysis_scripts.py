@@ -158,3 +158,59 @@ def test_scripts_group_seeds(workdirs, tmp_path):
   assert list(table[0])[-2:] == ["grad_norm_seed_std", "seeds"] and table[0]["seeds"] == "2"
   assert {r["seed"] for r in rows(out / "path_gradients_by_seed.csv")} == {"0", "1"}
   assert "mean of 2 seeds" in proc.stdout and "seed 1: 90% of the gradient" in proc.stdout
+
+
+def test_shattered_gradients_script(workdirs, tmp_path):
+  """Both nets, at initialisation and trained: a correlation curve each, 1 at lag 0."""
+  proc = run(
+    "scripts/shattered_gradients.py",
+    f"--workdir={workdirs[True]},{workdirs[False]}",
+    f"--out_dir={tmp_path}",
+    "--lines=2",
+    "--points=9",
+    "--max_lag=3",
+    "--lag=2",
+  )
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  table = rows(tmp_path / "gradient_correlation.csv")
+  assert list(table[0]) == ["model", "depth", "seed", "trained", "lag", "correlation"]
+  curves = {(r["model"], r["trained"]) for r in table}
+  assert curves == {(m, t) for m in ("cifar_resnet", "cifar_plain") for t in ("0", "1")}
+  assert all(float(r["correlation"]) == 1.0 for r in table if r["lag"] == "0")
+  assert "ResNet-14 init: lag 2" in proc.stdout
+  assert os.path.getsize(tmp_path / "gradient_correlation.png") > 5000
+
+
+def test_loss_landscape_script(workdirs, tmp_path):
+  """Landscapes of both nets and the Hessian at initialisation (step 0) and at the checkpoint."""
+  proc = run(
+    "scripts/loss_landscape.py",
+    f"--workdir={os.path.dirname(workdirs[True])}/*14",
+    f"--out_dir={tmp_path}",
+    "--points_1d=3",
+    "--points_2d=2",
+    "--train_examples=64",
+    "--hessian_examples=16",
+    "--lanczos_iters=3",
+    "--density_iters=3",
+    "--density_draws=1",
+  )
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  one = rows(tmp_path / "landscape_1d.csv")
+  assert list(one[0]) == ["model", "depth", "seed", "alpha", "train_loss", "test_error"]
+  assert [float(r["alpha"]) for r in one] == [-1.0, 0.0, 1.0] * 2
+  two = rows(tmp_path / "landscape_2d.csv")
+  assert list(two[0]) == ["model", "depth", "seed", "alpha", "beta", "train_loss"] and len(two) == 8
+  hessian = rows(tmp_path / "hessian.csv")
+  assert list(hessian[0])[:6] == ["model", "depth", "seed", "step", "lambda_max", "lambda_min"]
+  assert [int(r["step"]) for r in hessian] == [0, 6, 0, 6]
+  assert all(float(r["lambda_max"]) >= float(r["lambda_min"]) for r in hessian)
+  assert {r["step"] for r in rows(tmp_path / "hessian_density.csv")} == {"6"}
+  for name in ("landscape_1d", "landscape_2d", "hessian", "hessian_density"):
+    assert os.path.getsize(tmp_path / f"{name}.png") > 5000, name
+
+
+def test_why_scripts_refuse_a_missing_workdir(tmp_path):
+  for script in ("scripts/shattered_gradients.py", "scripts/loss_landscape.py"):
+    proc = run(script, f"--workdir={tmp_path}/nothing*")
+    assert proc.returncode == 2 and "no workdir with a checkpoint matches" in proc.stderr

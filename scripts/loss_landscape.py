@@ -1,0 +1,79 @@
+r"""Li et al. 2018 on trained workdirs (nothing retrains): loss landscapes and Hessian spectra.
+
+  python scripts/loss_landscape.py --workdir=runs/he2016/plain_d44_s0,runs/he2016/resnet_d44_s0
+  python scripts/loss_landscape.py --workdir='runs/he2016/*_d44_*' --out_dir=results/li2018
+
+For each workdir (a glob pattern takes every match with a checkpoint):
+  landscape_1d.csv/png  training loss and test error along a random filter-normalised direction
+                        (model,depth,seed,alpha,train_loss,test_error);
+  landscape_2d.csv/png  training loss on the plane of two such directions (model,depth,seed,alpha,
+                        beta,train_loss; the figure: contours of the lowest seed);
+  hessian.csv/png       lambda_max, lambda_min and |lambda_min/lambda_max| of the training loss's
+                        Hessian at the initialisation (step 0) and at every checkpoint
+                        (model,depth,seed,step,lambda_max,lambda_min,ratio);
+  hessian_density.csv/png  the eigenvalue density at the last checkpoint (stochastic Lanczos
+                        quadrature; model,depth,seed,step,eigenvalue,density),
+in --out_dir (default: the first workdir's analysis/ folder). BN runs in inference mode with the
+trained statistics (at step 0: those of the training images).
+"""
+
+import os
+import sys
+
+from absl import app, flags
+
+_WORKDIR = flags.DEFINE_list("workdir", None, "Training workdirs with a checkpoint, or patterns.")
+_OUT = flags.DEFINE_string("out_dir", None, "Where the CSVs and the figures go.")
+_SPAN = flags.DEFINE_float("span", 1.0, "The landscapes cover alpha, beta in [-span, span].")
+_POINTS_1D = flags.DEFINE_integer("points_1d", 41, "Points of the 1-D landscape.")
+_POINTS_2D = flags.DEFINE_integer(
+  "points_2d", 21, "Points per axis of the 2-D landscape (0: none)."
+)
+_PLANE_SEEDS = flags.DEFINE_list("plane_seeds", None, "Seeds of the 2-D landscape (default: all).")
+_TRAIN = flags.DEFINE_integer("train_examples", 0, "Training images of the landscapes (0: all).")
+_HESSIAN = flags.DEFINE_bool("hessian", True, "Also measure the Hessian spectra.")
+_H_TRAIN = flags.DEFINE_integer("hessian_examples", 512, "Training images of the Hessian.")
+_ITERS = flags.DEFINE_integer("lanczos_iters", 20, "Lanczos steps for lambda_max and lambda_min.")
+_D_ITERS = flags.DEFINE_integer("density_iters", 40, "Lanczos steps per density start vector.")
+_D_DRAWS = flags.DEFINE_integer("density_draws", 2, "Start vectors of the density (0: none).")
+_CAPTION = flags.DEFINE_string("caption", None, "A line under each figure (data, nets, date).")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Where the data lie, if not the config's.")
+flags.mark_flag_as_required("workdir")
+
+
+def main(argv):
+  del argv
+  from cnn_depth import checkpoint, console
+  from cnn_depth.analysis import runs, why_studies
+
+  console.quiet_unless_verbose()
+  workdirs = runs.expand_workdirs(_WORKDIR.value)
+  if not workdirs:
+    print(
+      f"error: no workdir with a checkpoint matches {','.join(_WORKDIR.value)}", file=sys.stderr
+    )
+    sys.exit(2)
+  out = _OUT.value or os.path.join(workdirs[0], "analysis")
+  common = {"caption": _CAPTION.value, "data_dir": _DATA_DIR.value}
+  try:
+    one = why_studies.landscape_study(
+      workdirs, out, span=_SPAN.value, points_1d=_POINTS_1D.value, points_2d=_POINTS_2D.value,
+      plane_seeds=None if _PLANE_SEEDS.value is None else [int(s) for s in _PLANE_SEEDS.value],
+      train_examples=_TRAIN.value, **common,
+    )  # fmt: skip
+    extremes = {}
+    if _HESSIAN.value:
+      extremes = why_studies.hessian_study(
+        workdirs, out, train_examples=_H_TRAIN.value, num_iters=_ITERS.value,
+        density_iters=_D_ITERS.value, density_draws=_D_DRAWS.value, **common,
+      )  # fmt: skip
+  # No workdir, no checkpoint: one line, exit 2.
+  except (ValueError, OSError, checkpoint.CheckpointError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  print("\n".join(why_studies.summarize_landscape(one, extremes)))
+  print(f"results in {out}")
+
+
+if __name__ == "__main__":
+  app.run(main)
