@@ -25,8 +25,8 @@ for arg in "$@"; do
 done
 if [ "$mode" = quick ]; then
   for seed in $(tr , " " <<< "${seeds:-0,1,2,3,4}"); do for p in 1.0 0.5; do
-    "$PY" scripts/train.py --workdir="$runs/quick_pL${p}_s$seed" --config.model.survival_last=$p \
-      --config=configs/quickstart.py:depth=32,residual=true,steps=$steps,seed=$seed
+    "$PY" scripts/train.py --config=configs/quickstart.py:depth=32,residual=true,steps=$steps,seed=$seed \
+      --config.model.survival_last=$p --workdir="$runs/quick_pL${p}_s$seed"
   done; done
   prefix="$runs/quick_pL" caption="embedded digits, ResNet-32 (width 16), batch 128, $steps steps, lr /10 at 50% and 75%"
 else

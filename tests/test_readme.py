@@ -61,6 +61,8 @@ def readme_commands():
           "python scripts/lesion.py",
           "python scripts/path_gradients.py",
           "python scripts/make_figures.py",
+          "python scripts/loss_landscape.py",
+          "python scripts/shattered_gradients.py",
           # These need a downloaded checkpoint: tests/test_interop_scripts.py runs them on
           # generated weights in the same formats.
           "python scripts/import_weights.py",
