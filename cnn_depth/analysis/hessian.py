@@ -20,10 +20,8 @@ differentiates. So the HVP runs on the nets as they are, whatever their conv_imp
 
 from __future__ import annotations
 
-import csv
 import functools
 import math
-import os
 from typing import Any, Callable, Mapping, Sequence
 
 import jax
@@ -32,6 +30,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from cnn_depth import evaluation, layers, steps
+from cnn_depth.analysis.results import write_table
 
 Matvec = Callable[[jax.Array], jax.Array]
 
@@ -292,14 +291,6 @@ def spectral_density(
 RunKey = tuple[str, int, int]  # (model, depth, seed)
 
 
-def _write_rows(path, header, rows) -> None:
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with open(path, "w", newline="") as f:
-    w = csv.writer(f)
-    w.writerow(header)
-    w.writerows(rows)
-
-
 def write_hessian_csv(path, results: Mapping[RunKey, Sequence[tuple[int, float, float]]]) -> None:
   """`hessian.csv`: columns model,depth,seed,step,lambda_max,lambda_min,ratio, one row per
   (step, lambda_max, lambda_min) of each run of `results` ((model, depth, seed) -> rows); ratio is
@@ -310,7 +301,7 @@ def write_hessian_csv(path, results: Mapping[RunKey, Sequence[tuple[int, float, 
     for step, hi, lo in measured
   ]
   header = ("model", "depth", "seed", "step", "lambda_max", "lambda_min", "ratio")
-  _write_rows(path, header, rows)
+  write_table(path, header, rows)
 
 
 def write_density_csv(
@@ -324,4 +315,4 @@ def write_density_csv(
     for step, grid, density in measured
     for t, p in zip(grid, density, strict=True)
   ]
-  _write_rows(path, ("model", "depth", "seed", "step", "eigenvalue", "density"), rows)
+  write_table(path, ("model", "depth", "seed", "step", "eigenvalue", "density"), rows)

@@ -20,9 +20,7 @@ and BN's scale and bias get 0 in the direction, and the BN running statistics st
 
 from __future__ import annotations
 
-import csv
 import functools
-import os
 import re
 from typing import Any, Mapping, Sequence
 
@@ -32,6 +30,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from cnn_depth import evaluation, layers, steps
+from cnn_depth.analysis.results import write_table
 
 # A ResNet's scanned stage: its parameters carry a leading block axis (models/layout.py).
 _STACKED = re.compile(r"stage\d+_blocks$")
@@ -182,14 +181,6 @@ def landscape_2d(
 RunKey = tuple[str, int, int]  # (model, depth, seed)
 
 
-def _write_rows(path, header, rows) -> None:
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with open(path, "w", newline="") as f:
-    w = csv.writer(f)
-    w.writerow(header)
-    w.writerows(rows)
-
-
 def write_landscape_1d_csv(
   path, results: Mapping[RunKey, tuple[Sequence[float], Sequence[float], Sequence[float]]]
 ) -> None:
@@ -200,7 +191,7 @@ def write_landscape_1d_csv(
     for (name, depth, seed), (alphas, losses, errors) in results.items()
     for a, l, e in zip(alphas, losses, errors, strict=True)
   ]
-  _write_rows(path, ("model", "depth", "seed", "alpha", "train_loss", "test_error"), rows)
+  write_table(path, ("model", "depth", "seed", "alpha", "train_loss", "test_error"), rows)
 
 
 def write_landscape_2d_csv(
@@ -219,4 +210,4 @@ def write_landscape_2d_csv(
       for i, a in enumerate(alphas)
       for j, b in enumerate(betas)
     ]
-  _write_rows(path, ("model", "depth", "seed", "alpha", "beta", "train_loss"), rows)
+  write_table(path, ("model", "depth", "seed", "alpha", "beta", "train_loss"), rows)

@@ -19,17 +19,16 @@ Blocks are numbered in the stage-major order of `models.block_names`.
 
 from __future__ import annotations
 
-import csv
 import functools
 import itertools
 import math
-import os
 from typing import Any, Mapping, Sequence
 
 import jax
 import numpy as np
 
 from cnn_depth import evaluation, layers, models, steps
+from cnn_depth.analysis.results import write_table
 
 # --------------------------------------------------------------------------------------------------
 # The test error as a function of the gates (and, for reordering, of the variables).
@@ -278,14 +277,6 @@ def reorder_lesion(
 # CSV files (one row per measurement, for plotting.py).
 
 
-def _write_rows(path, header, rows) -> None:
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with open(path, "w", newline="") as f:
-    w = csv.writer(f)
-    w.writerow(header)
-    w.writerows(rows)
-
-
 def _by_seed(results: Mapping[str, Any]) -> tuple[bool, list[tuple]]:
   """(whether `results` names seeds, [(label, seed, value), ...]).
 
@@ -324,7 +315,7 @@ def write_single_csv(
     rows += [
       (*key, i, int(bool(d)), float(e)) for i, (e, d) in enumerate(zip(errors, downsampling))
     ]
-  _write_rows(path, _header(seeded, "block", "downsampling", "test_error"), rows)
+  write_table(path, _header(seeded, "block", "downsampling", "test_error"), rows)
 
 
 def write_multi_csv(
@@ -343,7 +334,7 @@ def write_multi_csv(
     for model_name, seed, (ks, means, stds) in items
     for k, m, s in zip(ks, means, stds, strict=True)
   ]
-  _write_rows(path, _header(seeded, "k", "test_error_mean", "test_error_std"), rows)
+  write_table(path, _header(seeded, "k", "test_error_mean", "test_error_std"), rows)
 
 
 def write_reorder_csv(
@@ -358,4 +349,4 @@ def write_reorder_csv(
     for model_name, seed, pairs in items
     for t, e in pairs
   ]
-  _write_rows(path, _header(seeded, "kendall_tau", "test_error"), rows)
+  write_table(path, _header(seeded, "kendall_tau", "test_error"), rows)

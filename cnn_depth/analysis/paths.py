@@ -25,9 +25,7 @@ The routes are traced arguments of one compiled program: every path sample reuse
 
 from __future__ import annotations
 
-import csv
 import math
-import os
 from typing import Any, Callable, Mapping, Sequence
 
 import jax
@@ -36,6 +34,7 @@ import numpy as np
 
 from cnn_depth import layers, steps
 from cnn_depth.analysis.lesion import block_sets
+from cnn_depth.analysis.results import write_table
 from cnn_depth.models import gating
 
 # --------------------------------------------------------------------------------------------------
@@ -305,7 +304,7 @@ def write_csv(
   ]
   if seed_std is not None:
     rows = [(*row, float(d), int(seeds or 1)) for row, d in zip(rows, seed_std, strict=True)]
-  _write(path, header + spread, rows)
+  write_table(path, header + spread, rows)
 
 
 def write_seed_csv(
@@ -321,12 +320,6 @@ def write_seed_csv(
     for seed, (mean, std) in by_seed.items()
     for k, c, m, s in zip(ks, counts, mean, std, strict=True)
   ]
-  _write(path, ["seed", "k", "num_paths", "grad_norm_mean", "grad_norm_std", "total_grad"], rows)
-
-
-def _write(path, header, rows) -> None:
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with open(path, "w", newline="") as f:
-    w = csv.writer(f)
-    w.writerow(header)
-    w.writerows(rows)
+  write_table(
+    path, ["seed", "k", "num_paths", "grad_norm_mean", "grad_norm_std", "total_grad"], rows
+  )

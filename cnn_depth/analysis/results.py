@@ -65,6 +65,15 @@ def seed_table(runs: dict[str, Run]) -> list[dict]:
   return sorted(rows, key=lambda row: (row["family"], row["depth"], row["seed"]))
 
 
+def write_table(path: str, header: Sequence[str], rows) -> None:
+  """A CSV of `header` and `rows` (tuples), its folder created: every study's output file."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(header)
+    writer.writerows(rows)
+
+
 def write_rows(path: str, rows: list[dict]) -> None:
   """`rows` (dicts with the same keys) as a CSV whose columns are the first row's keys."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

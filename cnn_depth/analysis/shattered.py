@@ -30,9 +30,7 @@ For images the same experiment runs along a line through image space:
 
 from __future__ import annotations
 
-import csv
 import functools
-import os
 from typing import Any, Mapping, Sequence
 
 import jax
@@ -40,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnn_depth import layers, steps
+from cnn_depth.analysis.results import write_table
 
 # The scalar output whose input gradient is taken (`line_gradients`'s `output`).
 PREDICTED, PROJECTION = "predicted", "projection"
@@ -258,8 +257,4 @@ def write_correlation_csv(
     for (name, depth, seed, trained), curve in results.items()
     for lag, c in enumerate(np.asarray(curve, np.float64).ravel())
   ]
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with open(path, "w", newline="") as f:
-    w = csv.writer(f)
-    w.writerow(("model", "depth", "seed", "trained", "lag", "correlation"))
-    w.writerows(rows)
+  write_table(path, ("model", "depth", "seed", "trained", "lag", "correlation"), rows)
