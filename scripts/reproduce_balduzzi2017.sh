@@ -35,13 +35,13 @@ if [ "$mode" = quick ]; then
   depths=${depths:-8,20,32,44}
   bash scripts/reproduce_he2016.sh --quick --runs="$runs" --out="$runs/figures" --steps="$steps" \
     --depths="$depths" --seeds="$seeds" || failed=1
-  data="embedded digits, width 16, batch 128, $steps steps" test="297 test digits"
+  data="embedded digits, width 16, batch 128, $steps steps" test="test digits"
 else
   [ -n "$data_dir" ] || { echo "the full mode needs --data_dir=DIR holding CIFAR-10 (see README, Data)" >&2; exit 2; }
   depths=${depths:-20,32,44,56,110}
   bash scripts/reproduce_he2016.sh --data_dir="$data_dir" --runs="$runs" --out="$runs/figures" \
     --depths="$depths" --seeds="$seeds" || failed=1
-  data="CIFAR-10, He et al.'s recipe (64k iterations)" test="CIFAR-10 test images"
+  data="CIFAR-10, He et al.'s recipe (64k iterations)" test="test images"
 fi
 workdirs=""
 for seed in $(tr , " " <<< "$seeds"); do for d in $(tr , " " <<< "$depths"); do for net in plain resnet; do
@@ -49,5 +49,5 @@ for seed in $(tr , " " <<< "$seeds"); do for d in $(tr , " " <<< "$depths"); do 
 done; done; done
 "$PY" scripts/shattered_gradients.py --workdir="$workdirs" --out_dir="$out" --lines="$lines" \
   --points="$points" --radius="$radius" --data_dir="$data_dir" \
-  --caption="$data; gradient of the predicted class's logit w.r.t. the input at $points points of a line through each of $lines $test (±$radius per-pixel std), correlation of gradients k points apart, mean over lines; seeds $seeds; $(date -u +%F), $(uname -n) ($(nproc) cores)"
+  --caption="$data; gradient of the predicted class's logit w.r.t. the input at $points points of a line through each of $lines $test (±$radius per-pixel std, a random direction), correlation of gradients k points apart, mean over lines; seeds $seeds; $(date -u +%F), $(uname -n) ($(nproc) cores)"
 exit $failed
