@@ -25,6 +25,7 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 # instead of one long file running alone at the end.
 LONGEST_FIRST = (
   "test_reproduce.py",
+  "test_reproduce_why.py",
   "test_slurm.py",
   "test_interop.py",
   "test_train.py",
