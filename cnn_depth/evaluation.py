@@ -1,21 +1,23 @@
-"""Evaluation over a whole split: padded to whole batches and summed in one compiled loop.
+"""Sums over a whole split: padded to whole batches and added up in one compiled loop.
 
-The training loop (test and training sets every `eval_every_steps`) and the lesion study (the test
-error under every lesion pattern) both evaluate this way: the split lives on the device, the padding
-is masked out of every sum, and new variables or gates reuse the compiled program.
+`SplitSum` is the one compiled sum over a split. The training loop (test and training sets every
+`eval_every_steps`), the lesion study (the test error under every lesion pattern), the loss
+landscape (every grid point) and the Hessian (every product H v) each give it their own per-batch
+function: the split lives on the device, the padding is masked out of every sum, and new variables,
+gates, directions or vectors reuse the compiled program.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from typing import Any, Callable
 
 import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnn_depth import data
+from cnn_depth import data, layers
 
 
 @flax.struct.dataclass
@@ -54,8 +56,8 @@ def sum_over_split(
 ) -> dict:
   """The sums `batch_sums(batch)` returns, added over every batch of `split` in one `fori_loop`.
 
-  Traced: call it inside `jax.jit`. A batch is {'image', 'label', 'mask'}; `batch_sharding` splits
-  it over the devices.
+  Traced: call it inside `jax.jit` (`SplitSum` compiles it, with a trace counter). A batch is
+  {'image', 'label', 'mask'}; `batch_sharding` splits it over the devices.
   """
 
   def batch(i):
@@ -74,3 +76,42 @@ def sum_over_split(
     lambda i, acc: jax.tree_util.tree_map(jnp.add, acc, batch_sums(batch(i))),
     zero,
   )
+
+
+def error_rate(sums: dict, num_examples: int) -> jax.Array:
+  """1 - correct / num_examples: the error of a split from its summed `steps.eval_sums`."""
+  return 1.0 - sums["correct"] / num_examples
+
+
+class SplitSum:
+  """`SplitSum(batch_sums, finish, batch_sharding)(*args, split)`: the sums `batch_sums(*args,
+  batch)` returns, added over every batch of the padded `split` (`sum_over_split`), then
+  `finish(sums, split.num_examples)` (default: the sums as they are), in ONE compiled program.
+
+  `args` are traced arguments of that program (variables, gates, directions, vectors...): any values
+  of the same shapes reuse the compilation, and so does any split of the same shapes and size.
+  A batch is {'image', 'label', 'mask'} (mask 1 real, 0 padding: `batch_sums` must weight by it);
+  `batch_sharding` splits it over the devices. Compiled with `layers.compiler_options()`. `traces`
+  counts the traces, `jitted` is the `jax.jit` (its `_cache_size()` counts the compilations): the
+  tests' proof of one compile.
+  """
+
+  def __init__(
+    self,
+    batch_sums: Callable[..., dict],
+    finish: Callable[[dict, int], Any] | None = None,
+    batch_sharding=None,
+  ):
+    self.batch_sums, self.finish, self.batch_sharding = batch_sums, finish, batch_sharding
+    self.traces = 0
+    self.jitted = jax.jit(self._program, compiler_options=layers.compiler_options())
+
+  def _program(self, *args):
+    self.traces += 1  # Python side effect: runs once per trace, not per call
+    *args, split = args
+    sums = sum_over_split(lambda b: self.batch_sums(*args, b), split, self.batch_sharding)
+    return sums if self.finish is None else self.finish(sums, split.num_examples)
+
+  def __call__(self, *args):
+    """The finished sums for `args`, the last of them the `PaddedSplit` to sum over."""
+    return self.jitted(*args)

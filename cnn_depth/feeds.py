@@ -93,12 +93,7 @@ class DeviceData:
     repl, batch_sharding = sharding.replicated(mesh), sharding.batch_sharded(mesh)
     self.new_sums = jax.jit(zero_sums, out_shardings=repl)
     self._step = compile_gather_step(step_fn, batch_size, steps_per_epoch, repl, batch_sharding)
-    self._evaluate = jax.jit(
-      lambda state, split: evaluation.sum_over_split(
-        functools.partial(eval_fn, state), split, batch_sharding
-      ),
-      compiler_options=layers.compiler_options(),
-    )
+    self._evaluate = evaluation.SplitSum(eval_fn, batch_sharding=batch_sharding)
     data_key = jax.random.key(seed + 1)
     self._permutation = jax.jit(
       lambda epoch: jax.random.permutation(jax.random.fold_in(data_key, epoch), dataset.num_train),

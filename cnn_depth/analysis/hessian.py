@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from cnn_depth import evaluation, layers, steps
+from cnn_depth import evaluation, steps
 from cnn_depth.analysis.results import write_table
 
 Matvec = Callable[[jax.Array], jax.Array]
@@ -80,30 +80,22 @@ def make_loss_fn(model, batch_stats, split: evaluation.PaddedSplit, mean, std):
   return loss
 
 
-class _Program:
-  """The compiled (gradient, H v) sums over a padded split, for one model and normalisation."""
-
-  def __init__(self, model, mean, std):
-    self.model, self.mean, self.std = model, mean, std
-    self.traces = 0
-    self.jitted = jax.jit(self._grad_and_hvp, compiler_options=layers.compiler_options())
-
-  def _grad_and_hvp(self, params, batch_stats, split, v):
-    self.traces += 1  # Python side effect: once per trace
-    v = ravel_pytree(params)[1](v)
-
-    def batch_sums(batch):
-      loss = batch_loss_fn(self.model, batch_stats, batch, self.mean, self.std, split.num_examples)
-      grad, hv = grad_and_hvp(loss, params, v)
-      return {"grad": ravel_pytree(grad)[0], "hv": ravel_pytree(hv)[0]}
-
-    sums = evaluation.sum_over_split(batch_sums, split)
-    return sums["grad"], sums["hv"]
+def _batch_grad_and_hvp(params, batch_stats, v, batch, *, model, mean, std, num_examples) -> dict:
+  """{'grad', 'hv'}, flat: one batch's share (`batch_loss_fn`) of the gradient and of H v, `v` flat
+  in the order of `ravel_pytree(params)`."""
+  loss = batch_loss_fn(model, batch_stats, batch, mean, std, num_examples)
+  grad, hv = grad_and_hvp(loss, params, ravel_pytree(params)[1](v))
+  return {"grad": ravel_pytree(grad)[0], "hv": ravel_pytree(hv)[0]}
 
 
 @functools.lru_cache(maxsize=16)
-def _program(model, mean: tuple, std: tuple) -> _Program:
-  return _Program(model, mean, std)
+def _program(model, mean: tuple, std: tuple, num_examples: int) -> evaluation.SplitSum:
+  """The compiled (gradient, H v) sums over a padded split of `num_examples` examples, for one model
+  and normalisation (each batch's loss is divided by the split's size: a static number)."""
+  per_batch = functools.partial(
+    _batch_grad_and_hvp, model=model, mean=mean, std=std, num_examples=num_examples
+  )
+  return evaluation.SplitSum(per_batch, lambda sums, _: (sums["grad"], sums["hv"]))
 
 
 class HessianOperator:
@@ -111,13 +103,13 @@ class HessianOperator:
   parameters, times a flat vector v (`dim` entries, the order of `ravel_pytree(params)`).
 
   The examples are padded to whole batches of `batch_size` and kept on the device; the parameters,
-  statistics, examples and v are arguments of one compiled program, shared by every operator of an
-  equal model and normalisation: every product (every Lanczos step, every start vector, every
-  checkpoint and seed of the net) reuses it. H v is linear in the loss, so the program sums the
-  products of the batches (`batch_loss_fn`) in a `fori_loop` rather than differentiating a loop
-  over the batches: one batch's activations in memory, not the split's. It returns the gradient
-  too (forward-over-reverse computes it anyway): `grad_and_hvp`. `traces` counts the traces of the
-  shared program.
+  statistics, examples and v are arguments of one compiled program (`evaluation.SplitSum`), shared
+  by every operator of an equal model, normalisation and number of examples: every product (every
+  Lanczos step, every start vector, every checkpoint and seed of the net) reuses it. H v is linear
+  in the loss, so the program sums the products of the batches (`batch_loss_fn`) in a `fori_loop`
+  rather than differentiating a loop over the batches: one batch's activations in memory, not the
+  split's. It returns the gradient too (forward-over-reverse computes it anyway): `grad_and_hvp`.
+  `traces` counts the traces of the shared program.
   """
 
   def __init__(
@@ -130,7 +122,8 @@ class HessianOperator:
     flat, self.unravel = ravel_pytree(self.params)
     self.dim, self.dtype = int(flat.size), flat.dtype
     self.split = evaluation.pad_split(images, labels, min(int(batch_size), len(labels)))
-    self._program = _program(model, tuple(map(float, mean)), tuple(map(float, std)))
+    norm = tuple(map(float, mean)), tuple(map(float, std))
+    self._program = _program(model, *norm, self.split.num_examples)
     self.jitted = self._program.jitted
 
   @property
@@ -140,7 +133,7 @@ class HessianOperator:
   def grad_and_hvp(self, v, params=None) -> tuple[jax.Array, jax.Array]:
     """(gradient, H v), flat, at `params` (a tree like the operator's; default its own)."""
     params = self.params if params is None else params
-    return self.jitted(params, self.batch_stats, self.split, jnp.asarray(v, self.dtype))
+    return self._program(params, self.batch_stats, jnp.asarray(v, self.dtype), self.split)
 
   def __call__(self, v) -> jax.Array:
     return self.grad_and_hvp(v)[1]

@@ -9,10 +9,10 @@ nets").
   ResNets' stay nearly convex).
 * `LossSurface` evaluates the mean cross-entropy and the error at theta + sum_i c_i d_i for a whole
   grid of coordinates c in ONE compiled program: the directions, the coordinates and the variables
-  are arguments, the grid points run under `jax.lax.map` and each point sums over the whole padded
-  split (evaluation.py), BN in inference mode with the trained running statistics. `landscape_1d`
-  (Li et al. §3, the 1-D plots f(theta + alpha d)) and `landscape_2d` (§3, the contour plots
-  f(theta + alpha d1 + beta d2)) wrap it.
+  are arguments, the whole padded split is summed batch by batch (`evaluation.SplitSum`) and each
+  batch runs every grid point under `jax.lax.map`, BN in inference mode with the trained running
+  statistics. `landscape_1d` (Li et al. §3, the 1-D plots f(theta + alpha d)) and `landscape_2d`
+  (§3, the contour plots f(theta + alpha d1 + beta d2)) wrap it.
 
 As Li et al. recommend (§4), the directions perturb the convolution and dense kernels only: biases
 and BN's scale and bias get 0 in the direction, and the BN running statistics stay the trained ones.
@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from cnn_depth import evaluation, layers, steps
+from cnn_depth import evaluation, steps
 from cnn_depth.analysis.results import write_table
 
 # A ResNet's scanned stage: its parameters carry a leading block axis (models/layout.py).
@@ -78,30 +78,27 @@ def zero_direction(params: Mapping[str, Any]) -> dict:
   return jax.tree_util.tree_map(jnp.zeros_like, params)
 
 
-class _Program:
-  """The compiled grid of (loss, error) sums over a padded split, for one model and its inputs."""
+def _grid_sums(variables, directions, coords, batch, *, sums) -> dict:
+  """`sums` of one batch at params + sum_i c[i] * directions[i] for every row c of `coords`, each
+  sum a (G,) array; the grid points run under `jax.lax.map` (one point's activations in memory)."""
 
-  def __init__(self, model, mean, std):
-    self._sums = functools.partial(steps.eval_sums, model=model, mean=mean, std=std)
-    self.traces = 0
-    self.jitted = jax.jit(self._surface, compiler_options=layers.compiler_options())
+  def point(c):
+    move = lambda p, *ds: p + sum(c[i].astype(p.dtype) * d for i, d in enumerate(ds))
+    v = {**variables, "params": jax.tree_util.tree_map(move, variables["params"], *directions)}
+    return sums(v, batch)
 
-  def _surface(self, variables, directions, coords, split):
-    self.traces += 1  # Python side effect: once per trace
+  return jax.lax.map(point, coords)
 
-    def point(c):
-      move = lambda p, *ds: p + sum(c[i].astype(p.dtype) * d for i, d in enumerate(ds))
-      v = {**variables, "params": jax.tree_util.tree_map(move, variables["params"], *directions)}
-      sums = evaluation.sum_over_split(lambda batch: self._sums(v, batch), split)
-      n = split.num_examples
-      return sums["loss_sum"] / n, 1.0 - sums["correct"] / n
 
-    return jax.lax.map(point, coords)
+def _loss_and_error(sums: dict, num_examples: int) -> tuple[jax.Array, jax.Array]:
+  return sums["loss_sum"] / num_examples, evaluation.error_rate(sums, num_examples)
 
 
 @functools.lru_cache(maxsize=16)
-def _program(model, mean: tuple, std: tuple) -> _Program:
-  return _Program(model, mean, std)
+def _program(model, mean: tuple, std: tuple) -> evaluation.SplitSum:
+  """The compiled grid of (loss, error) over a padded split, for one model and normalisation."""
+  sums = functools.partial(steps.eval_sums, model=model, mean=mean, std=std)
+  return evaluation.SplitSum(functools.partial(_grid_sums, sums=sums), _loss_and_error)
 
 
 class LossSurface:
@@ -109,10 +106,11 @@ class LossSurface:
   whole split at params + sum_i coords[g, i] * directions[i], for every grid point g.
 
   The split is padded to whole batches of `batch_size` (padding masked) and kept on the device. The
-  variables, the directions and the (G, k) coordinates are arguments of one compiled program that
-  maps over the grid points (`jax.lax.map`: the body compiles once whatever G is), shared by every
-  surface of an equal model and normalisation, so any grid of the same size, any directions and any
-  checkpoint or seed of the net reuse it; `traces` counts its traces.
+  variables, the directions and the (G, k) coordinates are arguments of one compiled program
+  (`evaluation.SplitSum`) whose every batch maps over the grid points (`jax.lax.map`: the body
+  compiles once whatever G is), shared by every surface of an equal model and normalisation, so any
+  grid of the same size, any directions and any checkpoint or seed of the net reuse it; `traces`
+  counts its traces.
   """
 
   def __init__(
@@ -142,7 +140,7 @@ class LossSurface:
         f"coords must have shape (grid points, {len(directions)}) (one column per direction), "
         f"got {coords.shape}"
       )
-    losses, errors = self.jitted(self.variables, tuple(directions), coords, self._split)
+    losses, errors = self._program(self.variables, tuple(directions), coords, self._split)
     return np.asarray(losses, np.float64), np.asarray(errors, np.float64)
 
   def line(self, direction, alphas) -> tuple[np.ndarray, np.ndarray]:

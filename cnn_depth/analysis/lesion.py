@@ -38,7 +38,7 @@ class ErrorFunction:
   """`error(gates, variables=None) -> float`: the test error of the whole set, BN in inference mode.
 
   The set is padded to whole batches of `batch_size` (the padding masked out) and kept on the
-  device; one compiled program runs every batch (evaluation.py). `gates` (num_blocks,) and
+  device; one compiled program runs every batch (`evaluation.SplitSum`). `gates` (num_blocks,) and
   `variables` are arguments of that program, so any lesion pattern and any variables of the same
   shapes (e.g. a permutation of the blocks) reuse the compilation. `traces` counts how often it was
   traced.
@@ -58,16 +58,17 @@ class ErrorFunction:
     self.variables = dict(variables)
     self._split = evaluation.pad_split(images, labels, min(int(batch_size), len(labels)))
     self.num_examples = self._split.num_examples
-    self._sums = functools.partial(
+    sums = functools.partial(
       steps.eval_sums, model=model, mean=tuple(map(float, mean)), std=tuple(map(float, std))
     )
-    self.traces = 0
-    self.jitted = jax.jit(self._error, compiler_options=layers.compiler_options())
+    self._program = evaluation.SplitSum(
+      lambda variables, gates, batch: sums(variables, batch, gates=gates), evaluation.error_rate
+    )
+    self.jitted = self._program.jitted
 
-  def _error(self, variables, gates, split):
-    self.traces += 1  # Python side effect: runs once per trace, not per call
-    sums = evaluation.sum_over_split(lambda batch: self._sums(variables, batch, gates=gates), split)
-    return 1.0 - sums["correct"] / split.num_examples
+  @property
+  def traces(self) -> int:
+    return self._program.traces
 
   def __call__(self, gates=None, variables: Mapping[str, Any] | None = None) -> float:
     gates = np.ones(self.num_blocks, np.float32) if gates is None else np.asarray(gates, np.float32)
@@ -76,7 +77,7 @@ class ErrorFunction:
         f"gates must have shape ({self.num_blocks},) (one per block), got {gates.shape}"
       )
     v = self.variables if variables is None else dict(variables)
-    return float(self.jitted(v, gates, self._split))
+    return float(self._program(v, gates, self._split))
 
 
 class StreamedErrorFunction:
