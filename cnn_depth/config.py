@@ -1,10 +1,17 @@
-"""The fields every training config has, with the He et al. CIFAR recipe as defaults.
+"""The fields every training config has, with the He et al. CIFAR recipe as defaults, and the one
+loader of a config file.
 
 Config files in `configs/` start from `base()` and change what their paper changes; the package
-itself never imports `configs/` (configs are passed to `train.train_and_evaluate` as values).
+itself never imports `configs/` (configs are passed to `train.train_and_evaluate` as values, or
+read from a path a caller gives with `load_config_file('configs/cifar_resnet.py:depth=56')`, the
+spelling of scripts/train.py's --config).
 """
 
 from __future__ import annotations
+
+import importlib.util
+import os
+import types
 
 import ml_collections
 
@@ -117,3 +124,30 @@ def parse_args(arg: str | None, **defaults):
       except ValueError:
         raise ValueError(f"config argument {key}={raw!r} must be a {kind.__name__}") from None
   return values
+
+
+def load_config_module(path: str | os.PathLike) -> types.ModuleType:
+  """The module of config file `path`, whose `get_config(arg=None)` builds the config; ValueError
+  in one sentence naming the file if it is missing or defines no get_config."""
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise ValueError(f"config file {path} does not exist")
+  name = "config_" + os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  if not callable(getattr(module, "get_config", None)):
+    raise ValueError(f"config file {path} defines no get_config(arg=None)")
+  return module
+
+
+def load_config_file(spec: str | os.PathLike) -> ml_collections.ConfigDict:
+  """The config of 'path.py[:args]' (as scripts/train.py's --config reads it): `get_config(args)`
+  of that file, `get_config(None)` without args. ValueError in one sentence naming the file for a
+  missing file or arguments its get_config refuses."""
+  path, _, args = os.fspath(spec).partition(":")
+  module = load_config_module(path)
+  try:
+    return module.get_config(args or None)
+  except ValueError as e:
+    raise ValueError(f"config file {path}{':' + args if args else ''}: {e}") from None

@@ -26,6 +26,7 @@ import time
 from typing import Callable, Sequence
 
 from cnn_depth import sweep
+from cnn_depth import workdir as workdir_lib
 from cnn_depth.sweep import Run, SweepError
 
 # --------------------------------------------------------------------------------------------------
@@ -95,7 +96,7 @@ def local_slots(parallel: int) -> list[Slot]:
 
 
 def _start(run: Run, root: str, slot: Slot, log: str | None) -> subprocess.Popen:
-  os.makedirs(sweep.sweep_dir(root), exist_ok=True)
+  os.makedirs(workdir_lib.sweep_dir(root), exist_ok=True)
   out = open(log, "a") if log else None
   try:
     proc = subprocess.Popen(
@@ -127,7 +128,7 @@ def run_local(
     while queue or running:
       while queue and free:
         run, slot = queue.popleft(), free.pop(0)
-        log = os.path.join(sweep.sweep_dir(root), f"{run.name}.log") if len(slots) > 1 else None
+        log = workdir_lib.log_path(root, run.name) if len(slots) > 1 else None
         n = total - len(queue)
         say(f"=== [{n}/{total}] {run.name} on {slot.label}: {shlex.join(run.command)}")
         running[run] = (_start(run, root, slot, log), slot)
@@ -254,7 +255,8 @@ class SlurmOptions:
 
 
 def slurm_folder(root: str) -> str:
-  return os.path.join(os.path.abspath(sweep.sweep_dir(root)), "slurm", "%j")
+  """submitit's folder template: one subfolder of the sweep's SLURM folder per job id."""
+  return os.path.join(os.path.abspath(workdir_lib.slurm_dir(root)), "%j")
 
 
 def sbatch_script(root: str, n_runs: int, options: SlurmOptions, job_name: str) -> str:

@@ -145,7 +145,7 @@ class RunLog:
     self.status("diverged", step=step, reason=reason, last_checkpoint=last_checkpoint)
     return (
       f"{reason}; the last good checkpoint (step {last_checkpoint}) is kept in "
-      f"{self.workdir}/checkpoints"
+      f"{workdir_lib.checkpoint_dir(self.workdir)}"
     )
 
   def preempted(self, step: int) -> str:

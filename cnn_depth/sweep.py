@@ -4,12 +4,10 @@
     # -> [Run("resnet_d20_s0", "runs/fig6/resnet_d20_s0", [python, scripts/train.py, ...]), ...]
     rows = grid_status("runs/fig6")      # every run of the grid, while it runs or after
 
-Layout of a grid root:
-
-    ROOT/<run>/            one training workdir per grid point (config.json, metrics.jsonl, ...)
-    ROOT/sweep/<run>.json  the launch record: command, launcher, job id, start, end, exit code
-    ROOT/sweep/<run>.log   console output of a run started by the local launcher with --parallel>1
-    ROOT/sweep/slurm/      submitit's folder (sbatch scripts, job logs, pickles)
+A grid root holds one training workdir per run and the sweep's folder of launch records and logs;
+`cnn_depth.workdir` spells every path in it (`sweep_dir`, `record_path`, `log_path`, `slurm_dir`)
+and the runs' names (`run_name`). `run_for` is one run of any set of workdirs (a study's runs need
+not be a grid), launched the same way.
 
 The launch record is written by whatever runs the command (the local launcher, or the SLURM job on
 its node), so the table is the same for both. Pure Python: no jax, no submitit.
@@ -18,14 +16,14 @@ its node), so the table is the same for both. Pure Python: no jax, no submitit.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import os
 import sys
 from typing import Sequence
 
+from cnn_depth import config as config_lib
 from cnn_depth import workdir as workdir_lib
+from cnn_depth.workdir import record_path, sweep_dir  # public here too: sweep.sweep_dir(root)
 
-SWEEP_DIR = "sweep"
 TRAIN_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts",
                             "train.py")  # fmt: skip
 EXIT_PREEMPTED = 4  # scripts/train.py: SIGTERM, checkpoint saved, relaunch to resume
@@ -40,13 +38,6 @@ class Run:
   name: str
   workdir: str
   command: tuple[str, ...]
-
-
-def _load_config_module(path: str):
-  spec = importlib.util.spec_from_file_location("sweep_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def _join(*parts: str) -> str:
@@ -83,6 +74,23 @@ def _script() -> str:
   return TRAIN_SCRIPT if script.startswith("..") else script
 
 
+def run_for(
+  config_spec: str, workdir: str, extra: Sequence[str] = (), train_flags: Sequence[str] = ()
+) -> Run:
+  """One scripts/train.py command that trains `config_spec` ('path.py[:args]') in `workdir`, named
+  by the workdir's basename; `extra` are --config.<field>=<value> overrides, `train_flags` other
+  flags of scripts/train.py. Raises SweepError if the config does not load or an override names no
+  field of it, before anything runs."""
+  try:
+    config = config_lib.load_config_file(config_spec)
+  except ValueError as e:
+    raise SweepError(str(e)) from None
+  _check_overrides(config, extra)
+  command = (sys.executable, _script(), f"--config={config_spec}", f"--workdir={workdir}")
+  name = os.path.basename(os.path.normpath(workdir))
+  return Run(name, workdir, command + tuple(extra) + tuple(train_flags))
+
+
 def plan(
   config: str,
   root: str,
@@ -96,9 +104,10 @@ def plan(
   every cell of the first seeds. `residuals=None`: both values where the config takes a `residual`
   argument; a list given for a config without one is refused. Raises SweepError."""
   path, _, base_args = config.partition(":")
-  if not os.path.isfile(path):
-    raise SweepError(f"--config {path} is not a file")
-  module = _load_config_module(path)
+  try:
+    module = config_lib.load_config_module(path)
+  except ValueError as e:
+    raise SweepError(f"bad --config: {e}") from None
   try:
     module.get_config(base_args or None)
   except ValueError as e:
@@ -115,7 +124,6 @@ def plan(
     raise SweepError(f"{path} takes no `residual` argument; drop --residual")
   else:
     residuals = [None]
-  _check_overrides(module.get_config(base_args or None), extra)
   prefix = os.path.splitext(os.path.basename(path))[0]
   runs = []
   for seed in seeds:
@@ -123,15 +131,9 @@ def plan(
       for depth in depths:
         res_arg = "" if residual is None else f"residual={str(residual).lower()}"
         args = _join(base_args, f"depth={depth}", res_arg, f"seed={seed}")
-        try:
-          module.get_config(args)
-        except ValueError as e:
-          raise SweepError(f"{path}:{args}: {e}") from None
         family = prefix if residual is None else ("resnet" if residual else "plain")
-        name = f"{family}_d{depth}_s{seed}"
-        workdir = os.path.join(root, name)
-        command = (sys.executable, _script(), f"--config={path}:{args}", f"--workdir={workdir}")
-        runs.append(Run(name, workdir, command + tuple(extra) + tuple(train_flags)))
+        workdir = os.path.join(root, workdir_lib.run_name(family, depth, seed))
+        runs.append(run_for(f"{path}:{args}", workdir, extra, train_flags))
   names = [r.name for r in runs]
   if len(set(names)) != len(names):
     raise SweepError(f"run names repeat: {names}")
@@ -140,14 +142,6 @@ def plan(
 
 # --------------------------------------------------------------------------------------------------
 # Launch records
-
-
-def sweep_dir(root: str) -> str:
-  return os.path.join(root, SWEEP_DIR)
-
-
-def record_path(root: str, name: str) -> str:
-  return os.path.join(sweep_dir(root), f"{name}.json")
 
 
 def read_record(root: str, name: str) -> dict:
@@ -236,7 +230,7 @@ def grid_runs(root: str) -> list[str]:
   if os.path.isdir(root):
     for name in os.listdir(root):
       wd = os.path.join(root, name)
-      if name != SWEEP_DIR and any(
+      if name != workdir_lib.SWEEP_DIR and any(
         os.path.exists(os.path.join(wd, f))
         for f in (workdir_lib.STATUS_FILE, workdir_lib.CONFIG_FILE)
       ):

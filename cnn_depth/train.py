@@ -13,9 +13,9 @@ metrics.jsonl's copy as TensorBoard event files (events.py).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
-import os
 import signal
 import threading
 
@@ -145,14 +145,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   state = state_lib.create_train_state(
     model, tx, jax.random.key(config.seed), dataset.image_shape, sharding.replicated(mesh)
   )
-  ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
+  ckpt = ckpt_lib.Checkpointer(workdir_lib.checkpoint_dir(workdir), keep=config.keep_checkpoints)
   step = ckpt.latest_step()
   if step is not None and step >= total:  # relaunch of a finished run: nothing to do
     ckpt.close()
     return _finished(workdir)
-  state, step = (state, 0) if step is None else (ckpt.restore(state, step), step)
-  log = reporting.RunLog(workdir, config, total, steps_per_epoch, step)
-  acc, sigterm = feed.new_sums(), _Sigterm()
+  try:  # closed on every path, a refused restore's (exit 2) included: see checkpoint.py
+    state, step = (state, 0) if step is None else (ckpt.restore(state, step), step)
+    log = reporting.RunLog(workdir, config, total, steps_per_epoch, step)
+    acc, sigterm = feed.new_sums(), _Sigterm()
+  except BaseException:
+    ckpt.close()
+    raise
   periods = (config.log_every_steps, config.eval_every_steps, config.checkpoint_every_steps)
   try:
     feed.start(step)
@@ -188,9 +192,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     log.status("failed", step=step, reason=f"{type(e).__name__}: {e}")
     raise
   finally:
-    log.close()
-    ckpt.close()
-    sigterm.close()
+    with contextlib.ExitStack() as closing:  # each closed even if one before it fails (full disk)
+      closing.callback(sigterm.close)
+      closing.callback(ckpt.close)  # waits for the last save: no orbax thread outlives the run
+      log.close()
   return log.done(step)
 
 

@@ -1,10 +1,18 @@
-"""The files of a workdir, for machines: `config.json`, `metrics.jsonl`, `status.json`.
+"""The files of a workdir, for machines: `config.json`, `metrics.jsonl`, `status.json`; and the one
+place every path inside a workdir and a sweep root, and a grid's run names, are spelled.
 
     workdir/
       config.json     the run's config (sorted keys): what was run
       metrics.jsonl   one JSON object a line, `step` first: what happened
       status.json     running | done | diverged | failed | preempted, with a timestamp: how it ended
-      checkpoints/    (cnn_depth.checkpoint)
+      checkpoints/    checkpoint_dir(workdir): orbax checkpoints (cnn_depth.checkpoint)
+      analysis/       analysis_dir(workdir): where analyses write their CSVs and figures by default
+
+    root/                  a sweep root (cnn_depth.sweep, cnn_depth.launchers)
+      <run>/               one workdir per run, named run_name(family, depth, seed) in a grid
+      sweep/<run>.json     record_path(root, run): the launch record (command, job id, exit code)
+      sweep/<run>.log      log_path(root, run): console output of a run started N at a time
+      sweep/slurm/         slurm_dir(root): submitit's folder (sbatch scripts, job logs, pickles)
 
 Pure Python: no jax, no numpy, so plotting and result collection can read workdirs anywhere. Arrays
 and numpy/jax scalars are accepted wherever values are written (anything with `.tolist()`) and
@@ -28,10 +36,53 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 STATUS_FILE = "status.json"
 STATUSES = ("running", "done", "diverged", "failed", "preempted")
+CHECKPOINT_DIR = "checkpoints"
+ANALYSIS_DIR = "analysis"
+SWEEP_DIR = "sweep"
+SLURM_DIR = "slurm"
 
 
 class WorkdirError(ValueError):
   """The workdir cannot be used for this run; the message says why and what to do."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Paths and names
+
+
+def checkpoint_dir(workdir: str | os.PathLike) -> str:
+  """The folder of a run's orbax checkpoints, `<workdir>/checkpoints`."""
+  return os.path.join(os.fspath(workdir), CHECKPOINT_DIR)
+
+
+def analysis_dir(workdir: str | os.PathLike) -> str:
+  """Where an analysis of a run writes its CSVs and figures unless told otherwise."""
+  return os.path.join(os.fspath(workdir), ANALYSIS_DIR)
+
+
+def run_name(family: str, depth: int, seed: int) -> str:
+  """The name (and workdir basename) of a grid's run: run_name('resnet', 8, 0) == 'resnet_d8_s0'."""
+  return f"{family}_d{depth}_s{seed}"
+
+
+def sweep_dir(root: str | os.PathLike) -> str:
+  """The sweep's own folder in a sweep root, beside the runs' workdirs."""
+  return os.path.join(os.fspath(root), SWEEP_DIR)
+
+
+def record_path(root: str | os.PathLike, name: str) -> str:
+  """The launch record of run `name` (JSON: command, launcher, job id, start, end, exit code)."""
+  return os.path.join(sweep_dir(root), f"{name}.json")
+
+
+def log_path(root: str | os.PathLike, name: str) -> str:
+  """The console output of run `name` when the local launcher runs several at once."""
+  return os.path.join(sweep_dir(root), f"{name}.log")
+
+
+def slurm_dir(root: str | os.PathLike) -> str:
+  """submitit's folder for the sweep's SLURM jobs (sbatch scripts, job logs, pickles)."""
+  return os.path.join(sweep_dir(root), SLURM_DIR)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -29,12 +29,9 @@ _LIST = flags.DEFINE_bool("list", False, "Print the importable architectures and
 
 def load_config(name: str):
   """configs/<name>.py's get_config() (scripts may read configs/; the package does not)."""
-  import importlib.util
+  from cnn_depth import config as config_lib
 
-  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return config_lib.load_config_file(os.path.join(ROOT, "configs", f"{name}.py"))
 
 
 def main(argv):

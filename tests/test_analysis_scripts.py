@@ -1,13 +1,13 @@
 """scripts/lesion.py and scripts/path_gradients.py on a real (tiny) training workdir."""
 
 import csv
-import importlib.util
 import os
 import subprocess
 import sys
 
 import pytest
 
+from cnn_depth import config as config_lib
 from cnn_depth import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -15,9 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(scope="module")
 def workdirs(tmp_path_factory):
-  spec = importlib.util.spec_from_file_location("q", os.path.join(ROOT, "configs", "quickstart.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = config_lib.load_config_module(os.path.join(ROOT, "configs", "quickstart.py"))
   out, root = {}, tmp_path_factory.mktemp("runs")
   for residual in (True, False):
     config = module.get_config(f"depth=14,residual={residual},steps=6")
@@ -76,12 +74,9 @@ def test_scripts_refuse_a_workdir_without_checkpoint(tmp_path, script, kind):
   if kind == "no checkpoint":
     from cnn_depth import workdir as workdir_lib
 
-    spec = importlib.util.spec_from_file_location(
-      "q", os.path.join(ROOT, "configs", "quickstart.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    workdir_lib.write_config(str(tmp_path), module.get_config("depth=14,residual=True,steps=6"))
+    path = os.path.join(ROOT, "configs", "quickstart.py")
+    config = config_lib.load_config_file(f"{path}:depth=14,residual=True,steps=6")
+    workdir_lib.write_config(str(tmp_path), config)
     with workdir_lib.MetricsWriter(str(tmp_path)) as writer:
       writer.write(1, train_loss=2.3)
   before = sorted(os.listdir(tmp_path))

@@ -5,11 +5,11 @@ He et al. 2016 §4.2 (CIFAR), §3.4 (ImageNet); He et al. 2016b (pre-activation)
 """
 
 import glob
-import importlib.util
 import os
 
 import pytest
 
+from cnn_depth import config as config_lib
 from cnn_depth import models, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -22,12 +22,8 @@ IMAGENET_STEPS_PER_EPOCH = 1_281_167 // 256  # 5004
 
 
 def get_config(name, arg=None):
-  spec = importlib.util.spec_from_file_location(
-    f"configs_{name}", os.path.join(CONFIG_DIR, f"{name}.py")
-  )
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  path = os.path.join(CONFIG_DIR, f"{name}.py")
+  return config_lib.load_config_file(f"{path}:{arg}" if arg else path)
 
 
 def lr(config, step, steps_per_epoch=CIFAR_STEPS_PER_EPOCH):
@@ -47,6 +43,23 @@ def test_all_configs_found():
     "imagenet_resnet",
     "quickstart",
   } <= set(CONFIGS)
+
+
+def test_load_config_file_reads_a_path_and_its_arguments(tmp_path):
+  """'path.py[:args]', as scripts/train.py's --config spells it; a missing file, a file without
+  get_config or an argument it refuses is one ValueError naming the file."""
+  path = os.path.join(CONFIG_DIR, "cifar_resnet.py")
+  assert config_lib.load_config_file(path).model.depth == 20
+  plain = config_lib.load_config_file(f"{path}:depth=56,residual=false")
+  assert (plain.model.family, plain.model.depth) == ("cifar_plain", 56)
+  assert config_lib.load_config_module(path).get_config("depth=32").model.depth == 32
+  with pytest.raises(ValueError, match=r"config file \S*cifar_resnet.py:dept=3: .*'dept'"):
+    config_lib.load_config_file(f"{path}:dept=3")
+  with pytest.raises(ValueError, match=r"config file \S*nope.py does not exist"):
+    config_lib.load_config_file(f"{tmp_path / 'nope.py'}:depth=20")
+  (tmp_path / "empty.py").write_text("X = 1\n")
+  with pytest.raises(ValueError, match="empty.py defines no get_config"):
+    config_lib.load_config_file(tmp_path / "empty.py")
 
 
 # --- He et al. 2016 §4.2: CIFAR-10 ---------------------------------------------------------------
@@ -225,8 +238,6 @@ def test_bad_argument_names_it(name):
 
 
 def test_config_arguments_are_typed_strictly():
-  from cnn_depth import config as config_lib
-
   with pytest.raises(ValueError, match="residual='Flase' must be true or false"):
     config_lib.parse_args("residual=Flase", residual=True)
   with pytest.raises(ValueError, match="depth='abc' must be a int"):

@@ -1,7 +1,6 @@
 """Opening a workdir at any saved step (cnn_depth/analysis/runs.py): the checkpoints through
 training and the initialisation the run started from, on a real tiny run."""
 
-import importlib.util
 from pathlib import Path
 
 import jax
@@ -9,6 +8,7 @@ import numpy as np
 import pytest
 
 from cnn_depth import checkpoint
+from cnn_depth import config as config_lib
 from cnn_depth.analysis import runs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,10 +20,9 @@ def frozen_run(tmp_path_factory):
   statistics do; a checkpoint after each step."""
   from cnn_depth import train
 
-  spec = importlib.util.spec_from_file_location("qs", REPO / "configs" / "quickstart.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config("depth=8,residual=True,steps=2,seed=3")
+  config = config_lib.load_config_file(
+    f"{REPO}/configs/quickstart.py:depth=8,residual=True,steps=2,seed=3"
+  )
   config.model.width = 4
   config.batch_size = 32
   config.learning_rate = 0.0

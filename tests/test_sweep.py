@@ -12,6 +12,7 @@ import pytest
 
 from cnn_depth import launchers
 from cnn_depth import sweep as sweep_lib
+from cnn_depth import workdir as workdir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SWEEP = os.path.join(ROOT, "scripts", "sweep.py")
@@ -92,6 +93,38 @@ def test_bad_grid_fails_before_running(tmp_path):
   assert out.returncode == 2 and "'dept'" in out.stderr and not out.stdout
   out = sweep("--config=configs/cifar_resnet.py", f"--workdir={tmp_path}", "--depths=20,x")
   assert out.returncode == 2 and "--depths" in out.stderr
+
+
+def test_run_for_is_one_train_command_named_by_its_workdir(tmp_path):
+  """A study's run that is no grid point: the command `plan` builds for each grid point."""
+  config = os.path.join(ROOT, "configs", "cifar_vgg.py")
+  workdir = str(tmp_path / "study" / "vgg16_bn")
+  run = sweep_lib.run_for(
+    f"{config}:depth=16", workdir, ["--config.num_train_steps=10"], ["--compilation_cache=/c"]
+  )
+  assert (run.name, run.workdir) == ("vgg16_bn", workdir)
+  assert run.command[0] == sys.executable
+  assert os.path.abspath(run.command[1]) == sweep_lib.TRAIN_SCRIPT
+  assert run.command[2:] == (
+    f"--config={config}:depth=16",
+    f"--workdir={workdir}",
+    "--config.num_train_steps=10",
+    "--compilation_cache=/c",
+  )
+  assert sweep_lib.run_for(config, workdir + os.sep).name == "vgg16_bn"
+  with pytest.raises(sweep_lib.SweepError, match="has no field 'nope'"):
+    sweep_lib.run_for(config, workdir, ["--config.nope=1"])
+  with pytest.raises(sweep_lib.SweepError, match="'dept'"):
+    sweep_lib.run_for(f"{config}:dept=3", workdir)
+  # plan: one run_for per grid point, named run_name(...), its launch record where workdir says.
+  resnet = os.path.join(ROOT, "configs", "cifar_resnet.py")
+  (grid,) = sweep_lib.plan(resnet, str(tmp_path), [20], [1], [False], ["--config.seed=1"])
+  name = workdir_lib.run_name("plain", 20, 1)
+  assert grid == sweep_lib.run_for(
+    f"{resnet}:depth=20,residual=false,seed=1", str(tmp_path / name), ["--config.seed=1"]
+  )
+  assert sweep_lib.record_path(str(tmp_path), name) == workdir_lib.record_path(str(tmp_path), name)
+  assert not os.listdir(tmp_path)  # planning writes nothing
 
 
 def test_mini_sweep_runs_then_skips(tmp_path):

@@ -12,7 +12,6 @@ compilation cache, so the same programs compile once per machine.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -31,6 +30,7 @@ import pytest
 from test_data import write_cifar_pickles
 
 from cnn_depth import checkpoint as ckpt_lib
+from cnn_depth import config as config_lib
 from cnn_depth import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,12 +69,7 @@ SUBPROCESS_TIMEOUT = 240
 
 
 def _quickstart():
-  spec = importlib.util.spec_from_file_location(
-    "quickstart_config", REPO / "configs" / "quickstart.py"
-  )
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return config_lib.load_config_module(REPO / "configs" / "quickstart.py")
 
 
 def tiny_config(**overrides):

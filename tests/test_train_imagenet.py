@@ -1,12 +1,12 @@
 """The ImageNet path of the training loop (grain over TFDS imagenet2012) on a tiny fake dataset."""
 
-import importlib.util
 import os
 
 import jax
 import pytest
 from test_data import write_fake_imagenet
 
+from cnn_depth import config as config_lib
 from cnn_depth import train
 from cnn_depth import workdir as workdir_lib
 
@@ -14,12 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def imagenet_config(arg):
-  spec = importlib.util.spec_from_file_location(
-    "c", os.path.join(ROOT, "configs", "imagenet_resnet.py")
-  )
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return config_lib.load_config_file(os.path.join(ROOT, "configs", f"imagenet_resnet.py:{arg}"))
 
 
 def test_imagenet_config_trains_two_steps_on_fake_data(tmp_path):

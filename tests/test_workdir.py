@@ -21,6 +21,20 @@ def test_logs_does_not_import_jax():
   assert out.stdout.split() == ["False", "False"]
 
 
+def test_paths_of_a_workdir_and_a_sweep_root(tmp_path):
+  """The layout the scripts, the launchers and the reproduce_*.sh files rely on."""
+  wd, root = tmp_path / "resnet_d8_s0", str(tmp_path)
+  assert workdir_lib.checkpoint_dir(wd) == os.path.join(str(wd), "checkpoints")
+  assert workdir_lib.analysis_dir(str(wd)) == os.path.join(str(wd), "analysis")
+  assert workdir_lib.run_name("resnet", 8, 0) == "resnet_d8_s0" == wd.name
+  assert workdir_lib.run_name("stochastic_depth", 110, 2) == "stochastic_depth_d110_s2"
+  sweep = os.path.join(root, "sweep")
+  assert workdir_lib.sweep_dir(root) == sweep
+  assert workdir_lib.record_path(root, "plain_d20_s1") == os.path.join(sweep, "plain_d20_s1.json")
+  assert workdir_lib.log_path(root, "plain_d20_s1") == os.path.join(sweep, "plain_d20_s1.log")
+  assert workdir_lib.slurm_dir(root) == os.path.join(sweep, "slurm")
+
+
 def test_config_round_trip(tmp_path):
   assert workdir_lib.read_config(tmp_path) is None
   config = {

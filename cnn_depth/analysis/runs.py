@@ -87,7 +87,7 @@ def expand_workdirs(patterns: Sequence[str]) -> list[str]:
 
 def checkpoint_steps(workdir: str | os.PathLike) -> list[int]:
   """The steps of a workdir's finished checkpoints, in order."""
-  ckpt_dir = os.path.join(os.fspath(workdir), "checkpoints")
+  ckpt_dir = workdir_lib.checkpoint_dir(workdir)
   if not os.path.isdir(ckpt_dir):
     return []
   return sorted(
@@ -166,7 +166,7 @@ def load_trained(
 
   workdir = os.fspath(workdir)
   config = load_run(workdir).config
-  ckpt_dir = os.path.join(workdir, "checkpoints")
+  ckpt_dir = workdir_lib.checkpoint_dir(workdir)
   if step != 0 and not checkpoint_steps(workdir):
     raise ValueError(f"no checkpoint in {ckpt_dir}: train it first")
   dcfg = config["dataset"]

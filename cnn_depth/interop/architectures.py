@@ -31,6 +31,8 @@ from typing import Callable, Mapping, Protocol
 
 import numpy as np
 
+from cnn_depth import data
+from cnn_depth.data.imagenet import IMAGENET_NAME
 from cnn_depth.models.vgg import VGG_STAGES
 
 Path = tuple[str, ...]
@@ -71,21 +73,29 @@ class FlattenedMaps:
 
 @dataclasses.dataclass(frozen=True)
 class Architecture:
-  """One importable net: our model (config.model fields), its data, and its PyTorch names."""
+  """One importable net: our model (config.model fields), its data, and its PyTorch names. Its
+  classes and input shape are those of its dataset's `DatasetSpec`."""
 
   source: str
   name: str
   model: dict  # family, depth and the config.model fields that make our net this one
   config: str  # the configs/*.py file whose recipe fine-tunes it
-  dataset: str
-  num_classes: int
-  input_shape: tuple[int, int, int]  # H, W, C of the inputs the tests feed
+  dataset: str  # a registered dataset (cnn_depth.data)
   module_name: Callable[[Path], str]  # our module path -> the torch module name
   layouts: Mapping[str, Layout] = dataclasses.field(default_factory=dict)  # torch key -> layout
 
   @property
   def key(self) -> str:
     return f"{self.source}:{self.name}"
+
+  @property
+  def num_classes(self) -> int:
+    return data.get(self.dataset).num_classes
+
+  @property
+  def input_shape(self) -> tuple[int, int, int]:
+    """H, W, C of the inputs the net is built for and the tests feed."""
+    return tuple(data.get(self.dataset).image_shape)
 
   def torch_name(self, module: Path, leaf: str) -> str:
     """The state_dict key of our variable `leaf` (kernel, bias, scale, mean, var) of `module`."""
@@ -194,7 +204,7 @@ for _source in ("torchvision", "timm"):
         _source, f"resnet{_depth}",
         {"family": "imagenet_resnet", "depth": _depth, "width": 64, "shortcut": "B",
          "bottleneck_stride": "3x3"},
-        "imagenet_resnet", "imagenet2012", 1000, (224, 224, 3), resnet_names("fc"),
+        "imagenet_resnet", IMAGENET_NAME, resnet_names("fc"),
       )
     )  # fmt: skip
 
@@ -203,7 +213,7 @@ for _depth in (20, 32, 44, 56, 110, 1202):
     Architecture(
       "cifar_reference", f"resnet{_depth}",
       {"family": "cifar_resnet", "depth": _depth, "width": 16, "shortcut": "A"},
-      "cifar_resnet", "cifar10", 10, (32, 32, 3), resnet_names("linear"),
+      "cifar_resnet", "cifar10", resnet_names("linear"),
     )
   )  # fmt: skip
 
@@ -213,7 +223,7 @@ for _depth, _sizes in VGG_STAGES.items():
       Architecture(
         "torchvision", f"vgg{_depth}{'_bn' if _bn else ''}",
         {"family": "vgg_bn" if _bn else "vgg", "depth": _depth, "width": 64},
-        "imagenet_resnet", "imagenet2012", 1000, (224, 224, 3), vgg_names(_sizes, _bn),
+        "imagenet_resnet", IMAGENET_NAME, vgg_names(_sizes, _bn),
         layouts={"classifier.0.weight": FlattenedMaps(7, 7, 512)},
       )
     )  # fmt: skip
@@ -222,6 +232,6 @@ for _depth in (121, 169, 201):
   register(
     Architecture(
       "torchvision", f"densenet{_depth}", {"family": "imagenet_densenet", "depth": _depth},
-      "imagenet_resnet", "imagenet2012", 1000, (224, 224, 3), densenet_names,
+      "imagenet_resnet", IMAGENET_NAME, densenet_names,
     )
   )  # fmt: skip

@@ -22,8 +22,6 @@ from cnn_depth import workdir as workdir_lib
 from cnn_depth.interop import architectures, convert
 from cnn_depth.models import layout
 
-CHECKPOINTS = "checkpoints"
-
 
 def configure(config, arch: architectures.Architecture):
   """`config` (the recipe of `arch.config`) with the model fields that make our net `arch`; fields
@@ -45,7 +43,7 @@ def import_weights(config, arch, state_dict, workdir: str, source: dict) -> dict
   """Writes `workdir` from `state_dict` (see the module docstring); returns its status record.
   ValueError in one sentence, with nothing written, for weights that do not fit or a workdir that
   is in use."""
-  if os.path.exists(os.path.join(workdir, CHECKPOINTS)) or workdir_lib.read_status(workdir):
+  if os.path.exists(workdir_lib.checkpoint_dir(workdir)) or workdir_lib.read_status(workdir):
     raise ValueError(f"--workdir {workdir} already holds a run; import into a new directory")
   variables = convert.from_torch(state_dict, arch, what=source.get("weights", "the file"))
   model = models.build_model(config.model, num_classes=arch.num_classes)
@@ -62,7 +60,7 @@ def import_weights(config, arch, state_dict, workdir: str, source: dict) -> dict
   )
   _check_structure(model, tx, config, arch, state)
   workdir_lib.check_workdir(workdir)
-  ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, CHECKPOINTS))
+  ckpt = ckpt_lib.Checkpointer(workdir_lib.checkpoint_dir(workdir))
   ckpt.save(0, state, force=True)
   ckpt.close()
   workdir_lib.write_config(workdir, config.to_dict())
@@ -82,7 +80,7 @@ def _check_structure(model, tx, config, arch, state) -> None:
 def export_weights(workdir: str, arch: architectures.Architecture) -> dict[str, np.ndarray]:
   """The workdir's latest weights and BN statistics as `arch`'s state_dict; a ValueError naming the
   first tensor whose shape is not the architecture's (a net of other inputs or classes)."""
-  loaded = ckpt_lib.load_for_analysis(os.path.join(workdir, CHECKPOINTS))
+  loaded = ckpt_lib.load_for_analysis(workdir_lib.checkpoint_dir(workdir))
   variables: dict[str, Any] = {"params": loaded["params"], "batch_stats": loaded["batch_stats"]}
   tensors = convert.to_torch(jax.tree.map(np.asarray, variables), arch)
   expected = convert.torch_keys(arch)
