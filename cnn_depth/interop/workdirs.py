@@ -60,9 +60,8 @@ def import_weights(config, arch, state_dict, workdir: str, source: dict) -> dict
   )
   _check_structure(model, tx, config, arch, state)
   workdir_lib.check_workdir(workdir)
-  ckpt = ckpt_lib.Checkpointer(workdir_lib.checkpoint_dir(workdir))
-  ckpt.save(0, state, force=True)
-  ckpt.close()
+  with ckpt_lib.Checkpointer(workdir_lib.checkpoint_dir(workdir)) as ckpt:  # closed on every path
+    ckpt.save(0, state, force=True)
   workdir_lib.write_config(workdir, config.to_dict())
   return workdir_lib.write_status(workdir, "done", step=0, steps=0, **source)
 
