@@ -16,16 +16,17 @@ and where they come from (the family's file holds them), counted on the input th
 net) was designed for: LeNet-5 on 32x32x1 (10 classes), the CIFAR families on CIFAR-10, the
 ImageNet ones and NiN-12 on ImageNet. The GoogLeNet rows without 1x1 reductions and with the
 auxiliary heads show what those options cost. A new family's `published` nets appear here unasked.
+The table is made by `cnn_depth/models/table.py`.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any, Sequence
+from typing import Sequence
 
 from absl import app, flags
 
 from cnn_depth import models
+from cnn_depth.models import table
 
 _JSON = flags.DEFINE_bool(
   "json", False, "Print the rows as a JSON list instead of a Markdown table."
@@ -37,100 +38,13 @@ _FAMILIES = flags.DEFINE_list(
 )
 
 
-def table_rows(families: Sequence[str] | None = None) -> list[dict[str, Any]]:
-  """One dict per published net of every registered family (`Family.published`), in registry
-  order, restricted to `families` if given."""
-  if families is not None:
-    unknown = sorted(set(families) - set(models.FAMILIES))
-    if unknown:
-      raise ValueError(f"unknown model families {unknown}; known: {', '.join(models.FAMILIES)}")
-  rows = []
-  for family in models.FAMILIES.values():
-    if families is None or family.name in families:
-      rows += [row(family, net) for net in family.published]
-  return rows
-
-
-def row(family: models.Family, net: models.registry.Published) -> dict[str, Any]:
-  """Our counts of `net` on its input, beside the paper's figures."""
-  shape = net.input_shape or family.input_shape
-  num_classes = net.num_classes or family.num_classes
-  config = {"family": family.name, "depth": net.depth, "num_classes": num_classes}
-  model = models.build_model({**config, **net.options})
-  resnet = isinstance(model, models.ResNet)  # the rows' block and shortcut columns
-  paper_params, params_note = net.params or (None, None)
-  paper_macs, macs_note = net.macs or (None, None)
-  return {
-    "family": family.name,
-    "depth": net.depth,
-    "block": model.block if resnet else None,
-    "shortcut": model.shortcut if resnet else None,
-    "options": dict(net.options),
-    "name": family.net_label(net.depth, net.options),
-    "num_classes": num_classes,
-    "input_shape": list(shape),
-    "params": models.count_params(models.init_shapes(model, shape)["params"]),
-    "macs": models.multiply_adds(model, shape),
-    "paper_params": None if paper_params is None else round(paper_params),
-    "paper_macs": None if paper_macs is None else round(paper_macs),
-    "paper_params_note": params_note,
-    "paper_macs_note": macs_note,
-  }
-
-
-def _human(n: float | None, unit: str | None = None, exact: bool = False) -> str:
-  """40551040 -> '40.6M', 1814073344 -> '1.81G'; `exact` keeps a paper figure's own precision."""
-  if n is None:
-    return ""
-  if unit is None:
-    unit = "G" if n >= 1e9 else "M"
-  v = n / {"M": 1e6, "G": 1e9}[unit]
-  if exact:
-    return f"{v:g}{unit}"
-  decimals = 0 if v >= 100 else 1 if v >= 10 else 2 if v >= 1 else 3  # three significant digits
-  return f"{v:.{decimals}f}{unit}"
-
-
-def markdown(rows: Sequence[dict[str, Any]]) -> str:
-  """The rows as a Markdown table; the sources of the paper figures as footnotes [a], [b], ... in
-  order of first use."""
-  header = ("family", "depth", "name", "params", "MACs / image", "paper params", "paper MACs")
-  lines = [
-    "| " + " | ".join(header) + " |",
-    "|" + "|".join(["---", "---:", "---", "---:", "---:", "---:", "---:"]) + "|",
-  ]
-  notes: dict[str, str] = {}  # source -> marker
-
-  def figure(value, source, unit=None):
-    if source is not None and source not in notes:
-      notes[source] = chr(ord("a") + len(notes))
-    return _human(value, unit, exact=True) + (f" [{notes[source]}]" if source else "")
-
-  for r in rows:
-    paper_params = figure(r["paper_params"], r["paper_params_note"], "M")
-    paper_macs = figure(r["paper_macs"], r["paper_macs_note"])
-    cells = (r["family"], str(r["depth"]), r["name"], _human(r["params"], "M"), _human(r["macs"]))
-    lines.append("| " + " | ".join((*cells, paper_params, paper_macs)) + " |")
-  lines.append("")
-  lines.append(
-    "params: all trainable parameters (BN scales and offsets included); MACs: forward "
-    'multiply-adds of the convolutions and the dense head per image (He et al.\'s "FLOPs").'
-  )
-  lines += [f"[{marker}] {source}" for source, marker in notes.items()]
-  return "\n".join(lines)
-
-
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   try:
-    rows = table_rows(_FAMILIES.value)
+    print(table.render(_FAMILIES.value, as_json=_JSON.value))
   except ValueError as e:
     raise app.UsageError(str(e)) from e
-  if _JSON.value:
-    print(json.dumps(rows, indent=1))
-  else:
-    print(markdown(rows))
 
 
 if __name__ == "__main__":

@@ -1,71 +1,56 @@
-"""scripts/benchmark.py: the records the Speed issue asks for, for the bare step and the whole
-loop."""
+"""scripts/benchmark.py and cnn_depth/analysis/speed.py: the records the Speed issue asks for, for
+the bare step and the whole loop, and the kernels of one step."""
 
 import json
 import os
 import subprocess
 import sys
+import time
 
+import numpy as np
 import pytest
 
-from cnn_depth.analysis import benchmarks
+from cnn_depth.analysis import benchmarks, speed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIELDS = (
-  "device",
-  "what",
-  "family",
-  "depth",
-  "batch",
-  "dtype",
-  "stages",
-  "images_per_sec",
-  "compile_s",
-  "peak_mem_gb",
-  "jax_version",
-  "date",
-)
+FIELDS = "device what family depth batch dtype stages images_per_sec compile_s peak_mem_gb".split()
+FIELDS += ["jax_version", "date"]
+ONE_DEVICE = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
 
 
-def test_step_and_loop_records(tmp_path):
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
-  proc = subprocess.run(
-    [
-      sys.executable,
-      "scripts/benchmark.py",
-      "--what=step,loop",
-      "--depths=8",
-      "--width=4",
-      "--batches=32",
-      "--dtypes=float32",
-      "--warmup=1",
-      "--iters=2",
-      "--repeats=1",
-      "--loop_steps=6",
-      "--log_every=3",
-      "--eval_every=6",
-      "--checkpoint_every=6",
-      f"--out_dir={tmp_path}",
-    ],
+def run_benchmark(args: str, out_dir, env=None):
+  """scripts/benchmark.py as a user runs it, with `args` (space-separated) and --out_dir."""
+  return subprocess.run(
+    [sys.executable, "scripts/benchmark.py", *args.split(), f"--out_dir={out_dir}"],
     cwd=ROOT,
     env=env,
     capture_output=True,
     text=True,
     timeout=600,
   )
+
+
+def has_cuda_plugin():
+  import importlib.util
+
+  return (
+    importlib.util.find_spec("jax_plugins") is not None
+    and importlib.util.find_spec("jax_plugins.xla_cuda12") is not None
+  )
+
+
+def test_step_and_loop_records(tmp_path):
+  args = "--what=step,loop --depths=8 --width=4 --batches=32 --dtypes=float32 --warmup=1 --iters=2"
+  args += " --repeats=1 --loop_steps=6 --log_every=3 --eval_every=6 --checkpoint_every=6"
+  proc = run_benchmark(args, tmp_path, ONE_DEVICE)
   assert proc.returncode == 0, proc.stderr[-3000:]
   (jsonl,) = [p for p in os.listdir(tmp_path) if p.endswith(".jsonl")]
   records = [json.loads(line) for line in open(tmp_path / jsonl)]
   assert [r["what"] for r in records] == ["step", "loop"]
   for r in records:
     assert all(k in r for k in FIELDS), set(FIELDS) - set(r)
-    assert (r["family"], r["depth"], r["batch"], r["dtype"], r["stages"]) == (
-      "cifar_resnet",
-      8,
-      32,
-      "float32",
-      "scan",
-    )
+    net = (r["family"], r["depth"], r["batch"], r["dtype"], r["stages"])
+    assert net == ("cifar_resnet", 8, 32, "float32", "scan")
     assert r["images_per_sec"] > 0
   loop = records[1]
   # 5 timed steps of the loop (the first compiles) against the bare step of the same process.
@@ -73,6 +58,129 @@ def test_step_and_loop_records(tmp_path):
   assert 0 < loop["loop_share"] < 2
   report = open(tmp_path / jsonl.replace(".jsonl", ".md")).read()
   assert "| loop (eval /6) | cifar_resnet | 8 | 32 | float32 | scan |" in report
+
+
+# The settings scripts/benchmark.py records, as its flags give them (tiny values).
+SETTINGS = dict(unroll=1, remat=False, width=4, warmup=1, iters=2, repeat_seconds=1.0, repeats=1)
+SETTINGS.update(tag="t", loop_steps=6, log_every=3, eval_every=6, checkpoint_every=6)
+SETTINGS.update(target_config="local", log_block_norms=False, loop_program=False, hlo_dir="")
+# A one-net grid, as the flags give it (lists of strings).
+GRID = dict(what=["step"], families=["cifar_resnet"], depths=["8"], batches=["8"], stages=["scan"])
+GRID.update(dtypes=["float32"], bn_impls=["fused"], max_unroll_depth=110, settings=SETTINGS)
+
+
+def grid(**changes):
+  """speed.configurations of GRID with `changes`."""
+  return speed.configurations(**{**GRID, **changes})
+
+
+def test_configurations_nest_skip_deep_unrolls_and_record_their_settings():
+  runs = grid(what=["step", "kernels"], depths=["8", "1202"], stages=["scan", "unroll"])
+  assert [(r["what"], r["depth"], r["stages"]) for r in runs] == [
+    ("step", 8, "scan"),
+    ("step", 8, "unroll"),
+    ("step", 1202, "scan"),  # unroll above max_unroll_depth is left out
+    ("kernels", 8, "scan"),
+    ("kernels", 8, "unroll"),
+    ("kernels", 1202, "scan"),
+  ]
+  head = "what family depth batch dtype stages bn_impl unroll remat width warmup iters".split()
+  head += "repeat_seconds repeats tag loop_steps log_every eval_every checkpoint_every".split()
+  assert list(runs[0]) == head  # the records' fields, in this order (results/benchmarks/*.jsonl)
+  assert list(runs[-1]) == head + "target_config log_block_norms loop_program hlo_dir".split()
+  assert runs[0]["batch"] == 8 and runs[0]["tag"] == "t"
+  with pytest.raises(ValueError, match="--what takes step, loop and/or kernels, got 'stepx'"):
+    grid(what=["step", "stepx"])
+
+
+# A stand-in for scripts/benchmark.py --single: a record from the configuration's JSON, a crash for
+# depth 99, and the missing-plugin sentence for depth 98 (what target_device raises).
+CHILD = f"""
+import json, sys
+cfg = json.loads(sys.argv[1])
+if cfg["depth"] == 99:
+  sys.exit("Traceback: it broke")
+if cfg["depth"] == 98:
+  sys.exit("error: {speed.NO_PLUGIN} and needs the jax-cuda12-plugin")
+print("noise")
+print("RECORD " + json.dumps(dict(cfg, device="Fake GPU", jax_version="0", date="d",
+  images_per_sec=1000.0, step_ms=8.0, compile_s=1.5, peak_mem_gb=None)))
+"""
+
+
+def test_run_all_runs_each_configuration_in_a_child_and_keeps_its_records(tmp_path, capsys):
+  runs = grid(depths=["8", "99", "20"])
+  records = speed.run_all(runs, str(tmp_path), [sys.executable, "-c", CHILD])
+  assert [r["depth"] for r in records] == [8, 20]
+  out = capsys.readouterr().out.splitlines()
+  assert out[0] == benchmarks.HEADER.splitlines()[0]
+  assert out[2] == "| step | cifar_resnet | 8 | 8 | float32 | scan | 1,000 | 8.00 | 1.5 | - | - |"
+  assert out[3] == "| cifar_resnet | 99 | 8 | float32 | scan | failed: ['Traceback: it broke'] |"
+  assert sorted(os.listdir(tmp_path)) == ["fake_gpu.jsonl", "fake_gpu.md"]
+  assert [json.loads(line) for line in open(tmp_path / "fake_gpu.jsonl")] == records
+  assert "## t\n" in open(tmp_path / "fake_gpu.md").read()
+  assert speed.run_all(runs[:1], "", [sys.executable, "-c", CHILD]) == records[:1]  # '': nowhere
+
+
+def test_run_all_stops_at_a_missing_cuda_plugin_and_writes_nothing(tmp_path):
+  runs = grid(what=["kernels"], depths=["98", "8"])
+  with pytest.raises(speed.NoCudaPlugin, match="jax-cuda12-plugin") as e:
+    speed.run_all(runs, str(tmp_path), [sys.executable, "-c", CHILD])
+  assert str(e.value).startswith(speed.NO_PLUGIN)
+  assert not os.listdir(tmp_path)
+
+
+def test_time_steps_picks_the_iterations_from_the_warmup_pace():
+  calls = []
+
+  def step(state, batch):
+    calls.append(state)
+    time.sleep(0.002)
+    return state + 1, {"loss_sum": np.float32(state)}
+
+  cfg = dict(batch=4, warmup=2, iters=0, repeat_seconds=0.02, repeats=3)
+  cfg2, rates, metrics = speed.time_steps(step, 0, None, cfg)
+  assert cfg["iters"] == 0 and 5 <= cfg2["iters"] <= 10  # 0.02 s of ~2 ms steps, at least 5
+  assert len(calls) == 2 + 3 * cfg2["iters"] and metrics["loss_sum"] == calls[-1]
+  assert len(rates) == 3 and all(0 < r < 4 / 0.002 for r in rates)
+  assert speed.time_steps(step, 0, None, dict(cfg, iters=1))[0]["iters"] == 1
+
+
+def test_run_step_in_process():
+  """The bare step's record, on the 8 fake CPU devices of the test process."""
+  (cfg,) = grid(settings=dict(SETTINGS, iters=0, repeat_seconds=0.01))
+  r = speed.run_step(cfg)
+  assert all(k in r for k in FIELDS), set(FIELDS) - set(r)
+  assert (r["what"], r["device"], r["platform"], r["num_devices"]) == ("step", "cpu", "cpu", 8)
+  assert r["iters"] >= 5 and len(r["images_per_sec_all"]) == 1 and r["images_per_sec"] > 0
+  assert r["step_ms"] == pytest.approx(1000 * 8 / r["images_per_sec"])
+  assert np.isfinite(r["final_loss"]) and r["peak_mem_gb"] is None  # the CPU keeps no peak
+
+
+def test_run_loop_sets_up_the_training_run_and_its_share(monkeypatch):
+  """run_loop's config and arithmetic, with the bare step and the training run stood in for
+  (test_step_and_loop_records runs both for real)."""
+  from cnn_depth import train
+
+  seen = {}
+
+  def fake_train(config, workdir):
+    seen.update(config=config, workdir=workdir, existed=os.path.isdir(workdir))
+    return {"timed_steps": 5, "timed_seconds": 0.5, "train_loss": 2.0}
+
+  monkeypatch.setattr(speed, "run_step", lambda cfg: dict(cfg, images_per_sec=200.0))
+  monkeypatch.setattr(train, "train_and_evaluate", fake_train)
+  (cfg,) = grid(what=["loop"], bn_impls=["flax"])
+  r = speed.run_loop(cfg)
+  c = seen["config"]
+  assert seen["existed"] and not os.path.exists(seen["workdir"])  # a temporary workdir
+  run = (c.dataset.name, c.batch_size, c.num_train_steps, c.keep_checkpoints)
+  assert run == ("synthetic", 8, 6, 1)
+  assert (c.log_every_steps, c.eval_every_steps, c.checkpoint_every_steps) == (3, 6, 6)
+  assert (c.model.depth, c.model.width, c.model.bn_impl, c.model.dtype) == (8, 4, "flax", "float32")
+  assert r["what"] == "loop" and r["images_per_sec"] == 5 * 8 / 0.5 == r["images_per_sec_all"][0]
+  assert (r["step_images_per_sec"], r["loop_share"], r["final_loss"]) == (200.0, 0.4, 2.0)
+  assert r["step_ms"] == 100.0 and r["loop_wall_s"] >= 0
 
 
 HLO = (
@@ -160,28 +268,13 @@ def test_count_kernels_of_a_compiled_scanned_step():
 def test_kernels_mode_on_the_local_device(tmp_path):
   """--target_config=local compiles for the device present (the CPU here) and records its count,
   of the bare step or of the loop's program (gather, step with block norms, metric sums)."""
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
-  common = [
-    sys.executable,
-    "scripts/benchmark.py",
-    "--what=kernels",
-    "--target_config=local",
-    "--depths=8",
-    "--width=4",
-    "--batches=8",
-    f"--out_dir={tmp_path}",
-  ]
-  for extra in (["--bn_impls=fused,flax"], ["--loop_program", "--log_block_norms"]):
-    proc = subprocess.run(
-      common + extra, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
-    )
+  common = "--what=kernels --target_config=local --depths=8 --width=4 --batches=8 "
+  for extra in ("--bn_impls=fused,flax", "--loop_program --log_block_norms"):
+    proc = run_benchmark(common + extra, tmp_path, ONE_DEVICE)
     assert proc.returncode == 0, proc.stderr[-3000:]
   records = [json.loads(l) for l in open(tmp_path / "kernels_cpu.jsonl")]
-  assert [(r["bn_impl"], r["loop_program"]) for r in records] == [
-    ("fused", False),
-    ("flax", False),
-    ("fused", True),
-  ]
+  programs = [(r["bn_impl"], r["loop_program"]) for r in records]
+  assert programs == [("fused", False), ("flax", False), ("fused", True)]
   for r in records:
     assert r["what"] == "kernels" and r["device"] == "cpu" and r["kernels"] > 0
     assert r["kernels"] == sum(r["kernels_by_kind"].values())
@@ -194,28 +287,8 @@ def test_kernels_mode_on_the_local_device(tmp_path):
 
 def test_kernels_mode_needs_the_cuda_plugin_or_counts(tmp_path):
   """Without the jax CUDA plugin: exit 2 and one line saying what to install. With it: records."""
-  import importlib.util
-
-  has_plugin = (
-    importlib.util.find_spec("jax_plugins") is not None
-    and importlib.util.find_spec("jax_plugins.xla_cuda12") is not None
-  )
-  proc = subprocess.run(
-    [
-      sys.executable,
-      "scripts/benchmark.py",
-      "--what=kernels",
-      "--depths=8",
-      "--width=4",
-      "--batches=8",
-      f"--out_dir={tmp_path}",
-    ],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    timeout=600,
-  )
-  if not has_plugin:
+  proc = run_benchmark("--what=kernels --depths=8 --width=4 --batches=8", tmp_path)
+  if not has_cuda_plugin():
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "jax-cuda12-plugin" in proc.stderr and "Traceback" not in proc.stderr
     assert not os.listdir(tmp_path)
@@ -223,6 +296,35 @@ def test_kernels_mode_needs_the_cuda_plugin_or_counts(tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   (record,) = [json.loads(l) for l in open(tmp_path / "kernels_h100_sxm.jsonl")]
   assert record["what"] == "kernels" and record["kernels"] > 0 and "H100" in record["device"]
+
+
+def test_run_kernels_in_process_of_the_step_and_of_the_loop_program(tmp_path):
+  """speed.run_kernels for the device present (the CPU here): the loop's program (gather, step
+  with block norms, metric sums) launches more than the bare step; --hlo_dir keeps the HLO."""
+  (step,) = grid(what=["kernels"], settings=dict(SETTINGS, hlo_dir=str(tmp_path)))
+  loop = dict(step, loop_program=True, log_block_norms=True)
+  records = [speed.run_kernels(cfg) for cfg in (step, loop)]
+  for r in records:
+    assert (r["what"], r["device"], r["target"]) == ("kernels", "cpu", "cpu")
+    assert r["kernels"] == sum(r["kernels_by_kind"].values()) > 0 and r["loop_syncs"] > 0
+  assert records[1]["kernels"] > records[0]["kernels"]
+  names = [f"cifar_resnet8_b8_float32_scan{norms}.hlo.txt" for norms in ("", "_norms")]
+  assert sorted(os.listdir(tmp_path)) == names
+
+
+def test_a_gpu_target_needs_the_cuda_plugin_or_gives_its_device():
+  import jax
+
+  target = os.path.join(ROOT, "benchmarks", "gpu_specs", "h100_sxm.txtpb")
+  platforms = jax.config.jax_platforms  # target_device sets it to cpu: the host compiles
+  try:
+    if not has_cuda_plugin():
+      with pytest.raises(speed.NoCudaPlugin, match="jax-cuda12-plugin and jax-cuda12-pjrt"):
+        speed.target_device(target)
+    else:
+      assert "H100" in speed.target_device(target).device_kind
+  finally:
+    jax.config.update("jax_platforms", platforms)
 
 
 VS_TORCH = os.path.join(ROOT, "scripts", "benchmark_vs_torch.py")

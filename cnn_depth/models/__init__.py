@@ -4,6 +4,7 @@ registry.py   Family entries and build_model (checks the config fields a family 
 gating.py     the per-block gate and gradient route, stochastic depth, the 'drop' rng stream
 layout.py     block names and order, shape-changing blocks, scanned/unrolled variable layouts
 counting.py   parameters and multiply-adds, without running the net
+table.py      the parameter/multiply-add table of published nets (scripts/models_table.py)
 blocks.py     the ResNets' blocks (post-/pre-activation, basic/bottleneck)
 resnet.py     the ResNet, its CIFAR and ImageNet presets and plain twins, their families
 lenet.py alexnet.py vgg.py nin.py googlenet.py densenet.py   the classic families, one file each

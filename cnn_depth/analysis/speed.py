@@ -1,0 +1,339 @@
+"""Benchmarks of the project's own compiled train step: its speed, the training loop's share of it,
+and the kernels one step launches (`scripts/benchmark.py`).
+
+`configurations` expands a grid (what x family x depth x batch x dtype x stage layout x BN
+implementation) into one dict per run, which starts its record. `run_all` runs each in its own
+process, so that compile caches and peak-memory counters start fresh: that process calls
+`run_child`, which measures (`run_step`, `run_loop` or `run_kernels`) and prints the record on a
+`RECORD ` line; the parent prints its table row and appends it to <out_dir>/<device>.jsonl
+(`benchmarks.record_file`), then rewrites the Markdown (`benchmarks.write_reports`).
+
+The step is the real one: uint8 CIFAR-shaped batches already on the device, normalisation and
+pad/crop/flip augmentation inside the step, SGD with momentum and weight decay, BN statistics
+updated. Synthetic data only: jax is imported inside the functions that compile (the parent process
+and the reports need none), and the step needs only jax, flax and optax; `run_loop` also needs
+ml_collections (the training config).
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import itertools
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+from pathlib import Path
+from typing import Sequence
+
+from cnn_depth.analysis import benchmarks
+
+WHAT = ("step", "loop", "kernels")
+MEAN, STD = (125.3, 123.0, 113.9), (63.0, 62.1, 66.7)
+MODEL_FIELDS = ("family", "depth", "width", "dtype", "stages", "unroll", "remat", "bn_impl")
+# The settings every record carries, and those of what=kernels only (scripts/benchmark.py's flags).
+RECORDED = ("unroll", "remat", "width", "warmup", "iters", "repeat_seconds", "repeats", "tag")
+RECORDED += ("loop_steps", "log_every", "eval_every", "checkpoint_every")
+RECORDED_KERNELS = ("target_config", "log_block_norms", "loop_program", "hlo_dir")
+RECORD = "RECORD "  # how a child process's stdout line with its record starts
+NO_PLUGIN = "--what=kernels compiles for a GPU without one"  # how NoCudaPlugin's message starts
+
+
+class NoCudaPlugin(RuntimeError):
+  """what=kernels for a GPU target, and no jax CUDA plugin of this jax's version to compile for it:
+  the same for every configuration, so the whole grid stops."""
+
+
+def configurations(
+  *,
+  what: Sequence[str],
+  families: Sequence[str],
+  depths: Sequence[int | str],
+  batches: Sequence[int | str],
+  dtypes: Sequence[str],
+  stages: Sequence[str],
+  bn_impls: Sequence[str],
+  max_unroll_depth: int,
+  settings: dict,
+) -> list[dict]:
+  """One dict per run of the grid, in this order of nesting, stages=unroll above
+  `max_unroll_depth` left out (compile time). `settings` holds (at least) RECORDED, and
+  RECORDED_KERNELS where `what` has kernels; each run carries those of its kind. A `what` other
+  than WHAT raises ValueError before anything runs."""
+  unknown = [w for w in what if w not in WHAT]
+  if unknown:
+    raise ValueError(f"--what takes step, loop and/or kernels, got {unknown[0]!r}")
+  runs = []
+  for w, fam, depth, batch, dtype, stage, bn_impl in itertools.product(
+    what, families, depths, batches, dtypes, stages, bn_impls
+  ):
+    if stage == "unroll" and int(depth) > max_unroll_depth:
+      continue
+    recorded = RECORDED + (RECORDED_KERNELS if w == "kernels" else ())
+    run = dict(what=w, family=fam, depth=int(depth), batch=int(batch), dtype=dtype, stages=stage)
+    runs.append(dict(run, bn_impl=bn_impl, **{k: settings[k] for k in recorded}))
+  return runs
+
+
+def run_all(runs: Sequence[dict], out_dir: str, child: Sequence[str]) -> list[dict]:
+  """Run each configuration in its own process, `child` + its JSON (a command that calls
+  `run_child`), print a Markdown table of the records (a failed run's row says why), append each
+  record to its .jsonl in `out_dir` ('': nowhere) and rewrite the reports there; the records.
+  Raises NoCudaPlugin if a what=kernels run found no CUDA plugin."""
+  records, header = [], None
+  for cfg in runs:
+    if header != benchmarks.header(cfg):
+      header = benchmarks.header(cfg)
+      print(header, flush=True)
+    record = run_in_child(cfg, child)
+    if record is None:
+      continue
+    records.append(record)
+    print(benchmarks.table_row(record), flush=True)
+    if out_dir:
+      append_record(out_dir, record)
+  if out_dir and records:
+    benchmarks.write_reports(out_dir)
+  return records
+
+
+def run_in_child(cfg: dict, child: Sequence[str]) -> dict | None:
+  """The record `child` + cfg's JSON prints, or None (and a row saying why) if it fails."""
+  proc = subprocess.run([*child, json.dumps(cfg)], capture_output=True, text=True)
+  lines = [line for line in proc.stdout.splitlines() if line.startswith(RECORD)]
+  if proc.returncode == 0 and lines:
+    return json.loads(lines[-1][len(RECORD) :])
+  print(
+    f"| {cfg['family']} | {cfg['depth']} | {cfg['batch']} | {cfg['dtype']} | {cfg['stages']} "
+    f"| failed: {proc.stderr.strip().splitlines()[-1:]} |",
+    flush=True,
+  )
+  if cfg["what"] == "kernels" and "error: " + NO_PLUGIN in proc.stderr:
+    raise NoCudaPlugin(proc.stderr.strip().splitlines()[-1].removeprefix("error: "))
+  return None
+
+
+def append_record(out_dir: str, record: dict) -> None:
+  """One JSON line more in the record's file in `out_dir` (`benchmarks.record_file`)."""
+  os.makedirs(out_dir, exist_ok=True)
+  with open(os.path.join(out_dir, benchmarks.record_file(record)), "a") as f:
+    f.write(json.dumps(record) + "\n")
+
+
+def run_child(cfg: dict) -> dict:
+  """What one configuration's process does: measure it by its `what` and print its record on a
+  RECORD line (`run_in_child` reads it)."""
+  run = {"loop": run_loop, "kernels": run_kernels}.get(cfg.get("what"), run_step)
+  record = run(cfg)
+  print(RECORD + json.dumps(record), flush=True)
+  return record
+
+
+def model_and_optimizer(cfg: dict):
+  """The benchmarked network and the He et al. optimiser (momentum SGD, weight decay, step
+  decay)."""
+  from cnn_depth import models, optim
+
+  model = models.build_model({k: cfg[k] for k in MODEL_FIELDS})
+  tx = optim.sgd(optim.step_decay_schedule(0.1, [32000, 48000]), momentum=0.9, weight_decay=1e-4)
+  return model, tx
+
+
+def time_steps(compiled, state, batch, cfg: dict):
+  """(cfg with the iterations per repeat, images/s of each timed repeat, the last step's metrics),
+  after cfg['warmup'] untimed steps. cfg['iters'] = 0 picks enough for cfg['repeat_seconds'] from
+  the warm-up's pace (at least 5)."""
+  import jax
+
+  t0 = time.perf_counter()
+  for _ in range(cfg["warmup"]):
+    state, metrics = compiled(state, batch)
+  jax.block_until_ready(metrics)
+  if not cfg["iters"]:
+    per_step = (time.perf_counter() - t0) / max(cfg["warmup"], 1)
+    cfg = dict(cfg, iters=max(5, int(cfg["repeat_seconds"] / per_step)))
+  rates = []
+  for _ in range(cfg["repeats"]):
+    t0 = time.perf_counter()
+    for _ in range(cfg["iters"]):
+      state, metrics = compiled(state, batch)
+    jax.block_until_ready(metrics)
+    rates.append(cfg["iters"] * cfg["batch"] / (time.perf_counter() - t0))
+  return cfg, rates, metrics
+
+
+def run_step(cfg: dict) -> dict:
+  """Compile and time one configuration's bare train step in this process, on every device present
+  (the batch sharded over them): its record."""
+  import jax
+  import numpy as np
+
+  from cnn_depth import sharding, steps
+  from cnn_depth import state as state_lib
+
+  mesh = sharding.data_mesh()
+  model, tx = model_and_optimizer(cfg)
+  repl, data = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+  sharding.check_batch_size(cfg["batch"], mesh)
+  state = state_lib.create_train_state(model, tx, jax.random.key(0), (32, 32, 3), repl)
+  rng = np.random.default_rng(0)
+  batch = jax.device_put(
+    {
+      "image": rng.integers(0, 256, (cfg["batch"], 32, 32, 3), dtype=np.uint8),
+      "label": rng.integers(0, 10, (cfg["batch"],), dtype=np.int32),
+    },
+    data,
+  )
+  step = steps.compile_train_step(model, tx, MEAN, STD, repl, data)
+
+  t0 = time.perf_counter()
+  compiled = step.lower(state, batch).compile()
+  compile_s = time.perf_counter() - t0
+
+  cfg, rates, metrics = time_steps(compiled, state, batch, cfg)
+  loss = float(metrics["loss_sum"]) / cfg["batch"]
+  stats = jax.devices()[0].memory_stats() or {}
+  peak = stats.get("peak_bytes_in_use")
+  dev = jax.devices()[0]
+  return dict(
+    cfg,
+    what="step",
+    device=getattr(dev, "device_kind", dev.platform),
+    num_devices=jax.device_count(),
+    platform=dev.platform,
+    images_per_sec=statistics.median(rates),
+    images_per_sec_all=rates,
+    step_ms=1000 * cfg["batch"] / statistics.median(rates),
+    compile_s=compile_s,
+    peak_mem_gb=None if peak is None else peak / 2**30,
+    final_loss=loss,
+    jax_version=jax.__version__,
+    xla_flags=os.environ.get("XLA_FLAGS", ""),
+    date=datetime.date.today().isoformat(),
+    host=platform.node(),
+  )
+
+
+def run_loop(cfg: dict) -> dict:
+  """The bare step, then `train.train_and_evaluate` on the 'synthetic' dataset for
+  cfg['loop_steps'] steps with the config's logging, evaluation and checkpoints at the given
+  intervals, in this process: the loop's images/s (its first step, which compiles, excluded) and
+  `loop_share`, its fraction of the bare step's."""
+  import tempfile
+
+  from cnn_depth import config as config_lib
+  from cnn_depth import train
+
+  step = run_step(dict(cfg, what="step"))
+  c = config_lib.base()
+  c.dataset.name = "synthetic"
+  for key in ("family", "depth", "width", "dtype", "stages", "unroll", "remat"):
+    c.model[key] = cfg[key]
+  c.model.bn_impl = cfg["bn_impl"]
+  c.batch_size, c.num_train_steps = cfg["batch"], cfg["loop_steps"]
+  c.log_every_steps, c.eval_every_steps = cfg["log_every"], cfg["eval_every"]
+  c.checkpoint_every_steps, c.keep_checkpoints = cfg["checkpoint_every"], 1
+  with tempfile.TemporaryDirectory() as workdir:
+    t0 = time.perf_counter()
+    final = train.train_and_evaluate(c, workdir)
+    wall = time.perf_counter() - t0
+  loop = final["timed_steps"] * cfg["batch"] / final["timed_seconds"]
+  return dict(
+    step,
+    what="loop",
+    images_per_sec=loop,
+    images_per_sec_all=[loop],
+    step_ms=1000 * cfg["batch"] / loop,
+    step_images_per_sec=step["images_per_sec"],
+    loop_share=loop / step["images_per_sec"],
+    loop_wall_s=wall,
+    final_loss=final.get("train_loss"),
+  )
+
+
+def target_device(target_config: str):
+  """The first local device ('local'), or the GPU a GpuTargetConfig text proto describes, compiled
+  for on this host's CPU (which sets jax_platforms to cpu: the host compiles, no GPU is looked
+  for). Raises NoCudaPlugin without the jax CUDA plugin of this jax's version."""
+  import jax
+
+  if target_config == "local":
+    return jax.devices()[0]
+  jax.config.update("jax_platforms", "cpu")
+  from jax.experimental import topologies
+
+  with open(target_config) as f:
+    target = f.read()
+  try:
+    topo = topologies.get_topology_desc(platform="cuda", target_config=target, topology="1x1x1")
+  except Exception as e:  # no CUDA plugin, or one of another jax version
+    raise NoCudaPlugin(
+      f"{NO_PLUGIN} and needs the jax-cuda12-plugin and jax-cuda12-pjrt wheels of jax "
+      f"{jax.__version__} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+    ) from e
+  return topo.devices[0]
+
+
+def run_kernels(cfg: dict) -> dict:
+  """Compile the step (or, with cfg['loop_program'], the loop's program) for cfg['target_config']
+  without its GPU and count the kernels one execution launches (`benchmarks.count_kernels`): its
+  record. With cfg['hlo_dir'], the optimised HLO text goes there too."""
+  import jax
+
+  local = cfg["target_config"] == "local"
+  device = target_device(cfg["target_config"])
+  step, args = _kernel_program(cfg, jax.sharding.SingleDeviceSharding(device))
+  t0 = time.perf_counter()
+  compiled = step.lower(*args).compile()
+  compile_s = time.perf_counter() - t0
+  kind = getattr(device, "device_kind", device.platform)
+  if cfg["hlo_dir"]:
+    os.makedirs(cfg["hlo_dir"], exist_ok=True)
+    name = f"{cfg['family']}{cfg['depth']}_b{cfg['batch']}_{cfg['dtype']}_{benchmarks.layout(cfg)}"
+    name = (name + ("_norms" if cfg["log_block_norms"] else "")).replace(" ", "_")
+    Path(cfg["hlo_dir"], name + ".hlo.txt").write_text(compiled.as_text())
+  return dict(
+    cfg,
+    **benchmarks.count_kernels(compiled.as_text()),
+    device=kind if local else f"{kind} (compiled without it)",
+    target=kind.replace(" ", "_").lower() if local else Path(cfg["target_config"]).stem,
+    compile_s=compile_s,
+    jax_version=jax.__version__,
+    date=datetime.date.today().isoformat(),
+    host=platform.node(),
+    xla_flags=os.environ.get("XLA_FLAGS", ""),
+  )
+
+
+def _kernel_program(cfg: dict, on_device):
+  """(the jitted program run_kernels compiles, abstract arguments placed on `on_device`): the bare
+  step on one batch, or feeds.DeviceData's step on a CIFAR-10-sized set in memory (batch gather,
+  step, metric sums), block norms as cfg['log_block_norms']."""
+  import jax
+
+  from cnn_depth import state as state_lib
+  from cnn_depth import steps
+
+  spec = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype, sharding=on_device)
+  model, tx = model_and_optimizer(cfg)
+  shapes = state_lib.train_state_shapes(model, tx, (32, 32, 3))
+  state = jax.tree_util.tree_map(lambda a: spec(a.shape, a.dtype), shapes)
+  norms = cfg["log_block_norms"]
+  if not cfg.get("loop_program"):
+    batch = {
+      "image": spec((cfg["batch"], 32, 32, 3), jax.numpy.uint8),
+      "label": spec((cfg["batch"],), jax.numpy.int32),
+    }
+    return steps.compile_train_step(model, tx, MEAN, STD, log_block_norms=norms), (state, batch)
+  from cnn_depth import feeds
+
+  step_fn = functools.partial(
+    steps.train_step, model=model, tx=tx, mean=MEAN, std=STD, log_block_norms=norms
+  )
+  step = feeds.compile_gather_step(step_fn, cfg["batch"], 50_000 // cfg["batch"])
+  sums = jax.tree_util.tree_map(lambda a: spec(a.shape, a.dtype), jax.eval_shape(feeds.zero_sums))
+  labels = spec((50_000,), jax.numpy.int32)
+  return step, (state, sums, spec((50_000, 32, 32, 3), jax.numpy.uint8), labels, labels)
