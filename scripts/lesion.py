@@ -21,9 +21,6 @@ al. Fig. 3) and lesion_multi.png (Fig. 5), the mean over seeds with its spread, 
 each net's numbers per seed.
 """
 
-import os
-import sys
-
 from absl import app, flags
 
 _WORKDIR = flags.DEFINE_list(
@@ -46,45 +43,22 @@ _DATA_DIR = flags.DEFINE_string(
 flags.mark_flag_as_required("workdir")
 
 
-def _lesion_line(intact, errors) -> str:
-  return (
-    f"intact test error {100 * intact:.2f}%, single-block deletions "
-    f"{100 * errors.min():.2f}-{100 * errors.max():.2f}% (mean {100 * errors.mean():.2f}%)"
-  )
-
-
 def main(argv):
   del argv
-  from cnn_depth import checkpoint, console
-  from cnn_depth.analysis import studies
+  from cnn_depth import cli, workdir
+  from cnn_depth.studies import veit2016
 
-  console.quiet_unless_verbose()
-
-  workdirs = _WORKDIR.value
-  out = _OUT.value or os.path.join(workdirs[0], "analysis")
-  try:
-    single = studies.lesion_study(
-      workdirs,
-      out,
-      _LABELS.value,
-      k_max=_K_MAX.value,
-      samples=_SAMPLES.value,
-      max_swaps=_SWAPS.value,
-      seed=_SEED.value,
-      caption=_CAPTION.value,
-      data_dir=_DATA_DIR.value,
-      batch_size=_BATCH.value,
-    )
-  # No workdir, no checkpoint, a label per workdir: one line, exit 2.
-  except (ValueError, OSError, checkpoint.CheckpointError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
-  for label, r in single.items():
-    for seed, one in r["by_seed"].items():
-      print(f"{label}, seed {seed}: {_lesion_line(one['intact'], one['errors'])}")
-    if len(r["by_seed"]) > 1:
-      print(f"{label}, mean of {len(r['by_seed'])} seeds: {_lesion_line(r['intact'], r['errors'])}")
-  print(f"results in {out}")
+  out = _OUT.value or workdir.analysis_dir(_WORKDIR.value[0])
+  cli.analysis_main(
+    lambda: veit2016.lesion_lines(
+      veit2016.lesion_study(
+        _WORKDIR.value, out, _LABELS.value, k_max=_K_MAX.value, samples=_SAMPLES.value,
+        max_swaps=_SWAPS.value, seed=_SEED.value, caption=_CAPTION.value,
+        data_dir=_DATA_DIR.value, batch_size=_BATCH.value,
+      )
+    ),
+    out,
+  )  # fmt: skip
 
 
 if __name__ == "__main__":

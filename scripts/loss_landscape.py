@@ -17,9 +17,6 @@ in --out_dir (default: the first workdir's analysis/ folder). BN runs in inferen
 trained statistics (at step 0: those of the training images).
 """
 
-import os
-import sys
-
 from absl import app, flags
 
 _WORKDIR = flags.DEFINE_list("workdir", None, "Training workdirs with a checkpoint, or patterns.")
@@ -43,36 +40,31 @@ flags.mark_flag_as_required("workdir")
 
 def main(argv):
   del argv
-  from cnn_depth import checkpoint, console
-  from cnn_depth.analysis import runs, why_studies
+  from cnn_depth import cli, workdir
+  from cnn_depth.analysis import runs
+  from cnn_depth.studies import li2018
 
-  console.quiet_unless_verbose()
   workdirs = runs.expand_workdirs(_WORKDIR.value)
   if not workdirs:
-    print(
-      f"error: no workdir with a checkpoint matches {','.join(_WORKDIR.value)}", file=sys.stderr
-    )
-    sys.exit(2)
-  out = _OUT.value or os.path.join(workdirs[0], "analysis")
+    cli.fail(f"no workdir with a checkpoint matches {','.join(_WORKDIR.value)}")
+  out = _OUT.value or workdir.analysis_dir(workdirs[0])
   common = {"caption": _CAPTION.value, "data_dir": _DATA_DIR.value}
-  try:
-    one = why_studies.landscape_study(
+  plane_seeds = None if _PLANE_SEEDS.value is None else [int(s) for s in _PLANE_SEEDS.value]
+
+  def measure() -> list[str]:
+    one = li2018.landscape_study(
       workdirs, out, span=_SPAN.value, points_1d=_POINTS_1D.value, points_2d=_POINTS_2D.value,
-      plane_seeds=None if _PLANE_SEEDS.value is None else [int(s) for s in _PLANE_SEEDS.value],
-      train_examples=_TRAIN.value, **common,
+      plane_seeds=plane_seeds, train_examples=_TRAIN.value, **common,
     )  # fmt: skip
     extremes = {}
     if _HESSIAN.value:
-      extremes = why_studies.hessian_study(
+      extremes = li2018.hessian_study(
         workdirs, out, train_examples=_H_TRAIN.value, num_iters=_ITERS.value,
         density_iters=_D_ITERS.value, density_draws=_D_DRAWS.value, **common,
       )  # fmt: skip
-  # No workdir, no checkpoint: one line, exit 2.
-  except (ValueError, OSError, checkpoint.CheckpointError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
-  print("\n".join(why_studies.summarize_landscape(one, extremes)))
-  print(f"results in {out}")
+    return li2018.summarize_landscape(one, extremes)
+
+  cli.analysis_main(measure, out)
 
 
 if __name__ == "__main__":

@@ -23,73 +23,13 @@ _YMAX = flags.DEFINE_float("ymax", None, "Upper limit of the error axis in % (de
 flags.mark_flag_as_required("runs_dir")
 
 
-def count_params(run) -> int:
-  """The parameters of a run's net, on its dataset's input."""
-  from cnn_depth import data, models
-
-  spec = data.get(run.config["dataset"]["name"])
-  model = models.build_model(run.config["model"], num_classes=spec.num_classes)
-  return models.count_params(models.init_shapes(model, spec.image_shape)["params"])
-
-
-def net_label(run) -> str:
-  """'ResNet-56': the registry's name of a run's net."""
-  from cnn_depth import models
-
-  return models.registry.get(run.family).net_label(run.depth, run.config["model"])
-
-
-def panels(runs) -> list:
-  """One panel per family, shallow to deep, each net's seeds together (drawn as mean ± std), and
-  He et al. Fig. 6 (right) where a family has both 110 and 1202 layers."""
-  from cnn_depth import models
-
-  out, pairs = [], []
-  for family in sorted({r.family for r in runs.values()}):
-    nets: dict[str, list] = {}
-    for _, r in sorted(runs.items(), key=lambda kv: (kv[1].depth, kv[0])):
-      if r.family == family:
-        nets.setdefault(net_label(r), []).append(r)
-    title = models.registry.get(family).title
-    out.append((title, nets))
-    pair = {label: group for label, group in nets.items() if group[0].depth in (110, 1202)}
-    if {group[0].depth for group in pair.values()} == {110, 1202}:
-      pairs.append((f"{title}: 110 vs 1202 layers", pair))
-  return out + pairs
-
-
 def main(argv):
   del argv
-  from cnn_depth.analysis import plotting, results
-  from cnn_depth.analysis import runs as runs_lib
+  from cnn_depth import cli
+  from cnn_depth.studies import he2016
 
   out = _OUT.value or os.path.join(_RUNS.value, "figures")
-  runs = runs_lib.find_runs(_RUNS.value)
-  if not runs:
-    raise app.UsageError(f"no training workdirs (folders with config.json) under {_RUNS.value}")
-  ylim = (0, _YMAX.value) if _YMAX.value else None
-  print(
-    plotting.error_curves(
-      panels(runs), os.path.join(out, "error_curves.png"), ylim=ylim, caption=_CAPTION.value
-    )
-  )
-  params = {(r.family, r.depth): count_params(r) for r in runs.values()}
-  rows = results.error_table(runs, params)
-  results.write_error_table(rows, os.path.join(out, "table.csv"), os.path.join(out, "table.md"))
-  results.write_rows(os.path.join(out, "table_by_seed.csv"), results.seed_table(runs))
-  print(open(os.path.join(out, "table.md")).read())
-  deepest = {}  # family -> the deepest net's first seed with logged block gradient norms
-  for _, r in sorted(runs.items(), key=lambda kv: (kv[1].config.get("seed", 0), kv[0])):
-    if any("block_grad_norms" in m for m in r.metrics) and r.depth > deepest.get(r.family, (0,))[0]:
-      deepest[r.family] = (r.depth, r)
-  if deepest:
-    print(
-      plotting.gradient_flow(
-        {net_label(r): r for _, (_, r) in sorted(deepest.items())},
-        os.path.join(out, "gradient_flow.png"),
-        caption=_CAPTION.value,
-      )
-    )
+  cli.analysis_main(lambda: he2016.figures(_RUNS.value, out, _CAPTION.value, _YMAX.value), out)
 
 
 if __name__ == "__main__":

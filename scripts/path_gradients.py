@@ -16,9 +16,6 @@ over seeds), and prints, for the mean and each seed, the range of path lengths t
 of the total gradient ("effective paths").
 """
 
-import os
-import sys
-
 from absl import app, flags
 
 _WORKDIR = flags.DEFINE_list(
@@ -37,37 +34,20 @@ flags.mark_flag_as_required("workdir")
 
 def main(argv):
   del argv
-  from cnn_depth import checkpoint, console
-  from cnn_depth.analysis import studies
+  from cnn_depth import cli, workdir
+  from cnn_depth.studies import veit2016
 
-  console.quiet_unless_verbose()
-
-  out = _OUT.value or os.path.join(_WORKDIR.value[0], "analysis")
-  try:
-    result = studies.path_gradient_study(
-      _WORKDIR.value,
-      out,
-      samples=_SAMPLES.value,
-      batch=_BATCH.value,
-      share=_SHARE.value,
-      seed=_SEED.value,
-      caption=_CAPTION.value,
-    )
-  # No workdir, no checkpoint, a plain net: one line, exit 2.
-  except (ValueError, OSError, checkpoint.CheckpointError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
-  lo, hi = result["effective"]
-  share, seeds = f"{100 * _SHARE.value:.0f}%", result["by_seed"]
-  mean = f", mean of {len(seeds)} seeds" if len(seeds) > 1 else ""
-  print(
-    f"{result['label']} ({result['num_blocks']} blocks{mean}): {share} of the gradient in paths "
-    f"of length {lo}-{hi}; results in {out}"
-  )
-  if len(seeds) > 1:
-    for seed, one in seeds.items():
-      lo, hi = one["effective"]
-      print(f"  seed {seed}: {share} of the gradient in paths of length {lo}-{hi}")
+  out = _OUT.value or workdir.analysis_dir(_WORKDIR.value[0])
+  cli.analysis_main(
+    lambda: veit2016.path_lines(
+      veit2016.path_gradient_study(
+        _WORKDIR.value, out, samples=_SAMPLES.value, batch=_BATCH.value, share=_SHARE.value,
+        seed=_SEED.value, caption=_CAPTION.value,
+      ),
+      _SHARE.value,
+    ),
+    out,
+  )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ as mean ± std). Writes curves.png/pdf and curves.csv (variant, epoch, test_erro
 seeds) to --out_dir.
 """
 
-import glob
 import os
 
 from absl import app, flags
@@ -26,35 +25,16 @@ flags.mark_flags_as_required(["runs", "out_dir"])
 
 def main(argv):
   del argv
-  from cnn_depth.analysis import plotting
-  from cnn_depth.analysis import runs as runs_lib
+  from cnn_depth import cli
+  from cnn_depth.studies import huang2016
 
   labels = _LABELS.value or [os.path.basename(os.path.normpath(r)) for r in _RUNS.value]
   if len(labels) != len(_RUNS.value):
-    raise app.UsageError("--labels needs one label per --runs entry")
-  runs = {}
-  for label, pattern in zip(labels, _RUNS.value):
-    paths = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
-    if not paths:
-      raise app.UsageError(f"no workdir matches {pattern}")
-    runs[label] = [runs_lib.load_run(path) for path in paths]
-  steps_per_epoch = next(iter(runs.values()))[0].steps_per_epoch
-  if steps_per_epoch is None:
-    raise app.UsageError(f"{_RUNS.value[0]} has logged no step yet")
-  print(
-    plotting.stochastic_depth_curves(
-      runs, os.path.join(_OUT.value, "curves.png"), steps_per_epoch, caption=_CAPTION.value or None
-    )
+    cli.fail("--labels needs one label per --runs entry")
+  variants = {label: [pattern] for label, pattern in zip(labels, _RUNS.value)}
+  cli.analysis_main(
+    lambda: huang2016.curves(variants, _OUT.value, _CAPTION.value or None), _OUT.value
   )
-  plotting.write_curves_csv(runs, os.path.join(_OUT.value, "curves.csv"), steps_per_epoch)
-  for label, group in runs.items():
-    errors = [100 * run.last("test_error") for run in group]
-    losses = [run.last("train_loss") for run in group]
-    print(
-      f"{label}: final test error {', '.join(f'{e:.2f}' for e in errors)}% "
-      f"(mean {sum(errors) / len(errors):.2f}%), final training loss "
-      f"{', '.join(f'{v:.4f}' for v in losses)} ({len(group)} seeds)"
-    )
 
 
 if __name__ == "__main__":

@@ -12,9 +12,6 @@ gradient_correlation.png to --out_dir (default: the first workdir's analysis/ fo
 pattern in --workdir takes every workdir (folder with a checkpoint) it matches.
 """
 
-import os
-import sys
-
 from absl import app, flags
 
 _WORKDIR = flags.DEFINE_list("workdir", None, "Training workdirs with a checkpoint, or patterns.")
@@ -31,35 +28,22 @@ flags.mark_flag_as_required("workdir")
 
 def main(argv):
   del argv
-  from cnn_depth import checkpoint, console
-  from cnn_depth.analysis import runs, why_studies
+  from cnn_depth import cli, workdir
+  from cnn_depth.analysis import runs
+  from cnn_depth.studies import balduzzi2017
 
-  console.quiet_unless_verbose()
   workdirs = runs.expand_workdirs(_WORKDIR.value)
   if not workdirs:
-    print(
-      f"error: no workdir with a checkpoint matches {','.join(_WORKDIR.value)}", file=sys.stderr
-    )
-    sys.exit(2)
-  out = _OUT.value or os.path.join(workdirs[0], "analysis")
-  try:
-    results = why_studies.shattered_study(
-      workdirs,
-      out,
-      num_lines=_LINES.value,
-      num_points=_POINTS.value,
-      radius=_RADIUS.value,
-      max_lag=_MAX_LAG.value,
-      lag=_LAG.value,
-      caption=_CAPTION.value,
-      data_dir=_DATA_DIR.value,
-    )
-  # No workdir, no checkpoint, a bad lag: one line, exit 2.
-  except (ValueError, OSError, checkpoint.CheckpointError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
-  print("\n".join(why_studies.summarize_correlation(results, min(_LAG.value, _MAX_LAG.value))))
-  print(f"results in {out}")
+    cli.fail(f"no workdir with a checkpoint matches {','.join(_WORKDIR.value)}")
+  out = _OUT.value or workdir.analysis_dir(workdirs[0])
+  measure = lambda: balduzzi2017.summarize_correlation(
+    balduzzi2017.shattered_study(
+      workdirs, out, num_lines=_LINES.value, num_points=_POINTS.value, radius=_RADIUS.value,
+      max_lag=_MAX_LAG.value, lag=_LAG.value, caption=_CAPTION.value, data_dir=_DATA_DIR.value,
+    ),
+    min(_LAG.value, _MAX_LAG.value),
+  )  # fmt: skip
+  cli.analysis_main(measure, out)
 
 
 if __name__ == "__main__":

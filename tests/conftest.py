@@ -39,3 +39,34 @@ LONGEST_FIRST = (
 def pytest_collection_modifyitems(config, items):
   rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
   items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable within a file
+
+
+# --------------------------------------------------------------------------------------------------
+# One subprocess runner for every test of a script.
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+import pytest  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
+if not os.path.exists(PYTHON):
+  PYTHON = sys.executable
+
+
+def run_script(script: str, *args: str, devices: int = 1, timeout: float = 600, env=None, cwd=ROOT):
+  """`python <script> <args>` from the repository root (or `cwd`), with `devices` fake CPU devices
+  and the suite's compilation cache; the CompletedProcess, text output captured."""
+  env = dict(
+    os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", **(env or {})
+  )
+  path = script if os.path.isabs(script) else os.path.join(ROOT, script)
+  return subprocess.run(
+    [PYTHON, path, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+  )
+
+
+@pytest.fixture(name="run_script")
+def _run_script_fixture():
+  return run_script

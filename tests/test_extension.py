@@ -11,8 +11,8 @@ import pytest
 from cnn_depth import config as config_lib
 from cnn_depth import data, layers, models, train
 from cnn_depth import workdir as workdir_lib
-from cnn_depth.analysis import studies
 from cnn_depth.models import gating
+from cnn_depth.studies import veit2016
 
 
 class ToyBlock(nn.Module):
@@ -113,7 +113,7 @@ def test_a_family_and_a_dataset_defined_in_a_test_train_and_take_a_lesion(tmp_pa
   [record] = workdir_lib.read_metrics(workdir)
   assert len(record["block_grad_norms"]) == 3
 
-  single = studies.lesion_study([workdir], str(tmp_path / "lesion"), samples=2, max_swaps=1)
+  single = veit2016.lesion_study([workdir], str(tmp_path / "lesion"), samples=2, max_swaps=1)
   assert list(single) == ["Toy-3"] and len(single["Toy-3"]["errors"]) == 3
   assert (tmp_path / "lesion" / "lesion_reorder.csv").exists()
 

@@ -304,7 +304,7 @@ def test_path_gradient_study_over_seeds(tmp_path, resnet, monkeypatch):
   import os
   from types import SimpleNamespace
 
-  from cnn_depth.analysis import studies
+  from cnn_depth.studies import veit2016 as studies
 
   model = resnet[0]  # ResNet-14: 6 blocks
   fake = {"s0": (0, 1.0, 14), "s1": (1, 3.0, 14), "again": (1, 3.0, 14), "r20": (2, 1.0, 20)}

@@ -6,6 +6,7 @@ import numpy as np
 
 from cnn_depth import workdir as workdir_lib
 from cnn_depth.analysis import paths, plotting, results, runs
+from cnn_depth.studies import huang2016
 
 
 def fake_run(workdir, family, depth, final_train):
@@ -103,8 +104,8 @@ def test_stochastic_depth_curves_and_csv(tmp_path):
   for run in runs.values():
     for r in run.metrics:
       r["train_loss"] = 1.0 / r["step"]
-  nonempty(plotting.stochastic_depth_curves(runs, str(tmp_path / "huang.png"), steps_per_epoch=10))
-  plotting.write_curves_csv(runs, str(tmp_path / "curves.csv"), steps_per_epoch=10)
+  nonempty(huang2016.stochastic_depth_curves(runs, str(tmp_path / "huang.png"), steps_per_epoch=10))
+  huang2016.write_curves_csv(runs, str(tmp_path / "curves.csv"), steps_per_epoch=10)
   lines = (tmp_path / "curves.csv").read_text().splitlines()
   assert lines[0] == "variant,epoch,test_error,test_error_std,seeds"
   assert lines[1].startswith("constant depth,1.0,")
@@ -125,9 +126,9 @@ def test_seeds_drawn_as_mean_and_std(tmp_path):
     for r in run.metrics:
       r["train_loss"] = 1.0 / r["step"]
   groups = {"constant depth": seeds, "one seed": seeds[0]}
-  nonempty(plotting.stochastic_depth_curves(groups, str(tmp_path / "h.png"), steps_per_epoch=10))
+  nonempty(huang2016.stochastic_depth_curves(groups, str(tmp_path / "h.png"), steps_per_epoch=10))
   nonempty(plotting.error_curves([("ResNets", groups)], str(tmp_path / "e.png")))
-  plotting.write_curves_csv(groups, str(tmp_path / "curves.csv"), steps_per_epoch=10)
+  huang2016.write_curves_csv(groups, str(tmp_path / "curves.csv"), steps_per_epoch=10)
   lines = (tmp_path / "curves.csv").read_text().splitlines()
   assert lines[0] == "variant,epoch,test_error,test_error_std,seeds"
   assert lines[1].startswith("constant depth,1.0,0.25,0.0816") and lines[1].endswith(",3")
@@ -146,8 +147,8 @@ def test_veit_figures_draw_the_mean_and_spread_over_seeds(tmp_path, monkeypatch)
   with open(a, "rb") as fa, open(plotting.lesion_single({"R": {7: one}}, b), "rb") as fb:
     assert fa.read() == fb.read()
   figures = []
-  save = plotting._save
-  monkeypatch.setattr(plotting, "_save", lambda fig, path: figures.append(fig) or save(fig, path))
+  save = plotting.save
+  monkeypatch.setattr(plotting, "save", lambda fig, path: figures.append(fig) or save(fig, path))
   nonempty(plotting.lesion_single(single, str(tmp_path / "single.png")))
   ax = figures[-1].axes[0]
   [bars] = [c for c in ax.containers if isinstance(c, matplotlib.container.BarContainer)]

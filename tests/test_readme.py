@@ -44,6 +44,7 @@ SHORT = {
   # The grids are planned and printed (the sbatch script for SLURM), not run: test_sweep.py and
   # test_slurm.py run real ones.
   "scripts/sweep.py": ["--dry_run"],
+  "scripts/reproduce.py": [],  # its README commands are --list and --dry_run ones
 }
 
 

@@ -1,11 +1,15 @@
-"""Paper-style figures from workdirs, one function a figure. matplotlib only; never touches jax."""
+"""Paper-style figures, one function a figure, and the drawing every study shares (a CSV read
+back, seeds as mean ± std bands, captions). A figure drawn by one study only lives in its module
+(cnn_depth/studies/). matplotlib only; never touches jax."""
 
 from __future__ import annotations
 
+import csv
 import os
 from typing import Sequence
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.lines  # noqa: E402
@@ -18,10 +22,10 @@ from cnn_depth.analysis.runs import Run  # noqa: E402
 
 Group = Run | Sequence[Run]  # one run, or the seeds of one net (drawn as mean and ± std band)
 
-_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
 
 
-def _save(fig, path: str):
+def save(fig, path: str):
   os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
   stem, _ = os.path.splitext(path)
   fig.savefig(stem + ".png", dpi=150, bbox_inches="tight")
@@ -30,11 +34,11 @@ def _save(fig, path: str):
   return stem + ".png"
 
 
-def _style(linestyle: str, color: str, linewidth: float) -> dict:
+def line_style(linestyle: str, color: str, linewidth: float) -> dict:
   return {"linestyle": linestyle, "color": color, "linewidth": linewidth}
 
 
-def _curve(ax, group: Group, key: str, x_scale: float, y_scale: float, label: str, **style) -> None:
+def curve(ax, group: Group, key: str, x_scale: float, y_scale: float, label: str, **style) -> None:
   """The mean of `key` over the group's seeds, with a band of ± one std where there are several."""
   runs = results.as_group(group)
   steps, mean, std = results.mean_curve(runs, key)
@@ -66,13 +70,13 @@ def error_curves(
     1, len(panels), figsize=(5.2 * len(panels), 4.0), sharey=True, squeeze=False
   )
   for ax, (title, runs) in zip(axes[0], panels):
-    for color, (label, run) in zip(_COLORS, runs.items()):
+    for color, (label, run) in zip(COLORS, runs.items()):
       for key, style, width, suffix in (
         (train_key, "--", 1.0, "train"),
         (test_key, "-", 2.2, "test"),
       ):
         x_scale = 1e-3 if x_unit == "kiter" else 1.0
-        _curve(ax, run, key, x_scale, 100, f"{label} ({suffix})", **_style(style, color, width))
+        curve(ax, run, key, x_scale, 100, f"{label} ({suffix})", **line_style(style, color, width))
     ax.set_title(title)
     ax.set_xlabel({"kiter": "iterations (1e3)", "steps": "iterations"}[x_unit])
     ax.grid(alpha=0.3)
@@ -83,7 +87,7 @@ def error_curves(
   if caption:
     fig.text(0.5, -0.04, caption, ha="center", fontsize=8, wrap=True)
   fig.tight_layout()
-  return _save(fig, path)
+  return save(fig, path)
 
 
 def _seeds(value) -> list:
@@ -108,7 +112,7 @@ def lesion_single(
   fig, axes = plt.subplots(
     1, len(results), figsize=(5.2 * len(results), 3.6), sharey=True, squeeze=False
   )
-  for ax, color, (label, value) in zip(axes[0], _COLORS, results.items()):
+  for ax, color, (label, value) in zip(axes[0], COLORS, results.items()):
     seeds = _seeds(value)
     intact = float(np.mean([s[0] for s in seeds]))
     errors, down = 100 * np.asarray([s[1] for s in seeds], np.float64), seeds[0][2]
@@ -141,7 +145,7 @@ def lesion_single(
   if caption:
     fig.text(0.5, -0.05, caption, ha="center", fontsize=8, wrap=True)
   fig.tight_layout()
-  return _save(fig, path)
+  return save(fig, path)
 
 
 def _gradient_bars(means, std, samples: int | None) -> tuple:
@@ -186,15 +190,15 @@ def path_gradients(
   mean, seeds = means.mean(0), len(means)
   n = int(ks.max())
   fig, (a, b, c) = plt.subplots(1, 3, figsize=(15, 3.8))
-  a.bar(ks, counts / counts.sum(), color=_COLORS[0])
+  a.bar(ks, counts / counts.sum(), color=COLORS[0])
   yerr, bars = _gradient_bars(means, std, samples)
-  b.errorbar(ks, mean, yerr=yerr, fmt="o-", color=_COLORS[1], markersize=3, capsize=2, label=bars)
+  b.errorbar(ks, mean, yerr=yerr, fmt="o-", color=COLORS[1], markersize=3, capsize=2, label=bars)
   b.set_yscale("log")
   total = counts * mean
-  c.plot(ks, total / total.sum(), "o-", color=_COLORS[2], markersize=3)
+  c.plot(ks, total / total.sum(), "o-", color=COLORS[2], markersize=3)
   lo, hi = effective
   span = f"effective paths: lengths {lo}-{hi}" + (f", mean of {seeds} seeds" if seeds > 1 else "")
-  c.axvspan(lo - 0.5, hi + 0.5, color=_COLORS[2], alpha=0.15, label=span)
+  c.axvspan(lo - 0.5, hi + 0.5, color=COLORS[2], alpha=0.15, label=span)
   panels = (
     (a, f"(a) path lengths ({n} blocks, 2^{n} paths)", "share of paths"),
     (b, "(b) gradient magnitude per path", "|d loss / d input| (mean per example)"),
@@ -208,7 +212,7 @@ def path_gradients(
   if caption:
     fig.text(0.5, -0.05, caption, ha="center", fontsize=8, wrap=True)
   fig.tight_layout()
-  return _save(fig, path)
+  return save(fig, path)
 
 
 def gradient_flow(
@@ -254,7 +258,7 @@ def gradient_flow(
   if caption:
     fig.get_layout_engine().set(h_pad=0.1)
     fig.supxlabel(caption, fontsize=8, wrap=True)
-  return _save(fig, path)
+  return save(fig, path)
 
 
 def lesion_multi(
@@ -276,7 +280,7 @@ def lesion_multi(
   ncols = 2 if reorder else 1
   fig, axes = plt.subplots(1, ncols, figsize=(5.2 * ncols, 3.8), squeeze=False)
   a = axes[0][0]
-  for color, (label, value) in zip(_COLORS, results.items()):
+  for color, (label, value) in zip(COLORS, results.items()):
     seeds = _seeds(value)
     ks, means = seeds[0][0], 100 * np.asarray([s[1] for s in seeds], np.float64)
     if len(seeds) > 1:
@@ -296,7 +300,7 @@ def lesion_multi(
   a.legend(fontsize=8, frameon=False)
   if reorder:
     b = axes[0][1]
-    for color, (label, value) in zip(_COLORS, reorder.items()):
+    for color, (label, value) in zip(COLORS, reorder.items()):
       seeds = _seeds(value)
       pairs = [p for pairs in seeds for p in pairs]
       taus, errs = zip(*pairs) if pairs else ((), ())
@@ -314,52 +318,65 @@ def lesion_multi(
   if caption:
     fig.text(0.5, -0.05, caption, ha="center", fontsize=8, wrap=True)
   fig.tight_layout()
-  return _save(fig, path)
+  return save(fig, path)
 
 
-def stochastic_depth_curves(
-  runs: dict[str, Group], path: str, steps_per_epoch: int | None = None, caption: str | None = None
-) -> str:
-  """Huang et al. 2016, Fig. 3: test error (bold) and training loss (dashed, right axis) over
-  training, constant depth vs stochastic depth, each variant's seeds as mean ± std. The x axis is
-  in epochs when `steps_per_epoch` is given."""
-  fig, ax = plt.subplots(figsize=(6.4, 4.0))
-  loss_ax = ax.twinx()
-  for color, (label, run) in zip(_COLORS, runs.items()):
-    scale = 1.0 / steps_per_epoch if steps_per_epoch else 1.0
-    _curve(ax, run, "test_error", scale, 100, f"{label} (test error)", **_style("-", color, 2.2))
-    _curve(
-      loss_ax, run, "train_loss", scale, 1, f"{label} (training loss)", **_style("--", color, 1.0)
-    )
-  ax.set_xlabel("epoch" if steps_per_epoch else "iteration")
-  ax.set_ylabel("test error (%)")
-  loss_ax.set_ylabel("training loss")
-  ax.grid(alpha=0.3)
-  lines = ax.get_legend_handles_labels()
-  more = loss_ax.get_legend_handles_labels()
-  ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, frameon=False)
+# --------------------------------------------------------------------------------------------------
+# Figures drawn from a study's CSV
+
+
+CIFAR_STYLE = {"cifar_resnet": "-", "cifar_plain": "--"}
+CIFAR_NAME = {"cifar_resnet": "ResNet", "cifar_plain": "plain"}
+
+
+def read_rows(path: str) -> list[dict]:
+  """A study's CSV as dicts, numbers converted (ints where they are whole)."""
+
+  def value(text: str):
+    try:
+      number = float(text)
+    except ValueError:
+      return text
+    return int(number) if number.is_integer() and "." not in text and "e" not in text else number
+
+  with open(path, newline="") as f:
+    return [{k: value(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def net_name(model: str, depth: int) -> str:
+  """'ResNet-20' / 'plain-20' for the CIFAR families, else 'model-depth'."""
+  return f"{CIFAR_NAME.get(model, model)}-{depth}"
+
+
+def seed_means(
+  rows: Sequence[dict], key: Sequence[str], x: str, y: str
+) -> dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray, int]]:
+  """{key values: (x, mean of y over seeds, std over seeds, number of seeds)}, x sorted; only the x
+  values every seed has."""
+  groups: dict[tuple, dict[int, dict]] = {}
+  for r in rows:
+    groups.setdefault(tuple(r[k] for k in key), {}).setdefault(r.get("seed", 0), {})[r[x]] = r[y]
+  out = {}
+  for k, seeds in sorted(groups.items()):
+    xs = sorted(set.intersection(*(set(s) for s in seeds.values())))
+    values = np.asarray([[s[v] for v in xs] for s in seeds.values()], dtype=np.float64)
+    out[k] = (np.asarray(xs, dtype=np.float64), values.mean(0), values.std(0), len(seeds))
+  return out
+
+
+def band(ax, x, mean, std, n, label, **style) -> None:
+  if n > 1:
+    ax.fill_between(x, mean - std, mean + std, color=style["color"], alpha=0.15, linewidth=0)
+    label = f"{label} ({n} seeds)"
+  ax.plot(x, mean, label=label, **style)
+
+
+def depth_colors(rows: Sequence[dict]) -> dict[int, str]:
+  return {d: c for d, c in zip(sorted({r["depth"] for r in rows}), COLORS)}
+
+
+def finish(fig, path: str, caption: str | None):
   if caption:
     fig.text(0.5, -0.04, caption, ha="center", fontsize=8, wrap=True)
   fig.tight_layout()
-  return _save(fig, path)
-
-
-def write_curves_csv(runs: dict[str, Group], path: str, steps_per_epoch: int) -> None:
-  """`variant,epoch,test_error,test_error_std,seeds` rows: each variant's test error at every
-  evaluation, mean and std over its seeds (the Huang et al. reproduction's machine-readable
-  output)."""
-  rows = []
-  for label, group in runs.items():
-    steps, mean, std = results.mean_curve(group, "test_error")
-    seeds = len(results.as_group(group))
-    rows += [
-      {
-        "variant": label,
-        "epoch": float(s) / steps_per_epoch,
-        "test_error": float(m),
-        "test_error_std": float(d),
-        "seeds": seeds,
-      }
-      for s, m, d in zip(steps, mean, std)
-    ]
-  results.write_rows(path, rows)
+  return save(fig, path)
