@@ -137,7 +137,10 @@ def model_and_optimizer(cfg: dict):
   decay)."""
   from cnn_depth import models, optim
 
-  model = models.build_model({k: cfg[k] for k in MODEL_FIELDS})
+  fields = {k: cfg[k] for k in MODEL_FIELDS}
+  if cfg.get("target_config", "local") != "local":
+    fields["conv_impl"] = "xla"  # the GPU's convolution, not the CPU backward the host would pick
+  model = models.build_model(fields)
   tx = optim.sgd(optim.step_decay_schedule(0.1, [32000, 48000]), momentum=0.9, weight_decay=1e-4)
   return model, tx
 
@@ -308,6 +311,13 @@ def run_kernels(cfg: dict) -> dict:
   )
 
 
+def input_shape(cfg: dict) -> tuple[int, int, int]:
+  """The family's own input (ImageNet nets 224x224, LeNet one channel; CIFAR nets 32x32x3)."""
+  from cnn_depth import models
+
+  return tuple(models.registry.get(cfg["family"]).input_shape)
+
+
 def _kernel_program(cfg: dict, on_device):
   """(the jitted program run_kernels compiles, abstract arguments placed on `on_device`): the bare
   step on one batch, or feeds.DeviceData's step on a CIFAR-10-sized set in memory (batch gather,
@@ -319,21 +329,23 @@ def _kernel_program(cfg: dict, on_device):
 
   spec = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype, sharding=on_device)
   model, tx = model_and_optimizer(cfg)
-  shapes = state_lib.train_state_shapes(model, tx, (32, 32, 3))
+  shape = input_shape(cfg)
+  mean, std = MEAN[: shape[-1]], STD[: shape[-1]]
+  shapes = state_lib.train_state_shapes(model, tx, shape)
   state = jax.tree_util.tree_map(lambda a: spec(a.shape, a.dtype), shapes)
   norms = cfg["log_block_norms"]
   if not cfg.get("loop_program"):
     batch = {
-      "image": spec((cfg["batch"], 32, 32, 3), jax.numpy.uint8),
+      "image": spec((cfg["batch"], *shape), jax.numpy.uint8),
       "label": spec((cfg["batch"],), jax.numpy.int32),
     }
-    return steps.compile_train_step(model, tx, MEAN, STD, log_block_norms=norms), (state, batch)
+    return steps.compile_train_step(model, tx, mean, std, log_block_norms=norms), (state, batch)
   from cnn_depth import feeds
 
   step_fn = functools.partial(
-    steps.train_step, model=model, tx=tx, mean=MEAN, std=STD, log_block_norms=norms
+    steps.train_step, model=model, tx=tx, mean=mean, std=std, log_block_norms=norms
   )
   step = feeds.compile_gather_step(step_fn, cfg["batch"], 50_000 // cfg["batch"])
   sums = jax.tree_util.tree_map(lambda a: spec(a.shape, a.dtype), jax.eval_shape(feeds.zero_sums))
   labels = spec((50_000,), jax.numpy.int32)
-  return step, (state, sums, spec((50_000, 32, 32, 3), jax.numpy.uint8), labels, labels)
+  return step, (state, sums, spec((50_000, *shape), jax.numpy.uint8), labels, labels)
