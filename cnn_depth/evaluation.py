@@ -87,6 +87,8 @@ class SplitSum:
   """`SplitSum(batch_sums, finish, batch_sharding)(*args, split)`: the sums `batch_sums(*args,
   batch)` returns, added over every batch of the padded `split` (`sum_over_split`), then
   `finish(sums, split.num_examples)` (default: the sums as they are), in ONE compiled program.
+  With `map_over=i`, args[i] is a stack of values (grid points, say) and each row of it is summed
+  over the whole split in turn (`jax.lax.map`, the body compiled once): one result per row.
 
   `args` are traced arguments of that program (variables, gates, directions, vectors...): any values
   of the same shapes reuse the compilation, and so does any split of the same shapes and size.
@@ -101,16 +103,25 @@ class SplitSum:
     batch_sums: Callable[..., dict],
     finish: Callable[[dict, int], Any] | None = None,
     batch_sharding=None,
+    map_over: int | None = None,
   ):
     self.batch_sums, self.finish, self.batch_sharding = batch_sums, finish, batch_sharding
+    self.map_over = map_over
     self.traces = 0
     self.jitted = jax.jit(self._program, compiler_options=layers.compiler_options())
 
   def _program(self, *args):
     self.traces += 1  # Python side effect: runs once per trace, not per call
     *args, split = args
-    sums = sum_over_split(lambda b: self.batch_sums(*args, b), split, self.batch_sharding)
-    return sums if self.finish is None else self.finish(sums, split.num_examples)
+
+    def one(args):
+      sums = sum_over_split(lambda b: self.batch_sums(*args, b), split, self.batch_sharding)
+      return sums if self.finish is None else self.finish(sums, split.num_examples)
+
+    if self.map_over is None:
+      return one(args)
+    i = self.map_over  # each row of args[i] summed over the whole split, under `jax.lax.map`
+    return jax.lax.map(lambda row: one([*args[:i], row, *args[i + 1 :]]), args[i])
 
   def __call__(self, *args):
     """The finished sums for `args`, the last of them the `PaddedSplit` to sum over."""

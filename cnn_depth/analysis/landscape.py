@@ -78,16 +78,12 @@ def zero_direction(params: Mapping[str, Any]) -> dict:
   return jax.tree_util.tree_map(jnp.zeros_like, params)
 
 
-def _grid_sums(variables, directions, coords, batch, *, sums) -> dict:
-  """`sums` of one batch at params + sum_i c[i] * directions[i] for every row c of `coords`, each
-  sum a (G,) array; the grid points run under `jax.lax.map` (one point's activations in memory)."""
-
-  def point(c):
-    move = lambda p, *ds: p + sum(c[i].astype(p.dtype) * d for i, d in enumerate(ds))
-    v = {**variables, "params": jax.tree_util.tree_map(move, variables["params"], *directions)}
-    return sums(v, batch)
-
-  return jax.lax.map(point, coords)
+def _point_sums(variables, directions, c, batch, *, sums) -> dict:
+  """`sums` of one batch at params + sum_i c[i] * directions[i]."""
+  move = lambda p, *ds: p + sum(c[i].astype(p.dtype) * d for i, d in enumerate(ds))
+  return sums(
+    {**variables, "params": jax.tree_util.tree_map(move, variables["params"], *directions)}, batch
+  )
 
 
 def _loss_and_error(sums: dict, num_examples: int) -> tuple[jax.Array, jax.Array]:
@@ -98,7 +94,9 @@ def _loss_and_error(sums: dict, num_examples: int) -> tuple[jax.Array, jax.Array
 def _program(model, mean: tuple, std: tuple) -> evaluation.SplitSum:
   """The compiled grid of (loss, error) over a padded split, for one model and normalisation."""
   sums = functools.partial(steps.eval_sums, model=model, mean=mean, std=std)
-  return evaluation.SplitSum(functools.partial(_grid_sums, sums=sums), _loss_and_error)
+  return evaluation.SplitSum(
+    functools.partial(_point_sums, sums=sums), _loss_and_error, map_over=2
+  )  # one grid point (row of the coordinates) after another, each over the whole split
 
 
 class LossSurface:
@@ -107,10 +105,10 @@ class LossSurface:
 
   The split is padded to whole batches of `batch_size` (padding masked) and kept on the device. The
   variables, the directions and the (G, k) coordinates are arguments of one compiled program
-  (`evaluation.SplitSum`) whose every batch maps over the grid points (`jax.lax.map`: the body
-  compiles once whatever G is), shared by every surface of an equal model and normalisation, so any
-  grid of the same size, any directions and any checkpoint or seed of the net reuse it; `traces`
-  counts its traces.
+  (`evaluation.SplitSum`) that maps over the grid points, each summed over the whole split
+  (`jax.lax.map`: the body compiles once whatever G is), shared by every surface of an equal model
+  and normalisation, so any grid of the same size, any directions and any checkpoint or seed of the
+  net reuse it; `traces` counts its traces.
   """
 
   def __init__(
