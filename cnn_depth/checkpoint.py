@@ -12,10 +12,8 @@ What happens when things go wrong, as measured with orbax-checkpoint 0.12.8 on a
   previous finished step. The leftover is deleted when the next writing `Checkpointer` opens the
   directory (`cleanup_tmp_directories`), so the same step can be saved again.
 * **Checksums.** orbax stores none: a flipped byte in an array file restores *without any error*.
-  Once orbax has committed a step (renamed it, after every process's files), process 0 writes
-  `<dir>/<step>/checksums.json` (size and sha256 of each other file of the step) from a background
-  thread; orbax ignores the file and `keep` prunes it with its step. ResNet-110 with momentum (17
-  files, 12.9 MB): ~10 ms to write or verify, next to ~210 ms for orbax's save (crc32: ~5 ms).
+  Process 0 writes `<dir>/<step>/checksums.json` once orbax has committed a step
+  (`cnn_depth/checksums.py`).
 * **Corrupt step** (a file changed, truncated or lost after the commit). `restore` and
   `load_for_analysis` verify the checksums first: a `CheckpointError` names the file, the step
   directory to delete and the newest earlier step that passes. A step without checksums (older code,
@@ -41,8 +39,6 @@ What happens when things go wrong, as measured with orbax-checkpoint 0.12.8 on a
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import sys
 import threading
@@ -54,10 +50,12 @@ import orbax.checkpoint as ocp
 from absl import logging
 from orbax.checkpoint.checkpoint_manager import StepAlreadyExistsError
 
+from cnn_depth import checksums
+from cnn_depth.console import first_line as _first_line
+
 # The suffix orbax 0.12 gives a step directory while it is being written (see the module docstring).
 TMP_SUFFIX = ".orbax-checkpoint-tmp"
-# The checksums of a step's files, inside its step directory (so orbax's pruning deletes it too).
-MANIFEST = "checksums.json"
+MANIFEST = checksums.MANIFEST
 
 
 class CheckpointError(RuntimeError):
@@ -79,13 +77,6 @@ def abstract_state(tree: Any) -> Any:
     return ocp.utils.to_shape_dtype_struct(x)
 
   return jax.tree.map(leaf, tree)
-
-
-def _first_line(e: BaseException, limit: int = 300) -> str:
-  text = str(e).strip().splitlines()
-  text = text[0] if text else ""
-  text = text if len(text) <= limit else text[:limit] + "..."
-  return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def _drop_closed_loop_reports() -> None:
@@ -111,90 +102,22 @@ def _drop_closed_loop_reports() -> None:
 def _restore_error(
   directory: str, step: int, steps: Sequence[int], e: BaseException, what: str
 ) -> CheckpointError:
+  fallback = checksums.fallback(directory, step, steps)
   return CheckpointError(
     f"could not {what} checkpoint step {step} in {directory} ({_first_line(e)}). If the checkpoint "
-    f"is corrupt (a full disk, lost or truncated files), {_fallback(directory, step, steps)}; if "
-    "the model, optimiser or number of devices changed since it was written, use a new --workdir."
+    f"is corrupt (a full disk, lost or truncated files), {fallback}; if the model, optimiser or "
+    "number of devices changed since it was written, use a new --workdir."
   )
-
-
-def _sha256(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    while chunk := f.read(1 << 20):
-      digest.update(chunk)
-  return digest.hexdigest()
-
-
-def _write_checksums(step_dir: str) -> None:
-  """Writes `<step_dir>/checksums.json`, `{"files": {relative path: [size, sha256]}}` for every
-  file of a committed step (so it hashes what orbax finished writing); through a temporary and a
-  rename, so the manifest is whole or absent."""
-  files = {}
-  for root, _, names in os.walk(step_dir):
-    for rel in (os.path.relpath(os.path.join(root, name), step_dir) for name in names):
-      if rel not in (MANIFEST, MANIFEST + ".tmp"):
-        path = os.path.join(step_dir, rel)
-        files[rel] = [os.path.getsize(path), _sha256(path)]
-  with open(tmp := os.path.join(step_dir, MANIFEST + ".tmp"), "w") as f:
-    json.dump({"algorithm": "sha256", "files": files}, f, indent=1, sort_keys=True)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, os.path.join(step_dir, MANIFEST))
-
-
-def _damage(step_dir: str) -> str | None:
-  """What is wrong with the step's files ("its file X is missing"), None if every file its manifest
-  names has the size and sha256 recorded there (or it has no manifest). Files the manifest does not
-  name are ignored: they are not orbax's (an NFS `.nfs*` leftover, say) and harm no restore."""
-  try:
-    with open(os.path.join(step_dir, MANIFEST)) as f:
-      recorded = sorted((rel, int(n), str(h)) for rel, (n, h) in json.load(f)["files"].items())
-  except FileNotFoundError:
-    return None
-  except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-    return f"its checksum file {MANIFEST} is unreadable ({_first_line(e)})"
-  problems = []
-  for rel, size, digest in recorded:
-    path = os.path.join(step_dir, rel)
-    try:
-      if not os.path.isfile(path):
-        problems.append(f"its file {rel} is missing")
-      elif (found := os.path.getsize(path)) != size:
-        problems.append(f"its file {rel} has {found} bytes, not the {size} it was saved with")
-      elif _sha256(path) != digest:
-        problems.append(f"its file {rel} does not match the sha256 checksum it was saved with")
-    except OSError as e:
-      problems.append(f"its file {rel} cannot be read ({_first_line(e)})")
-  more = f" (and {len(problems) - 1} more of its files are damaged)" if len(problems) > 1 else ""
-  return problems[0] + more if problems else None
-
-
-def _fallback(directory: str, step: int, steps: Sequence[int]) -> str:
-  """What to delete to resume from the newest earlier step whose files pass their checksums."""
-  step_dir = os.path.join(directory, str(step))
-  damaged = []
-  for earlier in sorted((s for s in steps if s < step), reverse=True):
-    earlier_dir = os.path.join(directory, str(earlier))
-    if _damage(earlier_dir) is None:
-      also = f" and the damaged steps {damaged}" if damaged else ""
-      verified = os.path.exists(os.path.join(earlier_dir, MANIFEST))
-      how = ", whose files match their checksums" if verified else " (saved without checksums)"
-      return f"delete {step_dir}{also} to fall back to step {earlier}{how}"
-    damaged.append(earlier)
-  if damaged:
-    return f"the earlier steps {damaged} are damaged too: delete {directory} to start from scratch"
-  return f"delete {step_dir} (there is no earlier checkpoint) to start from scratch"
 
 
 def _verify(directory: str, step: int, steps: Sequence[int], what: str) -> None:
   """A CheckpointError if `step`'s files do not match its checksums; a warning if it has none."""
   step_dir = os.path.join(directory, str(step))
-  problem = _damage(step_dir)
+  problem = checksums.damage(step_dir)
   if problem is not None:
     raise CheckpointError(
       f"could not {what} checkpoint step {step} in {directory}: {problem} (damaged on disk, on "
-      f"the network filesystem or in a copy); {_fallback(directory, step, steps)}"
+      f"the network filesystem or in a copy); {checksums.fallback(directory, step, steps)}"
     )
   if not os.path.exists(os.path.join(step_dir, MANIFEST)):
     logging.warning(
@@ -313,7 +236,7 @@ class Checkpointer:
     except BaseException:  # the save failed: `wait` reports orbax's error
       return
     try:
-      _write_checksums(os.path.join(self.directory, str(step)))
+      checksums.write(os.path.join(self.directory, str(step)))
     except BaseException as e:
       self._hash_error = (step, e)
 

@@ -25,3 +25,12 @@ def quiet_unless_verbose() -> None:
 
 def _drop_expected(record) -> bool:
   return not str(record.msg).startswith(EXPECTED_WARNINGS)
+
+
+def first_line(e: BaseException, limit: int = 300) -> str:
+  """'TypeName: the first line of its message' (cut at `limit` characters): a library's error in
+  one of our one-sentence errors."""
+  text = str(e).strip().splitlines()
+  text = text[0] if text else ""
+  text = text if len(text) <= limit else text[:limit] + "..."
+  return f"{type(e).__name__}: {text}" if text else type(e).__name__
