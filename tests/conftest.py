@@ -1,7 +1,10 @@
-"""Test-wide JAX settings: 8 fake CPU devices (for sharding tests) and a persistent compilation
-cache.
+"""Test-wide JAX settings (8 fake CPU devices for the sharding tests, a persistent compilation
+cache), the order files are collected in, and the one subprocess runner.
 
-Both must be set before JAX initialises its backends, hence here and not in a fixture.
+The tests mirror the package (tests/models/test_registry.py tests cnn_depth/models/registry.py;
+tests/scripts/test_<script>.py runs scripts/<script>.py end to end); what several files share is in
+tests/helpers/ (pyproject's pytest section puts tests/ on sys.path and imports the test files with
+--import-mode=importlib, so two folders may each hold a test_registry.py).
 """
 
 import os
@@ -19,54 +22,45 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _cache)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
+from pathlib import Path  # noqa: E402
 
-# The files that take longest on the 2-core CI machine (cold, measured): collected first, so that
-# pytest-xdist's --dist loadfile hands them out first and the short files fill in around them,
-# instead of one long file running alone at the end.
+import pytest  # noqa: E402
+from helpers import runner  # noqa: E402
+
+# The files that take longest on the 2-core CI machine (cold, measured), by their path under tests/
+# (a file name alone can repeat: models/test_registry.py, data/test_registry.py): collected first,
+# so that pytest-xdist's --dist loadfile hands them out first and the short files fill in around
+# them, instead of one long file running alone at the end.
 LONGEST_FIRST = (
-  "test_reproduce.py",
-  "test_reproduce_why.py",
-  "test_slurm.py",
-  "test_interop.py",
+  "scripts/test_reproduce.py",
+  "scripts/test_sweep_slurm.py",
+  "interop/test_convert.py",
   "test_train.py",
   "test_readme.py",
-  "test_benchmark.py",
-  "test_analysis_scripts.py",
-  "test_models.py",
+  "scripts/test_benchmark.py",
+  "scripts/test_analysis_scripts.py",
+  "models/test_resnet.py",
 )
+TESTS = Path(__file__).resolve().parent
 
 
 def pytest_collection_modifyitems(config, items):
   rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable within a file
+
+  def key(item):
+    try:
+      return rank.get(item.path.resolve().relative_to(TESTS).as_posix(), len(rank))
+    except ValueError:  # a test outside tests/
+      return len(rank)
+
+  items.sort(key=key)  # stable within a file
 
 
 # --------------------------------------------------------------------------------------------------
-# One subprocess runner for every test of a script.
-
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-
-import pytest  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
-if not os.path.exists(PYTHON):
-  PYTHON = sys.executable
-
-
-def run_script(script: str, *args: str, devices: int = 1, timeout: float = 600, env=None, cwd=ROOT):
-  """`python <script> <args>` from the repository root (or `cwd`), with `devices` fake CPU devices
-  and the suite's compilation cache; the CompletedProcess, text output captured."""
-  env = dict(
-    os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", **(env or {})
-  )
-  path = script if os.path.isabs(script) else os.path.join(ROOT, script)
-  return subprocess.run(
-    [PYTHON, path, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-  )
+# One subprocess runner for every test of a script: `run_script(script, *args, devices=1, ...)`
+# (helpers/runner.py; a helper module imports it from there).
 
 
 @pytest.fixture(name="run_script")
 def _run_script_fixture():
-  return run_script
+  return runner.run_script

@@ -10,9 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
-from test_train import (
+from helpers.training import (
   Proc,
   assert_one_error_line,
   cli,
@@ -21,6 +19,8 @@ from test_train import (
   tiny_config,
   wait_until,
 )
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from cnn_depth import checkpoint as checkpoint_lib
 from cnn_depth import models, optim, train

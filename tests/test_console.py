@@ -1,16 +1,10 @@
 """cnn_depth/console.py: a run prints its progress, warnings and errors; INFO logs on request."""
 
-import os
-import subprocess
-import sys
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CACHE = os.path.join(ROOT, ".jax_cache")
+from helpers.runner import CACHE, run_script
 
 
 def train(tmp_path, *flags):
-  cmd = [
-    sys.executable,
+  proc = run_script(
     "scripts/train.py",
     "--config=configs/quickstart.py:depth=8",
     f"--workdir={tmp_path / 'run'}",
@@ -19,9 +13,9 @@ def train(tmp_path, *flags):
     "--config.log_every_steps=1",
     "--config.batch_size=32",
     *flags,
-  ]
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", JAX_PLATFORMS="cpu")
-  proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    env={"JAX_PLATFORMS": "cpu"},
+    timeout=300,
+  )
   assert proc.returncode == 0, proc.stderr[-2000:]
   return proc
 

@@ -1,3 +1,8 @@
+"""cnn_depth/layers.py: the CPU convolution's custom backward against lax (also inside a scan, and
+with the classic nets' strides and paddings), the option-A shortcut, ghost and fused batch norm
+against flax's, the checks of the implementations' names, and the CPU compiler options; with them
+models/gating.py's route_gradient, the one layer-level piece of the gating."""
+
 import re
 
 import jax
@@ -266,3 +271,18 @@ def test_cpu_compiler_options_route_convolutions_to_eigen_with_the_same_gradient
   assert _convolutions_in_ynnpack(ours.as_text()) == 0
   for a, b in zip(ours(x, ws), jax.jit(jax.grad(ref, (0, 1)))(x, ws)):  # float32 sums of 8k terms
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(b))))
+
+
+def test_new_conv_options_keep_the_cpu_backward_exact():
+  """AlexNet's 11x11/4 conv with padding 2 and NiN's unpadded one: the CPU custom backward
+  agrees."""
+  x = jax.random.normal(jax.random.key(0), (2, 27, 27, 3))
+  w = jax.random.normal(jax.random.key(1), (11, 11, 3, 4))
+  for pad in (2, 0):
+    p = ((pad, pad),) * 2
+    ref = lambda x, w: jnp.sum(
+      jnp.sin(lax.conv_general_dilated(x, w, (4, 4), p, dimension_numbers=layers._DN))
+    )
+    ours = lambda x, w: jnp.sum(jnp.sin(layers.conv_cpu_vjp(x, w, (4, 4), p)))
+    for a, b in zip(jax.grad(ours, (0, 1))(x, w), jax.grad(ref, (0, 1))(x, w)):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)

@@ -15,7 +15,7 @@ import signal
 import time
 
 import pytest
-from test_train import (
+from helpers.training import (
   Proc,
   assert_one_error_line,
   cli,

@@ -7,13 +7,11 @@ overrides that make them a few steps on a tiny width; nothing else about the com
 import os
 import re
 import shlex
-import subprocess
-import sys
 
 import pytest
-from test_data import write_cifar_pickles
+from helpers.data_files import write_cifar_pickles
+from helpers.runner import CACHE, ROOT, run_script
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHORT_TRAIN = [
   "--config.num_train_steps=2",
   "--config.num_epochs=-1",
@@ -41,8 +39,8 @@ SHORT = {
     "--checkpoint_every=4",
   ],
   "scripts/quickstart.py": ["--steps=4", "--depths=8,14"],
-  # The grids are planned and printed (the sbatch script for SLURM), not run: test_sweep.py and
-  # test_slurm.py run real ones.
+  # The grids are planned and printed (the sbatch script for SLURM), not run:
+  # tests/scripts/test_sweep.py and tests/scripts/test_sweep_slurm.py run real ones.
   "scripts/sweep.py": ["--dry_run"],
   "scripts/reproduce.py": [],  # its README commands are --list and --dry_run ones
 }
@@ -55,8 +53,8 @@ def readme_commands():
     joined = re.sub(r"\\\n\s*", " ", block)
     for line in joined.splitlines():
       line = line.split("  #")[0].strip()
-      # The analysis scripts need a trained workdir: tests/test_analysis_scripts.py runs them on
-      # one.
+      # The analysis scripts need a trained workdir: tests/scripts/test_analysis_scripts.py runs
+      # them on one.
       if line.startswith("python scripts/") and not line.startswith(
         (
           "python scripts/lesion.py",
@@ -64,11 +62,11 @@ def readme_commands():
           "python scripts/make_figures.py",
           "python scripts/loss_landscape.py",
           "python scripts/shattered_gradients.py",
-          # These need a downloaded checkpoint: tests/test_interop_scripts.py runs them on
+          # These need a downloaded checkpoint: tests/scripts/test_import_weights.py runs them on
           # generated weights in the same formats.
           "python scripts/import_weights.py",
           "python scripts/export_weights.py",
-          # Needs PyTorch: tests/test_benchmark.py runs it where PyTorch is installed.
+          # Needs PyTorch: tests/scripts/test_benchmark_vs_torch.py runs it where PyTorch is.
           "python scripts/benchmark_vs_torch.py",
         )
       ):
@@ -99,9 +97,6 @@ def test_readme_command_runs(command, tmp_path):
     args.append(f"--workdir={tmp_path / 'quickstart'}")
   args += SHORT.get(script, [])
   if script == "scripts/train.py":
-    args.append(f"--compilation_cache={os.path.join(ROOT, '.jax_cache')}")
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
-  proc = subprocess.run(
-    [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
-  )
+    args.append(f"--compilation_cache={CACHE}")
+  proc = run_script(*args)
   assert proc.returncode == 0, proc.stderr[-3000:]

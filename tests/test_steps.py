@@ -1,3 +1,7 @@
+"""cnn_depth/steps.py: the augmentation, the train step (it learns, compiles once, gives the same
+per-block norms in both layouts; the global norm), on one device and sharded over conftest.py's 8
+fake CPU devices (sharding.py), ghost BN per device (the schedule and SGD: tests/test_optim.py)."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,32 +22,6 @@ def tiny_setup(batch=16, **model_kw):
     "label": rng.integers(0, 10, (batch,), dtype=np.int32),
   }
   return model, tx, data
-
-
-def test_schedule_step_decay_and_warmup():
-  s = optim.step_decay_schedule(0.1, [32000, 48000])
-  assert [float(s(i)) for i in (0, 31999, 32000, 47999, 48000, 63999)] == pytest.approx(
-    [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
-  )
-  w = optim.step_decay_schedule(0.1, [32000, 48000], warmup_steps=400, warmup_lr=0.01)
-  assert [float(w(i)) for i in (0, 399, 400, 31999, 32000, 48000)] == pytest.approx(
-    [0.01, 0.01, 0.1, 0.1, 0.01, 0.001]
-  )
-  assert (
-    optim.to_steps(250, "epochs", 391) == 97750 and optim.to_steps(64000, "steps", 391) == 64000
-  )
-  with pytest.raises(ValueError, match="after the warm-up"):
-    optim.step_decay_schedule(0.1, [300], warmup_steps=400)
-
-
-def test_sgd_is_torch_style_coupled_weight_decay():
-  tx = optim.sgd(0.1, momentum=0.9, weight_decay=1e-4)
-  p = {"w": jnp.array([1.0, -2.0])}
-  g = {"w": jnp.array([0.5, 0.5])}
-  st = tx.init(p)
-  u1, st = tx.update(g, st, p)
-  # torch: buf = g + wd * p; p -= lr * buf
-  np.testing.assert_allclose(u1["w"], -0.1 * (g["w"] + 1e-4 * p["w"]), rtol=1e-6)
 
 
 def test_augmentation_shapes_and_determinism():
@@ -143,18 +121,3 @@ def test_ghost_bn_per_device_statistics_on_eight_devices():
     losses.append(float(m["loss_sum"]))
     assert np.isfinite(losses[-1])
   assert losses[0] != pytest.approx(losses[1], rel=1e-4)  # per-device statistics are different
-
-
-def test_state_shapes_and_the_unoptimised_init():
-  """`train_state_shapes` is what `create_train_state` builds; the init program is compiled without
-  XLA's backend optimisations (state.INIT_OPTIONS), which moves no draw by more than 3 ulp
-  (2.4e-7 relative; measured the same for ResNet-8 to 56)."""
-  model = models.build_model({"family": "cifar_resnet", "depth": 8, "width": 4})
-  tx = optim.sgd(0.1, momentum=0.9)
-  state = state_lib.create_train_state(model, tx, jax.random.key(3), (8, 8, 1))
-  shapes = state_lib.train_state_shapes(model, tx, (8, 8, 1))
-  as_spec = lambda t: jax.tree.map(lambda a: (a.shape, a.dtype), t)
-  assert as_spec(state) == as_spec(shapes)
-  optimised = jax.jit(state_lib._init_fn(model, tx, jax.random.key(3), (8, 8, 1)))()
-  for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(optimised.params)):
-    np.testing.assert_array_max_ulp(np.asarray(a), np.asarray(b), maxulp=3)

@@ -17,9 +17,6 @@ import math
 import os
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -27,27 +24,28 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_data import write_cifar_pickles
+from helpers.data_files import write_cifar_pickles
+from helpers.training import (
+  DEPTH,
+  DIVERGENT,
+  STEPS,
+  SUBPROCESS_TIMEOUT,
+  Proc,
+  assert_one_error_line,
+  checkpoint_steps,
+  cli,
+  free_port,
+  read_metrics,
+  read_status,
+  run_cli,
+  tiny_config,
+  wait_until,
+)
 
 from cnn_depth import checkpoint as ckpt_lib
-from cnn_depth import config as config_lib
 from cnn_depth import train
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "scripts" / "train.py"
-CACHE = REPO / ".jax_cache"
-STEPS = 40
-DEPTH = 8
-CONFIG_ARG = f"depth={DEPTH},residual=False,steps={STEPS},seed=0"  # lr /10 at steps 20 and 30
 BOUNDARIES = (STEPS // 2, STEPS * 3 // 4)  # what configs/quickstart.py derives from steps=40
-TINY = {
-  "model.width": 4,
-  "batch_size": 32,
-  "log_every_steps": 1,
-  "eval_every_steps": 10,
-  "checkpoint_every_steps": 5,
-  "eval_train_set": False,
-}
 # Values that must not depend on how the run was interrupted (images_per_sec does).
 DETERMINISTIC = (
   "epoch",
@@ -61,124 +59,10 @@ DETERMINISTIC = (
   "test_loss",
   "test_error",
 )
-SUBPROCESS_TIMEOUT = 240
 
 
 # --------------------------------------------------------------------------------------------------
 # Helpers
-
-
-def _quickstart():
-  return config_lib.load_config_module(REPO / "configs" / "quickstart.py")
-
-
-def tiny_config(**overrides):
-  """The quickstart config with TINY and `overrides` ({'dotted.name': value}) applied."""
-  config = _quickstart().get_config(CONFIG_ARG)
-  for dotted, value in {**TINY, **overrides}.items():
-    *parents, name = dotted.split(".")
-    node = config
-    for p in parents:
-      node = node[p]
-    node[name] = value
-  return config
-
-
-def cli(workdir, *extra, **overrides) -> list[str]:
-  """The scripts/train.py command line for tiny_config(**overrides) (extra: more raw flags)."""
-  flags = [f"--config.{k}={v}" for k, v in {**TINY, **overrides}.items()]
-  return [
-    sys.executable,
-    str(SCRIPT),
-    f"--config={REPO / 'configs' / 'quickstart.py'}:{CONFIG_ARG}",
-    f"--workdir={workdir}",
-    f"--compilation_cache={CACHE}",
-    "--verbosity=-1",
-    *flags,
-    *extra,
-  ]
-
-
-def env(devices: int = 8) -> dict:
-  e = {
-    k: v
-    for k, v in os.environ.items()
-    if k not in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
-  }
-  e["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-  e["JAX_PLATFORMS"] = "cpu"
-  return e
-
-
-class Proc:
-  """A scripts/train.py subprocess with its stdout/stderr in files (no pipe to fill up)."""
-
-  def __init__(self, args, log_prefix: Path, devices: int = 8):
-    self.out, self.err = Path(f"{log_prefix}.out"), Path(f"{log_prefix}.err")
-    with open(self.out, "w") as out, open(self.err, "w") as err:
-      self.popen = subprocess.Popen(args, stdout=out, stderr=err, env=env(devices), cwd=REPO)
-
-  def wait(self, timeout=SUBPROCESS_TIMEOUT) -> int:
-    try:
-      return self.popen.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-      self.popen.kill()
-      self.popen.wait()
-      pytest.fail(f"{' '.join(self.popen.args)} ran over {timeout} s\n{self.tail()}")
-
-  def kill(self):
-    if self.popen.poll() is None:
-      self.popen.kill()
-      self.popen.wait()
-
-  def stderr(self) -> str:
-    return self.err.read_text()
-
-  def tail(self, n: int = 3000) -> str:
-    return f"--- stdout ---\n{self.out.read_text()[-n:]}\n--- stderr ---\n{self.stderr()[-n:]}"
-
-
-def run_cli(args, log_prefix: Path, devices: int = 8) -> Proc:
-  proc = Proc(args, log_prefix, devices)
-  proc.wait()
-  return proc
-
-
-def checkpoint_steps(workdir) -> list[int]:
-  """Finished checkpoints (orbax renames `<step>.orbax-checkpoint-tmp` to `<step>` when done)."""
-  d = Path(workdir) / "checkpoints"
-  return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.is_dir() else []
-
-
-def read_metrics(workdir) -> list[dict]:
-  """metrics.jsonl without a half-written last line (a SIGKILL can leave one)."""
-  path = Path(workdir) / "metrics.jsonl"
-  if not path.exists():
-    return []
-  records = []
-  lines = path.read_text().split("\n")
-  for i, line in enumerate(lines):
-    if line.strip():
-      try:
-        records.append(json.loads(line))
-      except json.JSONDecodeError:
-        assert i == len(lines) - 1, f"{path}:{i + 1} is not JSON: {line!r}"
-  return records
-
-
-def read_status(workdir) -> dict:
-  return json.loads((Path(workdir) / "status.json").read_text())
-
-
-def wait_until(condition, proc: Proc, what: str, timeout: float = 180.0):
-  deadline = time.monotonic() + timeout
-  while not condition():
-    if proc.popen.poll() is not None:
-      pytest.fail(f"the run ended (rc {proc.popen.returncode}) before {what}\n{proc.tail()}")
-    if time.monotonic() > deadline:
-      proc.kill()
-      pytest.fail(f"no {what} after {timeout} s\n{proc.tail()}")
-    time.sleep(0.005)
 
 
 def key_bits(tree):
@@ -220,17 +104,6 @@ def assert_same_metrics(records, reference):
       assert (key in r) == (key in ref), (r["step"], key)
       if key in r:
         assert r[key] == ref[key], f"step {r['step']} {key}: {r[key]!r} != {ref[key]!r}"
-
-
-def free_port() -> int:
-  try:
-    import portpicker
-
-    return portpicker.pick_unused_port()
-  except ImportError:
-    with socket.socket() as s:
-      s.bind(("127.0.0.1", 0))
-      return s.getsockname()[1]
 
 
 def all_finite(tree) -> bool:
@@ -431,14 +304,6 @@ def test_sigterm_preempts_and_relaunch_finishes(reference, tmp_path):
 # 4. Divergence
 
 
-DIVERGENT = {
-  "learning_rate": 1e4,
-  "num_train_steps": 10,
-  "checkpoint_every_steps": 2,
-  "eval_every_steps": 100,
-}  # loss ~1e16 by step 4, NaN at step 5 (plain-8, digits)
-
-
 def test_divergence_stops_with_status_and_a_finite_checkpoint(tmp_path):
   with pytest.raises(train.TrainingDiverged):
     train.train_and_evaluate(tiny_config(**DIVERGENT), str(tmp_path))
@@ -606,15 +471,6 @@ def files_of(path: Path) -> dict | None:
   if path.is_file():
     return {path.name: path.read_bytes()}
   return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
-
-
-def assert_one_error_line(proc: Proc, expect: str) -> str:
-  err = proc.stderr()
-  assert "Traceback" not in err, proc.tail()
-  errors = [line for line in err.splitlines() if line.startswith("error:")]
-  assert len(errors) == 1, proc.tail()
-  assert expect in errors[0], f"{expect!r} not in {errors[0]!r}"
-  return errors[0]
 
 
 def reference_copy(reference_dir, workdir, **saved_config):

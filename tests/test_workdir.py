@@ -1,23 +1,36 @@
+"""cnn_depth/workdir.py: the paths of a workdir and a sweep root, config.json, metrics.jsonl and
+status.json written, read and truncated for a resume, the checks of a workdir's folder and of a
+resume's config; and workdirs written by older code, which still open, restore and resume.
+
+`tests/fixtures/workdirs_e358d80/` holds two tiny runs trained for 2 steps by commit e358d80 (before
+the models/ and data/ packages): a scanned CIFAR ResNet-14 (width 4) and a DenseNet-BC-10 (k = 4),
+both on the embedded digits. Their parameter paths, config.json and orbax checkpoints are what
+users' workdirs of that time look like.
+"""
+
 import errno
 import json
 import os
+import shutil
 import stat
-import subprocess
-import sys
 
+import jax
+import ml_collections
 import numpy as np
 import pytest
+from helpers.runner import ROOT, run_script
 
+from cnn_depth import config as config_lib
+from cnn_depth import models, train
 from cnn_depth import workdir as workdir_lib
+from cnn_depth.analysis import lesion, runs
 from cnn_depth.workdir import WorkdirError
 
 
 def test_logs_does_not_import_jax():
   code = "import sys, cnn_depth.workdir; print('jax' in sys.modules, 'numpy' in sys.modules)"
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  out = subprocess.run(
-    [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
-  )
+  out = run_script("-c", code)
+  assert out.returncode == 0, out.stderr[-3000:]
   assert out.stdout.split() == ["False", "False"]
 
 
@@ -233,3 +246,46 @@ def test_check_resume_compatible_fills_fields_added_later():
     workdir_lib.check_resume_compatible(
       saved, {"model": {"depth": 20, "growth_rate": 24}}, fields, added
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# Workdirs written by older code (tests/fixtures/workdirs_e358d80/).
+
+FIXTURES = os.path.join(ROOT, "tests", "fixtures", "workdirs_e358d80")
+
+
+def shapes(tree):
+  return jax.tree_util.tree_map(lambda a: tuple(a.shape), tree)
+
+
+def saved_config(workdir) -> ml_collections.ConfigDict:
+  """config.base() with every value the workdir's config.json holds."""
+  config = config_lib.base()
+  for key, value in workdir_lib.read_config(workdir).items():
+    if isinstance(value, dict):
+      for sub, v in value.items():
+        config[key][sub] = v
+    else:
+      config[key] = tuple(value) if isinstance(value, list) else value
+  return config
+
+
+@pytest.mark.parametrize("name", ["resnet14", "densenet_bc10"])
+def test_an_old_workdir_restores_and_resumes(tmp_path, name):
+  workdir = str(tmp_path / name)
+  shutil.copytree(os.path.join(FIXTURES, name), workdir)
+
+  model, variables, config, ds = runs.load_trained(workdir)
+  fresh = models.init_shapes(model, ds.image_shape)
+  assert shapes(variables["params"]) == shapes(fresh["params"])
+  assert shapes(variables["batch_stats"]) == shapes(fresh["batch_stats"])
+  error = lesion.make_error_fn(model, variables, ds.test_images, ds.test_labels, ds.mean, ds.std)
+  # The saved test error of step 2, measured again from the restored variables.
+  assert error() == pytest.approx(workdir_lib.read_status(workdir)["test_error"], abs=1e-6)
+
+  c = saved_config(workdir)
+  c.num_train_steps = 3
+  final = train.train_and_evaluate(c, workdir)
+  assert final["steps"] == 3 and workdir_lib.read_status(workdir)["status"] == "done"
+  assert [m["step"] for m in workdir_lib.read_metrics(workdir)] == [1, 2, 3]
+  assert np.isfinite(final["test_error"])

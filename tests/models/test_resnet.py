@@ -1,0 +1,451 @@
+"""The ResNets and their plain twins (cnn_depth/models/resnet.py, blocks.py): parameter counts and
+multiply-adds against the papers, invalid depths and blocks refused, and the forward behaviour the
+studies rely on, through the ResNet: scanned and unrolled layouts (layout.py), gates, stochastic
+depth and gradient routes (gating.py). The last test trains four families' BN both ways (fused and
+flax), the ResNets among them.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers.nets import without_block
+
+from cnn_depth import models
+from cnn_depth.models import ROUTE_BOTH, ROUTE_SKIP
+
+CIFAR = (32, 32, 3)
+
+
+def n_params(model, shape=CIFAR):
+  return models.count_params(models.init_shapes(model, shape)["params"])
+
+
+# --- parameter counts against the papers ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+  "depth,count",
+  [
+    (20, 269_722),
+    (32, 464_154),
+    (44, 658_586),
+    (56, 853_018),
+    (110, 1_727_962),
+    (1202, 19_421_274),
+  ],
+)
+def test_cifar_resnet_option_a_exact_counts(depth, count):
+  assert n_params(models.cifar_resnet(depth)) == count
+
+
+@pytest.mark.parametrize("depth", [20, 56])
+def test_plain_twin_and_option_a_are_parameter_free_shortcuts(depth):
+  resnet = models.init_shapes(models.cifar_resnet(depth), CIFAR)["params"]
+  plain = models.init_shapes(models.cifar_resnet(depth, residual=False), CIFAR)["params"]
+  assert models.count_params(plain) == models.count_params(resnet)
+  assert jax.tree_util.tree_structure(plain) == jax.tree_util.tree_structure(resnet)
+  assert not any(
+    "proj" in jax.tree_util.keystr(k) for k, _ in jax.tree_util.tree_leaves_with_path(resnet)
+  )
+  # Option B adds exactly two projections (1x1 conv + BN) at the two dimension changes.
+  extra = (16 * 32 + 2 * 32) + (32 * 64 + 2 * 64)
+  assert (
+    n_params(models.cifar_resnet(depth, shortcut="B"))
+    == n_params(models.cifar_resnet(depth)) + extra
+  )
+
+
+@pytest.mark.parametrize("depth,count", [(18, 11_689_512), (34, 21_797_672), (50, 25_557_032)])
+def test_imagenet_resnet_exact_counts(depth, count):
+  assert n_params(models.imagenet_resnet(depth), (224, 224, 3)) == count
+
+
+@pytest.mark.parametrize("depth,paper", [(164, 1.7e6), (1001, 10.2e6)])
+def test_preact_bottleneck_counts_within_one_percent(depth, paper):
+  """He et al. 2016b quote conv/dense weights (BN adds ~1.5%, which `count_params` includes)."""
+  params = models.init_shapes(models.cifar_preact(depth), CIFAR)["params"]
+  weights = sum(
+    a.size
+    for k, a in jax.tree_util.tree_leaves_with_path(params)
+    if jax.tree_util.keystr(k).endswith("['kernel']")
+  )
+  assert round(weights, -5) == paper  # the paper's figure, to the digits it gives
+  if depth == 1001:
+    assert abs(weights - paper) / paper < 0.01
+  assert 0.01 < models.count_params(params) / weights - 1 < 0.02
+
+
+def test_multiply_adds_match_the_papers():
+  assert abs(models.multiply_adds(models.cifar_resnet(20), CIFAR) - 41e6) / 41e6 < 0.02
+  for depth, paper in [(18, 1.8e9), (34, 3.6e9), (50, 3.8e9)]:
+    macs = models.multiply_adds(models.imagenet_resnet(depth), (224, 224, 3))
+    assert abs(macs - paper) / paper < 0.025, (depth, macs)
+
+
+def test_bottleneck_stride_on_the_3x3_is_torchvisions_v1_5():
+  """The same 25,557,032 parameters as torchvision's resnet50; the stride moved to the 3x3 costs
+  4.09G multiply-adds instead of the paper's 3.86G (torchvision's model card: 4.09 GFLOPS)."""
+  paper, v15 = (models.imagenet_resnet(50, bottleneck_stride=s) for s in ("1x1", "3x3"))
+  for net in (paper, v15):
+    assert models.count_params(models.init_shapes(net, (224, 224, 3))["params"]) == 25_557_032
+  assert round(models.multiply_adds(paper, (224, 224, 3)) / 1e7) == 386
+  assert round(models.multiply_adds(v15, (224, 224, 3)) / 1e7) == 409
+  with pytest.raises(ValueError, match="bottleneck_stride must be"):
+    models.init_shapes(models.imagenet_resnet(50, bottleneck_stride="2x2"), (64, 64, 3))
+
+
+# --- invalid configurations -----------------------------------------------------------------------
+
+
+def test_invalid_depths_name_the_valid_form_and_neighbours():
+  with pytest.raises(ValueError, match=r"6n\+2.*nearest valid depths: 20 and 26"):
+    models.cifar_resnet(21)
+  with pytest.raises(ValueError, match=r"9n\+2.*92 and 101"):
+    models.cifar_preact(100)
+  with pytest.raises(ValueError, match=r"6n\+2.*nearest valid depths: 8"):
+    models.cifar_resnet(3)
+  with pytest.raises(ValueError, match=r"\[18, 34, 50, 101, 152\].*nearest: 34"):
+    models.imagenet_resnet(36)
+  with pytest.raises(ValueError, match="unknown model family 'resnext'"):
+    models.build_model({"family": "resnext", "depth": 50})
+  with pytest.raises(ValueError, match="unknown model config fields"):
+    models.build_model({"family": "cifar_resnet", "depth": 20, "dept": 3})
+  with pytest.raises(ValueError, match=r"\[0, 1\]"):
+    models.survival_probabilities(10, 1.5)
+
+
+def test_cifar_resnet_takes_bottleneck_blocks_at_depth_9n_plus_2():
+  """The 'original' (post-activation) ResNet-164 of He et al. 2016b: ~1.7M parameters."""
+  m = models.build_model({"family": "cifar_resnet", "depth": 164, "block": "bottleneck"})
+  assert (m.block, m.preact, m.stage_sizes, m.stage_widths) == (
+    "bottleneck",
+    False,
+    (18,) * 3,
+    (64, 128, 256),
+  )
+  assert abs(n_params(m) - 1.7e6) / 1.7e6 < 0.03
+  plain = models.build_model(
+    {"family": "cifar_plain", "depth": 11, "block": "bottleneck", "width": 4}
+  )
+  assert not plain.residual and plain.stage_sizes == (1, 1, 1)
+  logits = plain.apply(init(plain, jnp.zeros((2, 8, 8, 3))), jnp.zeros((2, 8, 8, 3)), train=False)
+  assert logits.shape == (2, 10)
+
+
+def test_a_block_the_family_cannot_build_is_refused_not_ignored():
+  """Once `block` was read for cifar_preact only: block=bottleneck trained a basic-block
+  ResNet-8."""
+  with pytest.raises(
+    ValueError, match=r"bottleneck blocks: it must be 9n\+2.*nearest valid depths: 11"
+  ):
+    models.build_model({"family": "cifar_resnet", "depth": 8, "block": "bottleneck"})
+  with pytest.raises(
+    ValueError, match="block='bottleneck' does not apply to family 'imagenet_resnet'"
+  ):
+    models.build_model({"family": "imagenet_resnet", "depth": 18, "block": "bottleneck"})
+  with pytest.raises(ValueError, match="block must be 'basic' or 'bottleneck'"):
+    models.build_model({"family": "cifar_resnet", "depth": 20, "block": "wide"})
+
+
+def test_build_model_matches_presets():
+  m = models.build_model({"family": "cifar_preact", "depth": 110, "block": "basic", "width": 4})
+  assert (m.block, m.preact, m.stage_sizes) == ("basic", True, (18, 18, 18))
+  m = models.build_model({"family": "imagenet_plain", "depth": 34, "dtype": "bfloat16"})
+  assert not m.residual and m.dtype == jnp.bfloat16 and m.num_classes == 1000
+
+
+# --- forward behaviour ----------------------------------------------------------------------------
+
+
+def tiny(residual=True, **kw):
+  kw.setdefault("width", 4)
+  return models.cifar_resnet(14, residual=residual, **kw)  # n = 2 blocks per stage
+
+
+@pytest.fixture(scope="module")
+def images():
+  return jax.random.normal(jax.random.key(1), (4, 16, 16, 3))
+
+
+def init(model, images):
+  return model.init(jax.random.key(0), images, train=False)
+
+
+@pytest.mark.parametrize(
+  "make",
+  [
+    lambda: models.cifar_resnet(14, width=4),
+    lambda: models.cifar_preact(11, width=2),
+    lambda: models.cifar_preact(14, block="basic", width=4, shortcut="A"),
+    lambda: models.imagenet_resnet(18, width=4, num_classes=7),
+    lambda: models.imagenet_resnet(50, width=2, residual=False),
+  ],
+)
+def test_output_shapes(make, images):
+  model = make()
+  variables = init(model, images)
+  logits = model.apply(variables, images, train=False)
+  assert logits.shape == (4, model.num_classes) and logits.dtype == jnp.float32
+  logits, updates = model.apply(variables, images, train=True, mutable=["batch_stats"])
+  assert logits.shape == (4, model.num_classes)
+  assert jax.tree_util.tree_structure(updates["batch_stats"]) == jax.tree_util.tree_structure(
+    variables["batch_stats"]
+  )
+
+
+@pytest.mark.parametrize("residual", [True, False])
+@pytest.mark.parametrize("train", [False, True])
+def test_scan_and_unroll_agree_in_values_and_gradients(residual, train, images):
+  scanned = tiny(residual, stages="scan")
+  unrolled = scanned.clone(stages="unroll")
+  v = init(scanned, images)
+  vu = models.convert_variables(v, "unroll")
+  assert models.convert_variables(vu, "scan").keys() == v.keys()
+
+  def loss(model, variables):
+    out = model.apply(variables, images, train=train, mutable=["batch_stats"] if train else False)
+    logits = out[0] if train else out
+    return jnp.sum(logits**2)
+
+  np.testing.assert_allclose(loss(scanned, v), loss(unrolled, vu), rtol=1e-5)
+  g = jax.grad(functools.partial(loss, scanned))(v)["params"]
+  gu = jax.grad(functools.partial(loss, unrolled))(vu)["params"]
+  flat_g = jax.tree_util.tree_leaves(models.unstack_stages(g))
+  flat_gu = jax.tree_util.tree_leaves(gu)
+  for a, b in zip(flat_g, flat_gu):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)  # float32, reassociation only
+
+
+def test_scan_unroll_factor_and_remat_do_not_change_results(images):
+  base = tiny(stages="scan")
+  v = init(base, images)
+  ref = base.apply(v, images, train=False)
+  for variant in (base.clone(unroll=2), base.clone(remat=True)):
+    np.testing.assert_allclose(variant.apply(v, images, train=False), ref, rtol=1e-6, atol=1e-6)
+
+
+def test_all_gates_one_is_the_ordinary_forward(images):
+  model = tiny()
+  v = init(model, images)
+  np.testing.assert_array_equal(
+    model.apply(v, images, train=False, gates=jnp.ones(6)), model.apply(v, images, train=False)
+  )
+
+
+@pytest.mark.parametrize(
+  "make",
+  [
+    lambda **kw: models.cifar_resnet(20, width=4, **kw),
+    lambda **kw: models.cifar_preact(20, block="basic", width=4, **kw),
+  ],
+)
+@pytest.mark.parametrize("stage,block", [(0, 1), (1, 2), (2, 0)])
+def test_gate_zero_equals_the_network_without_that_block(make, stage, block, images):
+  """Veit et al. lesion: gate 0 keeps only the block's skip path. For a non-downsampling block that
+  is the net with one block fewer; for a downsampling block, the net whose block is replaced by
+  option A."""
+  model = make(stages="unroll")
+  v = init(model, images)
+  gates = np.ones(model.num_blocks, np.float32)
+  gates[sum(model.stage_sizes[:stage]) + block] = 0.0
+  lesioned = model.apply(v, images, train=False, gates=gates)
+
+  sizes = list(model.stage_sizes)
+  if block > 0:
+    sizes[stage] -= 1
+    smaller = model.clone(stage_sizes=tuple(sizes))
+    sv = without_block(v, stage, block)
+    np.testing.assert_allclose(
+      lesioned, smaller.apply(sv, images, train=False), rtol=1e-6, atol=1e-6
+    )
+  # Independently of layout: gate 0 equals zeroing the last layer of the block's residual branch.
+  name = f"stage{stage}_block{block}"
+  params = jax.tree_util.tree_map(lambda a: a, v["params"])
+  if model.preact:
+    params[name]["conv2"]["kernel"] = jnp.zeros_like(params[name]["conv2"]["kernel"])
+  else:
+    params[name]["bn2"] = jax.tree_util.tree_map(jnp.zeros_like, params[name]["bn2"])
+  np.testing.assert_allclose(
+    lesioned, model.apply({**v, "params": params}, images, train=False), rtol=1e-6, atol=1e-6
+  )
+  assert not np.allclose(lesioned, model.apply(v, images, train=False))
+
+
+def test_lesion_of_a_zero_gate_changes_nothing_and_plain_block_deletion_is_identity(images):
+  model = tiny(residual=False, stages="unroll")
+  v = init(model, images)
+  gates = np.ones(6, np.float32)
+  gates[1] = 0.0  # stage0 block1: same shape, so deleting it passes its input through
+  smaller = model.clone(stage_sizes=(1, 2, 2))
+  sv = {c: {k: val for k, val in t.items() if k != "stage0_block1"} for c, t in v.items()}
+  np.testing.assert_allclose(
+    model.apply(v, images, train=False, gates=gates),
+    smaller.apply(sv, images, train=False),
+    rtol=1e-6,
+    atol=1e-6,
+  )
+
+
+def test_survival_probabilities_follow_the_linear_rule():
+  p = models.survival_probabilities(54, 0.5)
+  l = np.arange(1, 55)
+  np.testing.assert_allclose(p, 1 - l / 54 * 0.5, rtol=1e-6)
+  assert p[-1] == pytest.approx(0.5) and p[0] == pytest.approx(1 - 0.5 / 54)
+  np.testing.assert_array_equal(models.survival_probabilities(5, 1.0), np.ones(5))
+
+
+def test_stochastic_depth_test_time_is_the_p_scaled_forward(images):
+  sd = tiny(survival_last=0.5)
+  v = init(sd, images)
+  p = models.survival_probabilities(6, 0.5)
+  np.testing.assert_allclose(
+    sd.apply(v, images, train=False), tiny().apply(v, images, train=False, gates=p), rtol=1e-6
+  )
+
+
+def test_stochastic_depth_training_draws_whole_blocks_deterministically(images):
+  sd = tiny(survival_last=0.5)
+  v = init(sd, images)
+
+  def run(key, **kw):
+    return sd.apply(v, images, train=True, mutable=["batch_stats"], rngs={"drop": key}, **kw)[0]
+
+  np.testing.assert_array_equal(run(jax.random.key(3)), run(jax.random.key(3)))
+  # The draw is one Bernoulli per block per batch: the output equals the ordinary net gated by it.
+  gates = models.stochastic_depth_gates(
+    jax.random.fold_in(jax.random.key(3), 0), jnp.asarray(models.survival_probabilities(6, 0.5))
+  )
+  assert gates.shape == (6,) and set(np.unique(gates)) <= {0.0, 1.0}
+  survival = jnp.asarray(models.survival_probabilities(6, 0.5))
+  draws = jax.vmap(lambda k: models.stochastic_depth_gates(k, survival))(
+    jax.random.split(jax.random.key(0), 2000)
+  )
+  np.testing.assert_allclose(draws.mean(0), models.survival_probabilities(6, 0.5), atol=0.04)
+  outs = {tuple(np.asarray(run(jax.random.key(i))[0]).round(4)) for i in range(8)}
+  assert len(outs) > 1  # different keys drop different blocks
+
+
+def test_drop_path_draws_per_sample(images):
+  survival = jnp.asarray(models.survival_probabilities(6, 0.5))
+  g = models.stochastic_depth_gates(jax.random.key(0), survival, batch_size=64)
+  assert g.shape == (6, 64)
+  assert 0 < float(g[-1].mean()) < 1  # samples differ within the batch
+  dp = tiny(survival_last=0.5, drop_mode="sample")
+  v = init(dp, images)
+  out, _ = dp.apply(
+    v, images, train=True, mutable=["batch_stats"], rngs={"drop": jax.random.key(1)}
+  )
+  assert out.shape == (4, 10)
+
+
+def test_grad_route_changes_gradients_not_values(images):
+  model = tiny()
+  v = init(model, images)
+  skip_only = np.full(6, ROUTE_SKIP, np.int32)
+  np.testing.assert_array_equal(
+    model.apply(v, images, train=False, grad_route=skip_only), model.apply(v, images, train=False)
+  )
+
+  def grads(route):
+    f = lambda p: jnp.sum(model.apply({**v, "params": p}, images, train=False, grad_route=route))
+    return models.unstack_stages(jax.grad(f)(v["params"]))
+
+  g_skip = grads(skip_only)
+  g_both = grads(np.full(6, ROUTE_BOTH, np.int32))
+  # With every branch's gradient stopped, no residual-branch parameter receives a gradient...
+  for name in models.block_names(model):
+    assert all(float(jnp.abs(a).sum()) == 0 for a in jax.tree_util.tree_leaves(g_skip[name]))
+    assert any(float(jnp.abs(a).sum()) > 0 for a in jax.tree_util.tree_leaves(g_both[name]))
+  # ...while the head still learns.
+  assert float(jnp.abs(g_skip["head"]["kernel"]).sum()) > 0
+
+
+def test_bfloat16_forward_agrees_with_float32(images):
+  f32 = models.cifar_resnet(20, width=8)
+  bf16 = f32.clone(dtype=jnp.bfloat16)
+  v = init(f32, images)
+  assert all(a.dtype == jnp.float32 for a in jax.tree_util.tree_leaves(init(bf16, images)))
+  a = f32.apply(v, images, train=False)
+  b = bf16.apply(v, images, train=False)
+  assert b.dtype == jnp.float32
+  # bfloat16 keeps 8 bits of mantissa: logits agree to a few percent of their scale.
+  assert float(jnp.max(jnp.abs(a - b))) < 0.05 * float(jnp.max(jnp.abs(a))) + 0.05
+
+
+def test_zero_init_last_bn_option():
+  params = models.init_shapes(tiny(zero_init_last=True), (16, 16, 3))["params"]
+  model = tiny(zero_init_last=True)
+  v = model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)), train=False)
+  assert float(jnp.abs(v["params"]["stage0_block0"]["bn2"]["scale"]).sum()) == 0.0
+  assert float(v["params"]["stage0_block0"]["bn1"]["scale"].sum()) == 4.0
+  assert "stage0_blocks" in params
+
+
+def test_block_addressing():
+  model = tiny()
+  assert models.block_names(model) == [f"stage{s}_block{b}" for s in range(3) for b in range(2)]
+  np.testing.assert_array_equal(models.downsampling_blocks(model), [0, 0, 1, 0, 1, 0])
+  v = model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)), train=False)
+  blk = models.block_variables(v, 1, 1)
+  np.testing.assert_array_equal(
+    blk["params"]["conv1"]["kernel"], v["params"]["stage1_blocks"]["conv1"]["kernel"][0]
+  )
+  assert blk["batch_stats"]["bn1"]["mean"].shape == (8,)
+
+
+def test_unroll_zero_is_the_measured_choice_per_backend(monkeypatch):
+  assert models.resolve_unroll(3, 17) == 3
+  assert models.resolve_unroll(0, 17) == 1  # the tests run on CPU: no unrolling
+  monkeypatch.setattr(models.resnet.jax, "default_backend", lambda: "gpu")
+  assert [models.resolve_unroll(0, n) for n in (2, 8, 17, 199)] == [2, 8, 17, 4]
+  with pytest.raises(ValueError, match="unroll must be"):
+    models.resolve_unroll(-1, 8)
+
+
+@pytest.mark.parametrize(
+  "family,depth,extra",
+  [
+    ("cifar_resnet", 8, {}),
+    ("cifar_preact", 11, {"block": "bottleneck"}),
+    ("cifar_vgg_bn", 11, {"width": 4}),
+    ("cifar_densenet_bc", 16, {"growth_rate": 4}),
+  ],
+)
+def test_fused_and_flax_batch_norm_train_the_same_network(family, depth, extra):
+  """bn_impl changes how BN is computed, not the network: same variables, logits and gradients."""
+  from cnn_depth import steps
+
+  x = jax.random.normal(jax.random.key(0), (8, 16, 16, 3))
+  labels = jnp.arange(8) % 10
+  out = {}
+  for impl in ("fused", "flax"):
+    cfg = {"family": family, "depth": depth, "num_classes": 10, "bn_impl": impl, **extra}
+    if family in ("cifar_resnet", "cifar_preact"):
+      cfg["width"] = 4
+    model = models.build_model(cfg)
+    v = model.init(jax.random.key(1), x, train=False)
+
+    def loss(params):
+      logits, upd = model.apply(
+        {"params": params, "batch_stats": v["batch_stats"]},
+        x,
+        train=True,
+        mutable=["batch_stats"],
+        rngs={"drop": jax.random.key(2)},
+      )
+      return jnp.mean(steps.cross_entropy(logits, labels)), (logits, upd["batch_stats"])
+
+    (_, aux), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(v["params"])
+    out[impl] = v, aux, grads
+  (v, (logits, stats), grads), (v_ref, (logits_ref, stats_ref), grads_ref) = (
+    out["fused"],
+    out["flax"],
+  )
+  assert jax.tree_util.tree_structure(v) == jax.tree_util.tree_structure(v_ref)
+  np.testing.assert_allclose(logits, logits_ref, rtol=1e-4, atol=1e-5)
+  leaves = jax.tree_util.tree_leaves
+  for a, b in zip(leaves((stats, grads)), leaves((stats_ref, grads_ref))):
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)

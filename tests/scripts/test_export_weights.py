@@ -1,0 +1,49 @@
+"""scripts/export_weights.py's refusals: --format=torch without PyTorch, and a net with no PyTorch
+twin, each one sentence with nothing written (the round trip import -> export:
+tests/scripts/test_import_weights.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+
+import pytest
+from helpers.interop import one_error_line, reference_weights
+from helpers.runner import ROOT, run_script
+from helpers.training import cli
+
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+
+
+@pytest.mark.skipif(HAVE_TORCH, reason="PyTorch is installed here: the message for its absence")
+def test_exporting_a_torch_file_without_pytorch_says_how(tmp_path):
+  path, _ = reference_weights(tmp_path)
+  workdir = tmp_path / "ref20"
+  out = run_script(
+    "scripts/import_weights.py",
+    "--source=cifar_reference",
+    "--arch=resnet20",
+    f"--weights={path}",
+    f"--workdir={workdir}",
+  )
+  assert out.returncode == 0, out.stderr[-2000:]
+  out = run_script(
+    "scripts/export_weights.py",
+    f"--workdir={workdir}",
+    "--format=torch",
+    f"--out={tmp_path / 'r20.th'}",
+  )
+  one_error_line(out, "--format=torch needs PyTorch", "pip install -e '.[torch]'", "safetensors")
+  assert not (tmp_path / "r20.th").exists()
+
+
+def test_a_net_with_no_pytorch_twin_is_not_exported(tmp_path):
+  workdir = tmp_path / "digits"
+  out = subprocess.run(cli(workdir, num_train_steps=1, eval_every_steps=1), cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)  # fmt: skip
+  assert out.returncode == 0, out.stderr[-2000:]
+  out = run_script(
+    "scripts/export_weights.py", f"--workdir={workdir}", f"--out={tmp_path / 'x.safetensors'}"
+  )
+  one_error_line(out)
+  assert not (tmp_path / "x.safetensors").exists()
