@@ -1,5 +1,6 @@
 """Test-wide JAX settings (8 fake CPU devices for the sharding tests, a persistent compilation
-cache), the order files are collected in, and the one subprocess runner.
+cache), the order files are collected in, and the shared fixtures: one subprocess runner and the
+tiny trained workdirs made once per test run.
 
 The tests mirror the package (tests/models/test_registry.py tests cnn_depth/models/registry.py;
 tests/scripts/test_<script>.py runs scripts/<script>.py end to end); what several files share is in
@@ -25,7 +26,7 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
-from helpers import runner  # noqa: E402
+from helpers import runner, workdirs  # noqa: E402
 
 # The files that take longest on the 2-core CI machine (cold, measured), by their path under tests/
 # (a file name alone can repeat: models/test_registry.py, data/test_registry.py): collected first,
@@ -38,7 +39,8 @@ LONGEST_FIRST = (
   "test_train.py",
   "test_readme.py",
   "scripts/test_benchmark.py",
-  "scripts/test_analysis_scripts.py",
+  "scripts/test_lesion.py",
+  "scripts/test_loss_landscape.py",
   "models/test_resnet.py",
 )
 TESTS = Path(__file__).resolve().parent
@@ -64,3 +66,19 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(name="run_script")
 def _run_script_fixture():
   return runner.run_script
+
+
+# --------------------------------------------------------------------------------------------------
+# Tiny trained workdirs, made once per test run (across pytest-xdist's workers too).
+
+
+@pytest.fixture(scope="session")
+def tiny_workdirs(tmp_path_factory):
+  """{True: ResNet-14, False: its plain twin}: workdirs trained 6 steps (helpers/workdirs.py), in a
+  folder that holds nothing else. Read-only for the tests: copy one, or write with --out_dir."""
+  root = workdirs.made_once(
+    workdirs.shared_dir(tmp_path_factory) / "tiny_runs", workdirs.train_tiny_runs
+  )
+  yield {True: str(root / "resnet14"), False: str(root / "plain14")}
+  changed = workdirs.changed_files(root)
+  assert not changed, f"a test wrote into the shared workdirs {root}: {changed[:10]}"

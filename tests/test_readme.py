@@ -53,8 +53,8 @@ def readme_commands():
     joined = re.sub(r"\\\n\s*", " ", block)
     for line in joined.splitlines():
       line = line.split("  #")[0].strip()
-      # The analysis scripts need a trained workdir: tests/scripts/test_analysis_scripts.py runs
-      # them on one.
+      # The analysis scripts need a trained workdir: tests/scripts/test_<script>.py run them on
+      # the shared tiny workdirs.
       if line.startswith("python scripts/") and not line.startswith(
         (
           "python scripts/lesion.py",

@@ -118,8 +118,8 @@ def test_load_trained_and_lesion(trained):
   assert err.traces == 1
 
 
-def test_load_trained_without_checkpoint(tmp_path, trained):
-  workdir, _ = trained
+def test_load_trained_without_checkpoint(tmp_path, tiny_workdirs):
+  workdir = tiny_workdirs[True]  # conftest.py's ResNet-14: only its config.json is read
   with open(os.path.join(workdir, workdir_lib.CONFIG_FILE)) as f:
     config = json.load(f)
   fresh = tmp_path / "fresh"

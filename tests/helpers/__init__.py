@@ -2,6 +2,7 @@
 tests/ on sys.path; the test files themselves import nothing from one another).
 
 runner.py         ROOT, and `run_script`: the one subprocess runner for every test of a script
+workdirs.py       the tiny trained workdirs made once per test run (conftest.py's fixtures)
 training.py       the tiny quickstart run of tests/test_train.py, its command line and its readers
 data_files.py     tiny datasets in the real on-disk formats (CIFAR pickles, TFDS array_record)
 nets.py           numpy-drawn variables, a block taken out, the classic families' tiny variants

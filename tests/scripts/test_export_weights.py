@@ -5,12 +5,10 @@ tests/scripts/test_import_weights.py)."""
 from __future__ import annotations
 
 import importlib.util
-import subprocess
 
 import pytest
 from helpers.interop import one_error_line, reference_weights
-from helpers.runner import ROOT, run_script
-from helpers.training import cli
+from helpers.runner import run_script
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 
@@ -37,11 +35,8 @@ def test_exporting_a_torch_file_without_pytorch_says_how(tmp_path):
   assert not (tmp_path / "r20.th").exists()
 
 
-def test_a_net_with_no_pytorch_twin_is_not_exported(tmp_path):
-  workdir = tmp_path / "digits"
-  out = subprocess.run(cli(workdir, num_train_steps=1, eval_every_steps=1), cwd=ROOT,
-                       capture_output=True, text=True, timeout=300)  # fmt: skip
-  assert out.returncode == 0, out.stderr[-2000:]
+def test_a_net_with_no_pytorch_twin_is_not_exported(tiny_workdirs, tmp_path):
+  workdir = tiny_workdirs[False]  # a plain net on the digits (conftest.py), only read
   out = run_script(
     "scripts/export_weights.py", f"--workdir={workdir}", f"--out={tmp_path / 'x.safetensors'}"
   )

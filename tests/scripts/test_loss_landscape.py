@@ -1,0 +1,42 @@
+"""scripts/loss_landscape.py on the shared tiny workdirs (conftest.py): landscapes of both nets and
+the Hessian at initialisation (step 0) and at the checkpoint (its refusal of a missing workdir:
+tests/scripts/test_shattered_gradients.py)."""
+
+import csv
+import os
+
+from helpers.runner import run_script
+
+
+def rows(path):
+  with open(path) as f:
+    return list(csv.DictReader(f))
+
+
+def test_loss_landscape_script(tiny_workdirs, tmp_path):
+  """Landscapes of both nets and the Hessian at initialisation (step 0) and at the checkpoint."""
+  proc = run_script(
+    "scripts/loss_landscape.py",
+    f"--workdir={os.path.dirname(tiny_workdirs[True])}/*14",
+    f"--out_dir={tmp_path}",
+    "--points_1d=3",
+    "--points_2d=2",
+    "--train_examples=64",
+    "--hessian_examples=16",
+    "--lanczos_iters=3",
+    "--density_iters=3",
+    "--density_draws=1",
+  )
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  one = rows(tmp_path / "landscape_1d.csv")
+  assert list(one[0]) == ["model", "depth", "seed", "alpha", "train_loss", "test_error"]
+  assert [float(r["alpha"]) for r in one] == [-1.0, 0.0, 1.0] * 2
+  two = rows(tmp_path / "landscape_2d.csv")
+  assert list(two[0]) == ["model", "depth", "seed", "alpha", "beta", "train_loss"] and len(two) == 8
+  hessian = rows(tmp_path / "hessian.csv")
+  assert list(hessian[0])[:6] == ["model", "depth", "seed", "step", "lambda_max", "lambda_min"]
+  assert [int(r["step"]) for r in hessian] == [0, 6, 0, 6]
+  assert all(float(r["lambda_max"]) >= float(r["lambda_min"]) for r in hessian)
+  assert {r["step"] for r in rows(tmp_path / "hessian_density.csv")} == {"6"}
+  for name in ("landscape_1d", "landscape_2d", "hessian", "hessian_density"):
+    assert os.path.getsize(tmp_path / f"{name}.png") > 5000, name
