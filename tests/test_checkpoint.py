@@ -336,6 +336,7 @@ def test_pruned_steps_take_their_checksums_with_them(tmp_path, state):
   assert all((directory / s / MANIFEST).is_file() for s in ("4", "5"))
 
 
+@pytest.mark.slow
 def test_train_script_exits_2_naming_the_damaged_file(tmp_path):
   """A run's latest checkpoint with one flipped byte: the relaunch stops with one error line."""
   workdir = tmp_path / "run"

@@ -1,5 +1,6 @@
 """cnn_depth/console.py: a run prints its progress, warnings and errors; INFO logs on request."""
 
+import pytest
 from helpers.runner import CACHE, run_script
 
 
@@ -20,6 +21,7 @@ def train(tmp_path, *flags):
   return proc
 
 
+@pytest.mark.slow
 def test_a_run_prints_its_progress_and_no_info_logs(tmp_path):
   proc = train(tmp_path)
   progress = [line for line in proc.stdout.splitlines() if line.startswith("step ")]
@@ -29,6 +31,7 @@ def test_a_run_prints_its_progress_and_no_info_logs(tmp_path):
   assert not [line for line in proc.stderr.splitlines() if line.startswith("I")], proc.stderr
 
 
+@pytest.mark.slow
 def test_verbosity_brings_the_info_logs_back(tmp_path):
   proc = train(tmp_path, "--verbosity=0")
   assert any(line.startswith("I") and "checkpoint" in line for line in proc.stderr.splitlines())

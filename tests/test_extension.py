@@ -100,6 +100,7 @@ def registered():
   data.unregister(TOY_DATA.name)
 
 
+@pytest.mark.slow
 def test_a_family_and_a_dataset_defined_in_a_test_train_and_take_a_lesion(tmp_path, registered):
   config = config_lib.base()
   config.dataset.name = "toy_stripes"

@@ -15,6 +15,7 @@ from cnn_depth import layers
 from cnn_depth.models import gating
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
   "k,s,h",
   # the last three: kernels larger than their input (padded first, `layers._conv_cpu`)
@@ -45,6 +46,7 @@ def test_cpu_vjp_conv_matches_lax_gradients(k, s, h):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=3e-5)  # 7x7: sums of up to 98 terms
 
 
+@pytest.mark.slow
 def test_cpu_vjp_conv_inside_scan_matches_lax():
   """The reason it exists: scanned convolutions. Gradients through a scan agree with lax.conv."""
   pad = ((1, 1), (1, 1))
@@ -89,6 +91,7 @@ def test_conv_impl_is_validated():
     layers.resolve_conv_impl("cudnn")
 
 
+@pytest.mark.slow
 def test_ghost_batch_norm_equals_per_group_batch_norm():
   import flax.linen as nn
 
@@ -120,6 +123,7 @@ def _flax_bn(train, relu=False):
   return layers.FlaxBatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, relu=relu)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("relu", [False, True])
 def test_fused_batch_norm_equals_flax_batch_norm(relu):
   """Same variables, outputs, running averages and gradients as flax's BatchNorm (float32), with and
@@ -162,6 +166,7 @@ def test_fused_batch_norm_equals_flax_batch_norm(relu):
     np.testing.assert_allclose(gp[k], gp_ref[k], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("relu", [False, True])
 def test_bn_train_backward_includes_the_statistics_outputs(relu):
   """The hand-written VJP is exact for all three outputs (y, mean, var), against autodiff."""
@@ -204,6 +209,7 @@ def test_bn_train_float32_backward_as_accurate_as_autodiff():
     assert np.max(np.abs(np.asarray(got, np.float64) - want)) / np.max(np.abs(want)) < 6e-7
 
 
+@pytest.mark.slow
 def test_fused_batch_norm_bfloat16_close_to_flax():
   x = (jax.random.normal(jax.random.key(0), (16, 4, 4, 8)) * 2 + 3).astype(jnp.bfloat16)
   import flax.linen as nn
@@ -246,6 +252,7 @@ def _convolutions_in_ynnpack(hlo: str) -> int:
   )
 
 
+@pytest.mark.slow
 def test_cpu_compiler_options_route_convolutions_to_eigen_with_the_same_gradients():
   """On CPU the programs that run our layers keep YNNPACK out of the convolutions (faster for the
   CIFAR nets' shapes, benchmarks/NOTES.md); the gradients through a scan do not change."""
@@ -273,6 +280,7 @@ def test_cpu_compiler_options_route_convolutions_to_eigen_with_the_same_gradient
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(b))))
 
 
+@pytest.mark.slow
 def test_new_conv_options_keep_the_cpu_backward_exact():
   """AlexNet's 11x11/4 conv with padding 2 and NiN's unpadded one: the CPU custom backward
   agrees."""

@@ -30,6 +30,7 @@ from cnn_depth import multihost
 PEER_TIMEOUT = 5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("victim", [1, 0])
 def test_a_lost_process_stops_the_other_within_a_bounded_time(tmp_path, victim):
   workdir = tmp_path / "run"  # shared by both processes; only process 0 writes to it

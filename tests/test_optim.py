@@ -38,6 +38,7 @@ def test_sgd_is_torch_style_coupled_weight_decay():
   np.testing.assert_allclose(u1["w"], -0.1 * (g["w"] + 1e-4 * p["w"]), rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_two_sgd_steps_equal_torch_optim_sgd_in_float64(nesterov):
   data, keys = fixture(f"sgd_{'nesterov' if nesterov else 'momentum'}")

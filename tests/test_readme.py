@@ -80,6 +80,7 @@ def test_readme_has_the_commands_we_test():
   assert any("configs/stochastic_depth.py" in c for c in commands)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", readme_commands())
 def test_readme_command_runs(command, tmp_path):
   args = shlex.split(command)[1:]

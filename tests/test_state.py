@@ -3,11 +3,13 @@ program."""
 
 import jax
 import numpy as np
+import pytest
 
 from cnn_depth import models, optim
 from cnn_depth import state as state_lib
 
 
+@pytest.mark.slow
 def test_state_shapes_and_the_unoptimised_init():
   """`train_state_shapes` is what `create_train_state` builds; the init program is compiled without
   XLA's backend optimisations (state.INIT_OPTIONS), which moves no draw by more than 3 ulp

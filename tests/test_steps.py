@@ -35,6 +35,7 @@ def test_augmentation_shapes_and_determinism():
   assert not np.array_equal(steps.random_crop_flip(jax.random.key(1), x), a)
 
 
+@pytest.mark.slow
 def test_train_step_learns_and_compiles_once():
   model, tx, data = tiny_setup()
   state = state_lib.create_train_state(model, tx, jax.random.key(0), (16, 16, 3))
@@ -84,6 +85,7 @@ def test_global_norm_is_optax_tree_norm():
   assert float(steps.global_norm({})) == 0.0
 
 
+@pytest.mark.slow
 def test_one_step_on_eight_devices_equals_one_device():
   assert jax.device_count() == 8, "tests run with --xla_force_host_platform_device_count=8"
   model, tx, data = tiny_setup(batch=16)
@@ -107,6 +109,7 @@ def test_batch_must_split_over_devices():
     sharding.check_batch_size(12, sharding.data_mesh())
 
 
+@pytest.mark.slow
 def test_ghost_bn_per_device_statistics_on_eight_devices():
   """bn_groups = devices: each device's shard normalised by its own statistics (papers' multi-GPU
   BN)."""

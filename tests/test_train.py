@@ -130,6 +130,7 @@ def reference(tmp_path_factory):
 # 1. End to end, in-process
 
 
+@pytest.mark.slow
 def test_end_to_end_workdir(reference):
   workdir, final = reference
   config = json.loads((workdir / "config.json").read_text())
@@ -173,6 +174,7 @@ def test_end_to_end_workdir(reference):
 # 1b. Determinism: the same config and seed give the same numbers, bit for bit (float32, CPU)
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_give_bit_identical_metrics(reference, tmp_path):
   ref_dir, _ = reference
   steps = 8
@@ -192,6 +194,7 @@ def test_same_config_and_seed_give_bit_identical_metrics(reference, tmp_path):
 # 2. Resume after SIGKILL is exact
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_is_exact(reference, tmp_path):
   ref_dir, _ = reference
   workdir = tmp_path / "run"
@@ -241,6 +244,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
+@pytest.mark.slow
 def test_killed_while_writing_a_checkpoint_resumes_from_the_previous(reference, tmp_path):
   ref_dir, _ = reference
   workdir = tmp_path / "run"
@@ -269,6 +273,7 @@ def test_killed_while_writing_a_checkpoint_resumes_from_the_previous(reference, 
 # 3. SIGTERM: checkpoint, status 'preempted', exit 4; the relaunch finishes
 
 
+@pytest.mark.slow
 def test_sigterm_preempts_and_relaunch_finishes(reference, tmp_path):
   ref_dir, _ = reference
   workdir = tmp_path / "run"
@@ -304,6 +309,7 @@ def test_sigterm_preempts_and_relaunch_finishes(reference, tmp_path):
 # 4. Divergence
 
 
+@pytest.mark.slow
 def test_divergence_stops_with_status_and_a_finite_checkpoint(tmp_path):
   with pytest.raises(train.TrainingDiverged):
     train.train_and_evaluate(tiny_config(**DIVERGENT), str(tmp_path))
@@ -332,6 +338,7 @@ def skip_run(tmp_path_factory):
   return workdir, final
 
 
+@pytest.mark.slow
 def test_skip_nonfinite_finishes_and_counts_skipped_steps(skip_run):
   workdir, _ = skip_run
   assert read_status(workdir)["status"] == "done"
@@ -357,6 +364,7 @@ def test_skipped_steps_do_not_log_a_zero_training_loss(skip_run):
     assert "train_loss" not in r or math.isnan(r["train_loss"]), r
 
 
+@pytest.mark.slow
 def test_divergence_through_the_command_line_exits_3_within_the_log_interval(skip_run, tmp_path):
   skip_dir, _ = skip_run  # the same run with on_nonfinite='skip', logged every step
   first_bad = min(r["step"] for r in read_metrics(skip_dir) if r["skipped_steps"])
@@ -387,6 +395,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
+@pytest.mark.slow
 def test_a_disk_that_fills_up_mid_run_is_one_line_and_exit_2(tmp_path):
   args = cli(tmp_path / "run", checkpoint_every_steps=5)
   args[1:1] = ["-c", DISK_FULL_AT_6]
@@ -402,6 +411,7 @@ def test_a_disk_that_fills_up_mid_run_is_one_line_and_exit_2(tmp_path):
 # 5. 1 device vs 8
 
 
+@pytest.mark.slow
 def test_one_device_matches_eight(reference, tmp_path):
   ref_dir, _ = reference
   steps = 10
@@ -418,6 +428,7 @@ def test_one_device_matches_eight(reference, tmp_path):
 # 6. Two processes x 4 devices vs one process x 8 devices
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(reference, tmp_path):
   ref_dir, _ = reference
   steps = 5
@@ -561,6 +572,7 @@ BAD_INPUTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_input_exits_2_with_one_sentence(case, request, tmp_path):
   overrides, expect, kind = BAD_INPUTS[case]

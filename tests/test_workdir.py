@@ -270,6 +270,7 @@ def saved_config(workdir) -> ml_collections.ConfigDict:
   return config
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet14", "densenet_bc10"])
 def test_an_old_workdir_restores_and_resumes(tmp_path, name):
   workdir = str(tmp_path / name)

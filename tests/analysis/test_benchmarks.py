@@ -1,6 +1,8 @@
 """cnn_depth/analysis/benchmarks.py: the kernels one execution of an HLO module launches, counted on
 a written module and on XLA's real output for a scanned train step."""
 
+import pytest
+
 from cnn_depth.analysis import benchmarks
 
 HLO = (
@@ -54,6 +56,7 @@ def test_count_kernels_of_an_hlo_module():
   }
 
 
+@pytest.mark.slow
 def test_count_kernels_of_a_compiled_scanned_step():
   """The parser reads XLA's real output: the CPU-compiled train step of a scanned ResNet-20."""
   import re

@@ -121,6 +121,7 @@ def operator():
   return hessian.HessianOperator(model, variables, images, labels, MEAN, STD, batch_size=4)
 
 
+@pytest.mark.slow
 def test_hvp_of_a_net_is_a_difference_of_gradients(operator):
   h = operator
   assert layers.resolve_conv_impl(h.model.conv_impl) == "cpu_vjp"  # the custom-VJP convolution

@@ -104,6 +104,7 @@ def head_direction(params, scale=1.0):
 ALPHAS = np.asarray([-1.5, -1.0, 0.0, 0.5, 2.0], np.float32)
 
 
+@pytest.mark.slow
 def test_line_at_zero_is_the_nets_loss_and_error(net, surface):
   model, variables, images, labels = net
   d = landscape.filter_normalized_direction(jax.random.key(0), variables["params"])

@@ -151,6 +151,7 @@ def resnet():
   return model, random_variables(model, (16, 16, 3)), images, labels
 
 
+@pytest.mark.slow
 def test_resnet_routes_change_gradients_not_values(resnet):
   model, v, images, labels = resnet
   x = steps.normalize(jnp.asarray(images), (120.0,) * 3, (60.0,) * 3)
@@ -169,6 +170,7 @@ def test_resnet_routes_change_gradients_not_values(resnet):
   assert not np.allclose(g_skip, g_both, rtol=1e-3, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_resnet_path_gradient_norms(resnet):
   model, v, images, labels = resnet
   fn = paths.make_path_gradient_fn(

@@ -44,6 +44,7 @@ def leaves(tree):
   return [np.asarray(a) for a in jax.tree_util.tree_leaves(tree)]
 
 
+@pytest.mark.slow
 def test_every_step_and_the_initialisation(frozen_run):
   assert runs.checkpoint_steps(frozen_run) == [1, 2]
   _, init, config, _ = runs.load_trained(frozen_run, step=0)
@@ -105,6 +106,7 @@ def trained(tmp_path_factory):
   return workdir, final
 
 
+@pytest.mark.slow
 def test_load_trained_and_lesion(trained):
   workdir, final = trained
   model, variables, config, ds = runs.load_trained(workdir)

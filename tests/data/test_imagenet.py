@@ -125,6 +125,7 @@ def imagenet_config(arg):
   return config_lib.load_config_file(os.path.join(ROOT, "configs", f"imagenet_resnet.py:{arg}"))
 
 
+@pytest.mark.slow
 def test_imagenet_config_trains_two_steps_on_fake_data(tmp_path):
   write_fake_imagenet(tmp_path / "tfds")
   config = imagenet_config("depth=18")

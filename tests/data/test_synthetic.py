@@ -2,10 +2,12 @@
 decides the bytes."""
 
 import numpy as np
+import pytest
 
 from cnn_depth import data
 
 
+@pytest.mark.slow
 def test_synthetic_has_cifar10_shapes_and_depends_on_the_seed_only():
   ds = data.load_dataset("synthetic", seed=3)
   assert (ds.train_images.shape, ds.test_images.shape) == ((50_000, 32, 32, 3), (10_000, 32, 32, 3))

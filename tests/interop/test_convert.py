@@ -79,6 +79,7 @@ def test_state_dict_keys_and_shapes_equal_the_pytorch_class(name):
   assert convert.torch_keys(arch_of(name)) == dict(keys)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", TESTED)
 def test_inference_logits_equal_the_pytorch_class(name, tmp_path):
   data, keys = fixture(name)
@@ -99,6 +100,7 @@ TRAIN_NETS = ["torchvision_resnet18", "cifar_reference_resnet20"]
 TRAIN_NETS += ["torchvision_densenet121"] if ALL_NETS else []  # compiles for 40 s
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", TRAIN_NETS)
 def test_training_mode_logits_and_running_statistics_equal_the_pytorch_class(name):
   """In float64 on both sides (PyTorch's own float32 batch statistics over 2x2 maps of 2 images
@@ -159,6 +161,7 @@ def _bn_map_sizes(arch, x) -> dict:
   }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", TESTED)
 def test_import_then_export_returns_the_same_tensors_bit_for_bit(name, tmp_path):
   _, keys = fixture(name)

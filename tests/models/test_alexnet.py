@@ -8,6 +8,7 @@ import pytest
 from helpers.nets import TINY, forward, init
 
 
+@pytest.mark.slow
 def test_dropout_draws_from_the_drop_stream():
   model, shape = TINY["alexnet"][0](), TINY["alexnet"][1]
   x = jax.random.normal(jax.random.key(1), (2,) + shape)

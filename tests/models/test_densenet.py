@@ -14,6 +14,7 @@ from cnn_depth.analysis import lesion
 from cnn_depth.models import densenet
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
   "family,depth,paper",
   [
@@ -56,6 +57,7 @@ def test_densenet_layer_l_sees_k0_plus_k_times_l_minus_1_maps():
   assert plain["stage2_block11"]["conv1"]["kernel"].shape == (3, 3, 16 + 2 * 12 * 12 + 11 * 12, 12)
 
 
+@pytest.mark.slow
 def test_densenet_gate_zero_deletes_the_layers_new_maps():
   model = densenet.cifar_densenet(16, bc=True, growth_rate=4)
   x = jax.random.normal(jax.random.key(1), (2, 16, 16, 3))

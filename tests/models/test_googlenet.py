@@ -41,6 +41,7 @@ def test_googlenet_multiply_adds_show_the_reductions():
   assert models.multiply_adds(Only3a(), (28, 28, 192)) == 28 * 28 * 163_328
 
 
+@pytest.mark.slow
 def test_googlenet_aux_heads_run_only_in_training():
   model, shape = TINY["googlenet"][0](), TINY["googlenet"][1]
   x = jax.random.normal(jax.random.key(1), (2,) + shape)

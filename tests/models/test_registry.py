@@ -102,6 +102,7 @@ def test_output_shapes_in_both_modes(name):
 TRAINED = ("lenet5", "alexnet", "cifar_vgg_bn", "googlenet", "cifar_densenet_bc")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", TRAINED)
 def test_one_training_step(name):
   make, shape = TINY[name]

@@ -85,6 +85,7 @@ def test_multiply_adds_match_the_papers():
     assert abs(macs - paper) / paper < 0.025, (depth, macs)
 
 
+@pytest.mark.slow
 def test_bottleneck_stride_on_the_3x3_is_torchvisions_v1_5():
   """The same 25,557,032 parameters as torchvision's resnet50; the stride moved to the 3x3 costs
   4.09G multiply-adds instead of the paper's 3.86G (torchvision's model card: 4.09 GFLOPS)."""
@@ -117,6 +118,7 @@ def test_invalid_depths_name_the_valid_form_and_neighbours():
     models.survival_probabilities(10, 1.5)
 
 
+@pytest.mark.slow
 def test_cifar_resnet_takes_bottleneck_blocks_at_depth_9n_plus_2():
   """The 'original' (post-activation) ResNet-164 of He et al. 2016b: ~1.7M parameters."""
   m = models.build_model({"family": "cifar_resnet", "depth": 164, "block": "bottleneck"})
@@ -174,6 +176,7 @@ def init(model, images):
   return model.init(jax.random.key(0), images, train=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
   "make",
   [
@@ -196,6 +199,7 @@ def test_output_shapes(make, images):
   )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("residual", [True, False])
 @pytest.mark.parametrize("train", [False, True])
 def test_scan_and_unroll_agree_in_values_and_gradients(residual, train, images):
@@ -219,6 +223,7 @@ def test_scan_and_unroll_agree_in_values_and_gradients(residual, train, images):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)  # float32, reassociation only
 
 
+@pytest.mark.slow
 def test_scan_unroll_factor_and_remat_do_not_change_results(images):
   base = tiny(stages="scan")
   v = init(base, images)
@@ -306,6 +311,7 @@ def test_stochastic_depth_test_time_is_the_p_scaled_forward(images):
   )
 
 
+@pytest.mark.slow
 def test_stochastic_depth_training_draws_whole_blocks_deterministically(images):
   sd = tiny(survival_last=0.5)
   v = init(sd, images)
@@ -328,6 +334,7 @@ def test_stochastic_depth_training_draws_whole_blocks_deterministically(images):
   assert len(outs) > 1  # different keys drop different blocks
 
 
+@pytest.mark.slow
 def test_drop_path_draws_per_sample(images):
   survival = jnp.asarray(models.survival_probabilities(6, 0.5))
   g = models.stochastic_depth_gates(jax.random.key(0), survival, batch_size=64)
@@ -341,6 +348,7 @@ def test_drop_path_draws_per_sample(images):
   assert out.shape == (4, 10)
 
 
+@pytest.mark.slow
 def test_grad_route_changes_gradients_not_values(images):
   model = tiny()
   v = init(model, images)
@@ -363,6 +371,7 @@ def test_grad_route_changes_gradients_not_values(images):
   assert float(jnp.abs(g_skip["head"]["kernel"]).sum()) > 0
 
 
+@pytest.mark.slow
 def test_bfloat16_forward_agrees_with_float32(images):
   f32 = models.cifar_resnet(20, width=8)
   bf16 = f32.clone(dtype=jnp.bfloat16)
@@ -375,6 +384,7 @@ def test_bfloat16_forward_agrees_with_float32(images):
   assert float(jnp.max(jnp.abs(a - b))) < 0.05 * float(jnp.max(jnp.abs(a))) + 0.05
 
 
+@pytest.mark.slow
 def test_zero_init_last_bn_option():
   params = models.init_shapes(tiny(zero_init_last=True), (16, 16, 3))["params"]
   model = tiny(zero_init_last=True)
@@ -384,6 +394,7 @@ def test_zero_init_last_bn_option():
   assert "stage0_blocks" in params
 
 
+@pytest.mark.slow
 def test_block_addressing():
   model = tiny()
   assert models.block_names(model) == [f"stage{s}_block{b}" for s in range(3) for b in range(2)]
@@ -405,6 +416,7 @@ def test_unroll_zero_is_the_measured_choice_per_backend(monkeypatch):
     models.resolve_unroll(-1, 8)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
   "family,depth,extra",
   [

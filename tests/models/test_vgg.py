@@ -59,6 +59,7 @@ def tiny_vgg():
   return model, {**variables, **upd}, x
 
 
+@pytest.mark.slow
 def test_vgg_blocks_and_shape_changing_layers(tiny_vgg):
   model, variables, _ = tiny_vgg
   assert model.num_blocks == 10 and not model.residual
@@ -68,6 +69,7 @@ def test_vgg_blocks_and_shape_changing_layers(tiny_vgg):
   assert set(variables["params"]) == set(models.block_names(model)) | {"head"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage,block", [(1, 1), (4, 0)])
 def test_deleting_a_same_shape_vgg_layer_is_the_identity(tiny_vgg, stage, block):
   model, variables, x = tiny_vgg
@@ -99,6 +101,7 @@ def test_deleting_a_widening_vgg_layer_zero_pads_its_input(tiny_vgg):
   np.testing.assert_allclose(forward(model)(variables, x, gates), expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_lesion_error_fn_on_vgg_matches_the_smaller_net(tiny_vgg):
   """lesion.make_error_fn runs on a VGG; deleting a same-shape layer gives the error of the net
   without it, and deleting it again on top of that (its gate already 0) changes nothing."""

@@ -5,6 +5,7 @@ tests/analysis/test_speed.py, tests/analysis/test_benchmarks.py)."""
 import json
 import os
 
+import pytest
 from helpers.runner import has_cuda_plugin, run_script
 
 # The fields every record has (tests/analysis/test_speed.py checks them in-process).
@@ -17,6 +18,7 @@ def run_benchmark(args: str, out_dir, devices=1):
   return run_script("scripts/benchmark.py", *args.split(), f"--out_dir={out_dir}", devices=devices)
 
 
+@pytest.mark.slow
 def test_step_and_loop_records(tmp_path):
   args = "--what=step,loop --depths=8 --width=4 --batches=32 --dtypes=float32 --warmup=1 --iters=2"
   args += " --repeats=1 --loop_steps=6 --log_every=3 --eval_every=6 --checkpoint_every=6"
@@ -38,6 +40,7 @@ def test_step_and_loop_records(tmp_path):
   assert "| loop (eval /6) | cifar_resnet | 8 | 32 | float32 | scan |" in report
 
 
+@pytest.mark.slow
 def test_kernels_mode_on_the_local_device(tmp_path):
   """--target_config=local compiles for the device present (the CPU here) and records its count,
   of the bare step or of the loop's program (gather, step with block norms, metric sums)."""

@@ -26,6 +26,7 @@ def test_vs_torch_without_pytorch_says_so_in_one_sentence(tmp_path):
   assert not os.listdir(tmp_path)
 
 
+@pytest.mark.slow
 def test_two_real_step_servers_are_timed_in_turns():
   """The protocol --vs_torch's sides speak, with cnn_depth's own step on both sides."""
   sides = {

@@ -13,6 +13,7 @@ from helpers.runner import run_script
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(HAVE_TORCH, reason="PyTorch is installed here: the message for its absence")
 def test_exporting_a_torch_file_without_pytorch_says_how(tmp_path):
   path, _ = reference_weights(tmp_path)
@@ -35,6 +36,7 @@ def test_exporting_a_torch_file_without_pytorch_says_how(tmp_path):
   assert not (tmp_path / "r20.th").exists()
 
 
+@pytest.mark.slow
 def test_a_net_with_no_pytorch_twin_is_not_exported(tiny_workdirs, tmp_path):
   workdir = tiny_workdirs[False]  # a plain net on the digits (conftest.py), only read
   out = run_script(

@@ -20,6 +20,7 @@ from safetensors.numpy import load_file
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 
 
+@pytest.mark.slow
 def test_import_export_round_trip_and_fine_tuning(tmp_path):
   path, weights = reference_weights(tmp_path)
   workdir = tmp_path / "ref20"
@@ -64,6 +65,7 @@ def test_import_export_round_trip_and_fine_tuning(tmp_path):
   assert first["step"] == 1  # continued from the imported step 0, not a fresh init
 
 
+@pytest.mark.slow
 def test_a_file_for_another_architecture_is_refused_and_nothing_is_written(tmp_path):
   path, _ = reference_weights(tmp_path, "resnet32")
   workdir = tmp_path / "w"

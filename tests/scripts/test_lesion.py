@@ -17,6 +17,7 @@ def rows(path):
     return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_lesion_script(tiny_workdirs, tmp_path):
   for residual, shared in tiny_workdirs.items():
     workdir = workdirs.copy(shared, tmp_path)  # lesion.py writes into <workdir>/analysis
@@ -33,6 +34,7 @@ def test_lesion_script(tiny_workdirs, tmp_path):
       assert os.path.getsize(os.path.join(workdir, "analysis", name)) > 5000
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["lesion.py", "path_gradients.py"])
 @pytest.mark.parametrize("kind", ["empty", "no checkpoint"])
 def test_scripts_refuse_a_workdir_without_checkpoint(tmp_path, script, kind):
@@ -56,6 +58,7 @@ def test_scripts_refuse_a_workdir_without_checkpoint(tmp_path, script, kind):
   assert sorted(os.listdir(tmp_path)) == before
 
 
+@pytest.mark.slow
 def test_scripts_group_seeds(tiny_workdirs, tmp_path):
   """The trained ResNet-14 again as seed 1 (its config's seed rewritten; the digits' test split
   follows the seed): lesion.py groups the two under one label, a row per seed, and prints each

@@ -5,6 +5,7 @@ tests/scripts/test_shattered_gradients.py)."""
 import csv
 import os
 
+import pytest
 from helpers.runner import run_script
 
 
@@ -13,6 +14,7 @@ def rows(path):
     return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_loss_landscape_script(tiny_workdirs, tmp_path):
   """Landscapes of both nets and the Hessian at initialisation (step 0) and at the checkpoint."""
   proc = run_script(

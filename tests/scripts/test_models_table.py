@@ -3,6 +3,7 @@
 
 import json
 
+import pytest
 from helpers.runner import run_script
 
 
@@ -17,6 +18,7 @@ def models_table(*args, check=True):
   return proc
 
 
+@pytest.mark.slow
 def test_json_rows():
   out = models_table("--json", "--families=cifar_resnet,imagenet_resnet").stdout
   rows = json.loads(out)
@@ -49,6 +51,7 @@ def test_json_rows():
         assert abs(ours - paper) / paper < 0.03, (r["name"], ours, paper)
 
 
+@pytest.mark.slow
 def test_markdown_and_bad_family():
   out = models_table("--families=imagenet_plain").stdout
   lines = out.splitlines()
@@ -58,6 +61,7 @@ def test_markdown_and_bad_family():
   assert bad.returncode != 0 and "cifar_resnett" in bad.stderr
 
 
+@pytest.mark.slow
 def test_classic_rows_and_the_one_by_one_saving():
   families = "--families=lenet5,alexnet,vgg,nin,googlenet,cifar_densenet_bc"
   out = models_table("--json", families).stdout

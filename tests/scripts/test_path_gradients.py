@@ -5,6 +5,7 @@ tests/scripts/test_lesion.py, which runs both scripts)."""
 import csv
 import os
 
+import pytest
 from helpers import workdirs
 from helpers.runner import run_script
 
@@ -14,6 +15,7 @@ def rows(path):
     return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_path_gradient_script(tiny_workdirs, tmp_path):
   # path_gradients.py writes into <workdir>/analysis
   resnet, plain = (workdirs.copy(tiny_workdirs[r], tmp_path) for r in (True, False))

@@ -152,6 +152,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
   assert not runs.exists()
 
 
+@pytest.mark.slow
 def test_dry_run_of_every_study_prints_its_grid_here_and_for_slurm(tmp_path):
   names = [n for n in studies.names() if n != "toy"]
   calls = [

@@ -5,6 +5,7 @@ scripts/loss_landscape.py's (the two scripts take --workdir alike)."""
 import csv
 import os
 
+import pytest
 from helpers.runner import run_script
 
 
@@ -13,6 +14,7 @@ def rows(path):
     return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_shattered_gradients_script(tiny_workdirs, tmp_path):
   """Both nets, at initialisation and trained: a correlation curve each, 1 at lag 0."""
   proc = run_script(
@@ -34,6 +36,7 @@ def test_shattered_gradients_script(tiny_workdirs, tmp_path):
   assert os.path.getsize(tmp_path / "gradient_correlation.png") > 5000
 
 
+@pytest.mark.slow
 def test_why_scripts_refuse_a_missing_workdir(tmp_path):
   for script in ("scripts/shattered_gradients.py", "scripts/loss_landscape.py"):
     proc = run_script(script, f"--workdir={tmp_path}/nothing*")

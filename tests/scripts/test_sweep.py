@@ -81,6 +81,7 @@ def test_bad_grid_fails_before_running(tmp_path):
   assert out.returncode == 2 and "--depths" in out.stderr
 
 
+@pytest.mark.slow
 def test_mini_sweep_runs_then_skips(tmp_path):
   root = str(tmp_path / "sweep")
   args = [
@@ -115,6 +116,7 @@ def test_mini_sweep_runs_then_skips(tmp_path):
   assert dry.returncode == 0 and dry.stdout == "" and dry.stderr.count("done") == 2
 
 
+@pytest.mark.slow
 def test_failed_run_is_reported_and_the_sweep_goes_on(tmp_path):
   # Depths 9 and 10 are not 6n+2: each scripts/train.py exits 2 at once, and the sweep goes on.
   out = sweep(
@@ -129,6 +131,7 @@ def test_failed_run_is_reported_and_the_sweep_goes_on(tmp_path):
   assert rows.count("FAILED") == 2 and "resnet_d9_s0" in rows and "resnet_d10_s0" in rows
 
 
+@pytest.mark.slow
 def test_status_table_marks_the_failed_runs_and_exits_1(tmp_path):
   out = sweep(
     "--config=configs/quickstart.py", f"--workdir={tmp_path}", "--depths=9", "--residual=true"

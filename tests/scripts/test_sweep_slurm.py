@@ -81,6 +81,7 @@ def local_grid(tmp_path_factory):
   return final_records(root)
 
 
+@pytest.mark.slow
 def test_grid_on_slurm_matches_the_same_grid_run_here(cluster, local_grid, tmp_path):
   root = str(tmp_path / "grid")
   args = ["--seeds=0,1,2", f"--workdir={root}", "--launcher=slurm", "--cpus_per_task=1", "--wait"]
@@ -95,6 +96,7 @@ def test_grid_on_slurm_matches_the_same_grid_run_here(cluster, local_grid, tmp_p
     assert row.split()[1:3] == ["done", "150/150"] and row.split()[-1].endswith(f"_{seed}"), row
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["usr2", "requeue"])
 def test_a_preempted_run_is_requeued_and_ends_as_if_never_stopped(
   cluster, local_grid, tmp_path, how
@@ -143,6 +145,7 @@ def assert_same_run(a: dict, b: dict) -> None:
     assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), key
 
 
+@pytest.mark.slow
 def test_two_processes_under_srun_match_one_process_with_two_devices(
   cluster, one_process, tmp_path
 ):
@@ -156,6 +159,7 @@ def test_two_processes_under_srun_match_one_process_with_two_devices(
   assert two.stdout.count("'train_loss'") == 1  # only process 0 prints the final metrics
 
 
+@pytest.mark.slow
 def test_a_sweep_run_of_two_tasks_is_one_distributed_run(cluster, one_process, tmp_path):
   root = tmp_path / "grid"
   out = sweep(
@@ -183,6 +187,7 @@ def _task_pid(workdir, rank: int) -> int | None:
   return None
 
 
+@pytest.mark.slow
 def test_a_lost_process_under_distributed_auto_stops_the_other(cluster, tmp_path):
   """The peer watchdog works when JAX took the ranks from SLURM: task 1 SIGKILLed, task 0 exits 5
   within --peer_timeout naming it, and status.json says failed."""
