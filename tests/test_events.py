@@ -105,7 +105,6 @@ def runs(tmp_path_factory):
   return first, resumed
 
 
-@pytest.mark.slow
 def test_every_metric_is_a_scalar_with_the_same_steps_and_values(runs):
   first, _ = runs
   acc = assert_events_equal_metrics(first)

@@ -130,7 +130,6 @@ def reference(tmp_path_factory):
 # 1. End to end, in-process
 
 
-@pytest.mark.slow
 def test_end_to_end_workdir(reference):
   workdir, final = reference
   config = json.loads((workdir / "config.json").read_text())
@@ -338,7 +337,6 @@ def skip_run(tmp_path_factory):
   return workdir, final
 
 
-@pytest.mark.slow
 def test_skip_nonfinite_finishes_and_counts_skipped_steps(skip_run):
   workdir, _ = skip_run
   assert read_status(workdir)["status"] == "done"

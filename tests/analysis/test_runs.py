@@ -106,7 +106,6 @@ def trained(tmp_path_factory):
   return workdir, final
 
 
-@pytest.mark.slow
 def test_load_trained_and_lesion(trained):
   workdir, final = trained
   model, variables, config, ds = runs.load_trained(workdir)

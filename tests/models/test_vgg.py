@@ -59,7 +59,6 @@ def tiny_vgg():
   return model, {**variables, **upd}, x
 
 
-@pytest.mark.slow
 def test_vgg_blocks_and_shape_changing_layers(tiny_vgg):
   model, variables, _ = tiny_vgg
   assert model.num_blocks == 10 and not model.residual
