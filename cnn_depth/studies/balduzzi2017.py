@@ -94,7 +94,23 @@ def analyse(o: registry.Options, runs_dir: str, out_dir: str) -> list[str]:
     li2018.workdirs(o, runs_dir), out_dir, num_lines=o.lines, num_points=o.points,
     radius=o.radius, caption=caption, data_dir=o.data_dir or None,
   )  # fmt: skip
-  return summarize_correlation(results, 8)
+  return summarize_correlation(results, 8) + [shattering_shown(results, 8)]
+
+
+def shattering_shown(results: dict, lag: int) -> str:
+  """The phenomenon: at initialisation the ResNet's gradient correlation at `lag` is above its
+  plain twin's at every depth, in every seed (gradients of plain nets shatter)."""
+  at = {key: float(np.asarray(curve)[lag]) for key, curve in results.items()}
+  pairs = [
+    (at[("cifar_resnet", d, s, False)], at[("cifar_plain", d, s, False)])
+    for (m, d, s, t) in at
+    if m == "cifar_plain" and not t and ("cifar_resnet", d, s, False) in at
+  ]
+  shown = bool(pairs) and all(r > p for r, p in pairs)
+  return (
+    f"shattering at initialisation (the ResNet's lag-{lag} correlation above its plain twin's, "
+    f"{len(pairs)} depth x seed pairs): {'shown' if shown else 'NOT shown'}"
+  )
 
 
 def gradient_correlation(csv_path: str, path: str, lag: int = 8, caption: str | None = None) -> str:

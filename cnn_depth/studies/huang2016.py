@@ -66,7 +66,18 @@ def curves(variants: dict[str, list[str]], out_dir: str, caption: str | None = N
       f"(mean {sum(errors) / len(errors):.2f}%), final training loss "
       f"{', '.join(f'{v:.4f}' for v in losses)} ({len(group)} seeds)"
     )
-  return out
+  return out + ([regularisation_shown(runs)] if len(runs) > 1 else [])
+
+
+def regularisation_shown(runs: dict) -> str:
+  """The phenomenon (Fig. 3): the last variant (stochastic depth) ends with a lower mean test error
+  and a higher mean training loss than the first (constant depth)."""
+  mean = lambda group, key: sum(run.last(key) for run in group) / len(group)
+  (_, constant), *_, (_, stochastic) = runs.items()
+  lower = mean(stochastic, "test_error") < mean(constant, "test_error")
+  higher = mean(stochastic, "train_loss") > mean(constant, "train_loss")
+  shown = "shown" if lower and higher else "NOT shown"
+  return f"stochastic depth: lower test error {lower}, higher training loss {higher}: {shown}"
 
 
 def analyse(o: registry.Options, runs_dir: str, out_dir: str) -> list[str]:

@@ -186,7 +186,25 @@ def analyse(o: registry.Options, runs_dir: str, out_dir: str) -> list[str]:
     dirs, out_dir, train_examples=o.hessian_examples, num_iters=16, density_iters=24,
     density_draws=1, **common,
   )  # fmt: skip
-  return summarize_landscape(one, extremes)
+  return summarize_landscape(one, extremes) + [sharpness_shown(extremes)]
+
+
+def sharpness_shown(extremes: dict) -> str:
+  """The phenomenon: at the deepest depth the plain net's last-step lambda_max is above its ResNet
+  twin's, in every seed (plain nets sit in sharper minima)."""
+  depth = max((d for _, d, _ in extremes), default=None)
+  seeds = sorted({s for m, d, s in extremes if d == depth})
+  last = lambda m, s: extremes[(m, depth, s)][-1][1]
+  pairs = [
+    (last("cifar_plain", s), last("cifar_resnet", s))
+    for s in seeds
+    if ("cifar_plain", depth, s) in extremes and ("cifar_resnet", depth, s) in extremes
+  ]
+  shown = bool(pairs) and all(p > r for p, r in pairs)
+  return (
+    f"sharpness at depth {depth} (plain lambda_max above the ResNet's at the last step, "
+    f"{len(pairs)} seeds): {'shown' if shown else 'NOT shown'}"
+  )
 
 
 def landscape_1d(csv_path: str, path: str, caption: str | None = None) -> str:

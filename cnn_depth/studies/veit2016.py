@@ -299,7 +299,26 @@ def analyse(o: registry.Options, runs_dir: str, out_dir: str) -> list[str]:
     caption=f"{resnet} on {data} ({nets}, {seeds}); gradients on 128 training images, "
     f"{o.samples} sampled paths per length; {when}",
   )  # fmt: skip
-  return lesion_lines(single) + path_lines(result, 0.9)
+  return lesion_lines(single) + path_lines(result, 0.9) + [resilience_shown(single, resnet)]
+
+
+def resilience_shown(single: dict, resnet: str) -> str:
+  """The phenomenon: deleting one block costs the ResNet less (mean over its blocks) than it costs
+  each single-path net, in every seed."""
+  mean = lambda r, s: float(np.mean(r["by_seed"][s]["errors"]))
+  others = [label for label in single if label != resnet]
+  seeds = list(single[resnet]["by_seed"])
+  pairs = [
+    (mean(single[resnet], s), mean(single[o], s), o)
+    for o in others
+    for s in seeds
+    if s in single[o]["by_seed"]
+  ]
+  shown = bool(pairs) and all(r < p for r, p, _ in pairs)
+  return (
+    f"resilience to single deletions ({resnet}'s mean error below {', '.join(others)}'s, "
+    f"{len(pairs)} net x seed pairs): {'shown' if shown else 'NOT shown'}"
+  )
 
 
 STUDY = registry.register(

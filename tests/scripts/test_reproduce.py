@@ -220,6 +220,7 @@ def test_huang_quick_mode_makes_curves(tmp_path):
     "quick_pL1.0_s1",
   ]
   assert os.path.getsize(tmp_path / "out" / "curves.png") > 5000
+  assert "stochastic depth: lower test error" in proc.stdout  # its phenomenon, shown or not
 
 
 @pytest.mark.slow
@@ -283,6 +284,9 @@ def test_veit_quick_mode_writes_the_issue_csvs(tmp_path):
   assert {r["seeds"] for r in paths} == {"1"}
   for name in ("lesion_single.png", "lesion_multi.png", "path_gradients.png"):
     assert os.path.getsize(out / name) > 5000
+  assert "resilience to single deletions (ResNet-14's mean error below plain-14, VGG-16's" in (
+    proc.stdout
+  )
 
 
 @pytest.mark.slow
@@ -294,6 +298,7 @@ def test_balduzzi_and_li_quick_modes_share_he_runs(tmp_path):
     "--study=balduzzi2017", *common, "--set=lines=1,points=40", f"--out={tmp_path / 'b'}"
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "shattering at initialisation" in proc.stdout
   corr = rows(tmp_path / "b" / "gradient_correlation.csv")
   assert {(r["model"], r["depth"], r["trained"]) for r in corr} == {
     (m, "8", t) for m in ("cifar_plain", "cifar_resnet") for t in ("0", "1")
@@ -304,6 +309,7 @@ def test_balduzzi_and_li_quick_modes_share_he_runs(tmp_path):
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert os.path.getmtime(tmp_path / "runs" / "resnet_d8_s0" / "status.json") == trained
+  assert "sharpness at depth 8" in proc.stdout
   hessian = rows(tmp_path / "l" / "hessian.csv")
   assert sorted({int(r["step"]) for r in hessian}) == [0, 1, 2, 3, 4]
   assert {r["model"] for r in rows(tmp_path / "l" / "landscape_1d.csv")} == {

@@ -47,3 +47,19 @@ def test_seeds_drawn_as_mean_and_std(tmp_path):
   assert lines[0] == "variant,epoch,test_error,test_error_std,seeds"
   assert lines[1].startswith("constant depth,1.0,0.25,0.0816") and lines[1].endswith(",3")
   assert lines[-1].endswith(",0.0,1")
+
+
+def test_regularisation_is_shown_only_with_lower_test_error_and_higher_training_loss(tmp_path):
+  def variant(name, test_error, train_loss):
+    run = fake_run(tmp_path / name, "cifar_resnet", 20, test_error - 0.05)
+    for r in run.metrics:
+      r["train_loss"] = train_loss
+    return [run]
+
+  constant = variant("c", 0.10, 0.01)
+  assert huang2016.regularisation_shown(
+    {"constant": constant, "stochastic": variant("s", 0.08, 0.05)}
+  ).endswith(": shown")
+  assert huang2016.regularisation_shown(
+    {"constant": constant, "stochastic": variant("w", 0.12, 0.05)}
+  ).endswith("NOT shown")

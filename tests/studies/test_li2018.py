@@ -42,3 +42,18 @@ def test_hessian_figures(tmp_path):
   }
   hessian.write_density_csv(str(tmp_path / "d.csv"), density)
   nonempty(li2018.hessian_density(str(tmp_path / "d.csv"), str(tmp_path / "d.png")))
+
+
+def test_sharpness_is_shown_when_the_deepest_plain_net_is_sharper_in_every_seed():
+  from cnn_depth.studies import li2018
+
+  extremes = {
+    ("cifar_plain", 20, 0): [(0, 9.0, -1.0), (4, 50.0, -1.0)],
+    ("cifar_resnet", 20, 0): [(0, 9.0, -1.0), (4, 10.0, -1.0)],
+    ("cifar_plain", 8, 0): [(4, 1.0, -1.0)],  # not the deepest: not compared
+    ("cifar_resnet", 8, 0): [(4, 5.0, -1.0)],
+  }
+  assert li2018.sharpness_shown(extremes).endswith("at the last step, 1 seeds): shown")
+  extremes[("cifar_plain", 20, 1)] = [(4, 10.0, -1.0)]
+  extremes[("cifar_resnet", 20, 1)] = [(4, 20.0, -1.0)]
+  assert li2018.sharpness_shown(extremes).endswith("NOT shown")

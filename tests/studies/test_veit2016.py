@@ -139,3 +139,15 @@ def test_path_gradient_study_over_seeds(tmp_path, resnet, monkeypatch):
   for workdirs in (["s0", "r20"], ["s1", "again"]):
     with pytest.raises(ValueError, match="seeds of one net"):
       studies.path_gradient_study(workdirs, str(tmp_path / "refused"))
+
+
+def test_resilience_is_shown_when_the_resnet_loses_least_in_every_seed():
+  from cnn_depth.studies import veit2016
+
+  def net(*per_seed):
+    return {"by_seed": {s: {"errors": np.asarray(e)} for s, e in enumerate(per_seed)}}
+
+  single = {"ResNet-8": net([0.1, 0.2], [0.1, 0.3]), "plain-8": net([0.9, 0.9], [0.8, 0.9])}
+  assert veit2016.resilience_shown(single, "ResNet-8").endswith("2 net x seed pairs): shown")
+  single["VGG-16"] = net([0.1, 0.1], [0.9, 0.9])
+  assert veit2016.resilience_shown(single, "ResNet-8").endswith("NOT shown")
