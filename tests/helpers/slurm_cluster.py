@@ -6,11 +6,12 @@ Debian's packages, run from a private directory (nothing in /etc/slurm, nothing 
 
 `cluster.env` is os.environ plus `SLURM_CONF` (every SLURM command and every job reads it) and a
 `PATH` whose first entry holds an `sacct` stand-in: this cluster keeps no accounting, and submitit
-asks `sacct` for job states (FINDINGS: without an answer a job killed hard makes it wait forever).
+asks `sacct` for job states (without an answer a job killed hard makes it wait forever).
 
 `ensure_installed()` installs the packages with apt-get (root only) when they are missing, as the
-test set-up; it returns why SLURM cannot run here, or None. What was measured about running such a
-cluster is in ../shared/FINDINGS.md (Slurm 22.05.8 on Debian 12).
+test set-up; it returns why SLURM cannot run here, or None. Measured on Debian 12 (Slurm 22.05.8):
+the 8 packages install in ~6-10 s and start no services by themselves; every daemon runs from a
+private root (`SLURM_CONF`, munged with its own socket and key), and the node is idle in ~5 s.
 """
 
 from __future__ import annotations
