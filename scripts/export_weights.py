@@ -5,7 +5,9 @@ model.bottleneck_stride=3x3) or the reference CIFAR ResNet (option A CIFAR ResNe
   python scripts/export_weights.py --workdir=runs/r56 --format=safetensors --out=r56.safetensors
   python scripts/export_weights.py --workdir=runs/tv_resnet50 --format=torch --out=resnet50.pth
 
-`--format=torch` needs PyTorch (`pip install -e '.[torch]'`); safetensors does not.
+`--format=torch` needs PyTorch (`pip install -e '.[torch]'`); safetensors does not. --out names a
+file in an existing, writable folder (checked before the checkpoint is read; exit 2 otherwise); it
+is written whole or not at all, with the permissions of any other output (0666 less the umask).
 """
 
 import importlib.util
@@ -38,6 +40,7 @@ def main(argv):
         "--format=torch needs PyTorch, which is not installed (an optional extra: pip install -e "
         "'.[torch]'); or write --format=safetensors, which torch reads with safetensors.torch"
       )
+    interop.files.check_out_path(_OUT.value)  # before the checkpoint is read
     config = workdir_lib.read_config(_WORKDIR.value)
     if config is None:
       raise ValueError(f"--workdir {_WORKDIR.value} holds no config.json: not a run's workdir")

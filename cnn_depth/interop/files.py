@@ -13,6 +13,7 @@ A checkpoint that wraps its weights (`{'state_dict': ...}`, `{'model': ...}`) is
 from __future__ import annotations
 
 import os
+import tempfile
 from typing import Mapping
 
 import numpy as np
@@ -75,16 +76,57 @@ def _numpy(tensor) -> np.ndarray:
   return tensor.float().numpy() if str(tensor.dtype) == "torch.bfloat16" else tensor.numpy()
 
 
-def write_state_dict(path: str, tensors: Mapping[str, np.ndarray], fmt: str) -> None:
-  """Writes `tensors` as `fmt` ('safetensors', or 'torch': a torch.save'd state_dict)."""
-  if fmt == "safetensors":
-    from safetensors.numpy import save_file
+def check_out_path(path: str) -> None:
+  """Refuses, in one sentence naming --out, a file that cannot be written: an empty name, an
+  existing folder (or a name ending in '/'), a folder that does not exist or is not writable.
+  Checks only: nothing is created."""
+  if not path:
+    raise ValueError("--out is empty; name the file to write, e.g. --out=net.safetensors")
+  if path.endswith(os.sep) or os.path.isdir(path):
+    raise ValueError(
+      f"--out={path} is a folder; name the file to write in it, e.g. "
+      f"--out={os.path.join(path, 'net.safetensors')}"
+    )
+  folder = os.path.dirname(os.path.abspath(path))
+  if not os.path.isdir(folder):
+    raise ValueError(
+      f"--out={path}: its folder {folder} does not exist; create it first or choose another path"
+    )
+  if not os.access(folder, os.W_OK | os.X_OK):
+    raise ValueError(f"--out={path}: its folder {folder} is not writable; choose another path")
 
-    save_file({k: np.array(v, order="C") for k, v in tensors.items()}, path)  # keeps 0-d
-  elif fmt == "torch":
-    torch = _torch()
-    if torch is None:
-      raise ValueError(TORCH_MISSING.format(path=path).replace("reading", "writing"))
-    torch.save({k: torch.from_numpy(np.array(v)) for k, v in tensors.items()}, path)
-  else:
+
+def write_state_dict(path: str, tensors: Mapping[str, np.ndarray], fmt: str) -> None:
+  """Writes `tensors` as `fmt` ('safetensors', or 'torch': a torch.save'd state_dict), through a
+  temporary file beside `path` renamed into place (no half-written file on failure), with the
+  permissions of any other output: 0666 less the umask (the safetensors library itself creates
+  files 0600). ValueError naming --out where the file cannot be written."""
+  if fmt not in ("safetensors", "torch"):
     raise ValueError(f"--format must be safetensors or torch, got {fmt!r}")
+  torch = _torch() if fmt == "torch" else None
+  if fmt == "torch" and torch is None:
+    raise ValueError(TORCH_MISSING.format(path=path).replace("reading", "writing"))
+  check_out_path(path)
+  folder, name = os.path.split(os.path.abspath(path))
+  handle, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+  os.close(handle)
+  try:
+    if fmt == "safetensors":
+      from safetensors.numpy import save_file
+
+      save_file({k: np.array(v, order="C") for k, v in tensors.items()}, tmp)  # keeps 0-d
+    else:
+      torch.save({k: torch.from_numpy(np.array(v)) for k, v in tensors.items()}, tmp)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
+  except Exception as e:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    if isinstance(e, OSError) or type(e).__name__ == "SafetensorError":
+      raise ValueError(
+        f"--out={path} could not be written ({' '.join(str(e).split())}); free space, fix "
+        "permissions or choose another path"
+      ) from e
+    raise

@@ -1,10 +1,13 @@
-"""scripts/export_weights.py's refusals: --format=torch without PyTorch, and a net with no PyTorch
-twin, each one sentence with nothing written (the round trip import -> export:
-tests/scripts/test_import_weights.py)."""
+"""scripts/export_weights.py's refusals: an --out that cannot be written, --format=torch without
+PyTorch, and a net with no PyTorch twin, each one sentence with nothing written (the round trip
+import -> export: tests/scripts/test_import_weights.py; the file's mode:
+tests/interop/test_files.py)."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
+from concurrent import futures
 
 import pytest
 from helpers.interop import one_error_line, reference_weights
@@ -44,3 +47,27 @@ def test_a_net_with_no_pytorch_twin_is_not_exported(tiny_workdirs, tmp_path):
   )
   one_error_line(out)
   assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_an_out_that_cannot_be_written_is_refused_before_the_checkpoint_is_read(
+  tiny_workdirs, tmp_path
+):
+  """A missing folder, an existing folder (with or without its '/'): one line naming --out, exit 2,
+  nothing created, the workdir's bytes unchanged (checked before the workdir is read)."""
+  (tmp_path / "existing_dir").mkdir()
+  workdir = tiny_workdirs[True]  # only read
+  cases = [
+    (f"{tmp_path}/missing/dir/x.safetensors", "does not exist; create it first"),
+    (f"{tmp_path}/existing_dir", "is a folder; name the file to write in it"),
+    (f"{tmp_path}/existing_dir/", "is a folder"),
+  ]
+  with futures.ThreadPoolExecutor(3) as pool:
+    procs = list(
+      pool.map(
+        lambda c: run_script("scripts/export_weights.py", f"--workdir={workdir}", f"--out={c[0]}"),
+        cases,
+      )
+    )
+  for (out, message), proc in zip(cases, procs):
+    one_error_line(proc, f"--out={out}", message)
+  assert os.listdir(tmp_path) == ["existing_dir"] and not os.listdir(tmp_path / "existing_dir")
