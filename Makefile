@@ -7,15 +7,35 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: lint test test-all test-gpu-compile quickstart venv clean
+LOCK := requirements.lock
+
+.PHONY: lint test test-all test-gpu-compile quickstart venv lock clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The exact versions of requirements.lock (those the tests passed with; pip and setuptools too),
+# then the package itself without resolving anything. An existing .venv is updated when the lock
+# or pyproject.toml changes.
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[data,test]'
+	$(BIN)/python -m pip install --quiet -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# Refresh the lock: the newest versions pyproject.toml's ranges allow, resolved in a throw-away venv
+# (never .venv), frozen into requirements.lock. Then `make venv test-all` and commit the lock.
+lock:
+	set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(PYTHON) -m venv "$$tmp/venv"; \
+	"$$tmp/venv/bin/pip" install --quiet --upgrade pip; \
+	"$$tmp/venv/bin/pip" install --quiet -e '.[data,test]'; \
+	{ echo "# The exact versions the tests passed with: \`make venv\` installs these, then the package"; \
+	  echo "# itself with --no-deps. pyproject.toml keeps its version ranges for installs into your own"; \
+	  echo "# environment. Python $$("$$tmp/venv/bin/python" -c \
+	    'import platform; print(platform.python_version())') on $$(uname -sm), pyproject's"; \
+	  echo "# [data,test] extras; refresh with \`make lock\`."; \
+	  "$$tmp/venv/bin/pip" freeze --all --exclude-editable | grep -v '^#'; } > $(LOCK).new; \
+	mv $(LOCK).new $(LOCK)
 
 PYTEST := XLA_FLAGS=--xla_force_host_platform_device_count=8 $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
 
