@@ -10,6 +10,7 @@ spelling of scripts/train.py's --config).
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import types
 
@@ -85,6 +86,204 @@ def base() -> ml_collections.ConfigDict:
   c.eval_train_set = False  # also evaluate (BN in inference mode) on the whole training set
   c.on_nonfinite = "stop"  # 'stop': status diverged, exit non-zero; 'skip': drop the step, go on
   return c
+
+
+class ConfigError(ValueError):
+  """A config field whose value cannot run: one sentence naming the field as its `--config.`
+  override spells it, the value, and what to do."""
+
+
+def _whole(low: int, high: int | None = None):
+  """A test: an int (not a bool) in [low, high)."""
+  return lambda v: (
+    isinstance(v, int) and not isinstance(v, bool) and v >= low and (high is None or v < high)
+  )
+
+
+def _real(low=-math.inf, high=math.inf, *, open_low=False, open_high=False):
+  """A test: a finite int or float (not a bool) between low and high, each end closed unless
+  open_*."""
+
+  def test(v) -> bool:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+      return False
+    return (v > low if open_low else v >= low) and (v < high if open_high else v <= high)
+
+  return test
+
+
+def _one_of(*values):
+  return lambda v: isinstance(v, str) and v in values
+
+
+def _increasing(v) -> bool:
+  return (
+    isinstance(v, (tuple, list))
+    and all(_real(0.0)(b) for b in v)
+    and all(a < b for a, b in zip(v, v[1:]))
+  )
+
+
+_BOOL = ("true or false", lambda v: isinstance(v, bool))
+_FLOATS = ("float32", "bfloat16", "float16")
+# What each field of base() must hold, in base()'s order: field -> (what it must be, the test).
+# dataset.name and model.family are checked against their registries (train.check_config), the
+# model's depth against its family (models.build_model) and lr_unit against cnn_depth.optim.
+CHECKS = {
+  "seed": ("a whole number in [0, 2**32)", _whole(0, 2**32)),
+  "dataset.data_dir": ("a path ('' for the dataset's default)", lambda v: isinstance(v, str)),
+  "dataset.validation_size": ("a whole number >= 0 (0: no validation split)", _whole(0)),
+  "model.depth": ("a whole number >= 1", _whole(1)),
+  "model.width": ("a whole number >= 0 (0: the family's default)", _whole(0)),
+  "model.shortcut": ("'A' or 'B'", _one_of("A", "B")),
+  "model.block": ("'', 'basic' or 'bottleneck'", _one_of("", "basic", "bottleneck")),
+  "model.bottleneck_stride": ("'1x1' or '3x3'", _one_of("1x1", "3x3")),
+  "model.dtype": (", ".join(map(repr, _FLOATS)), _one_of(*_FLOATS)),
+  "model.stages": ("'scan' or 'unroll'", _one_of("scan", "unroll")),
+  "model.unroll": ("a whole number >= 0 (0: chosen per backend)", _whole(0)),
+  "model.remat": _BOOL,
+  "model.survival_last": (
+    "a number in [0, 1] (the stochastic-depth survival probability p_L of the last block; "
+    "1: no stochastic depth)",
+    _real(0.0, 1.0),
+  ),
+  "model.drop_mode": ("'batch' or 'sample'", _one_of("batch", "sample")),
+  "model.zero_init_last": _BOOL,
+  "model.conv_impl": ("'auto', 'xla' or 'cpu_vjp'", _one_of("auto", "xla", "cpu_vjp")),
+  "model.bn_groups": ("a whole number >= 1", _whole(1)),
+  "model.bn_impl": ("'fused' or 'flax'", _one_of("fused", "flax")),
+  "model.growth_rate": ("a whole number >= 0 (0: the paper's k)", _whole(0)),
+  "model.dropout": (
+    "a rate in [0, 1), or < 0 for the family's default",
+    _real(high=1.0, open_high=True),
+  ),
+  "model.aux_heads": _BOOL,
+  "model.reduce": _BOOL,
+  "batch_size": ("a whole number of images >= 1 (over all devices)", _whole(1)),
+  "num_train_steps": ("a whole number >= 1 (or set num_epochs > 0, which then wins)", _whole(1)),
+  "num_epochs": ("a finite number (> 0: the run's length; <= 0: num_train_steps is)", _real()),
+  "learning_rate": ("a finite number > 0", _real(0.0, open_low=True)),
+  "lr_boundaries": (
+    "a tuple of increasing numbers >= 0 in lr_unit, e.g. (32000, 48000)",
+    _increasing,
+  ),
+  "lr_decay": (
+    "a number in (0, 1], the lr's factor at each boundary",
+    _real(0.0, 1.0, open_low=True),
+  ),
+  "warmup": ("a finite number >= 0 in lr_unit (0: no warm-up)", _real(0.0)),
+  "warmup_lr": ("a finite number >= 0", _real(0.0)),
+  "optimizer": (
+    "'sgd' (momentum SGD with coupled weight decay, as in the papers; --config.nesterov=true for "
+    "Nesterov momentum)",
+    _one_of("sgd"),
+  ),
+  "momentum": ("a number in [0, 1)", _real(0.0, 1.0, open_high=True)),
+  "nesterov": _BOOL,
+  "weight_decay": ("a finite number >= 0", _real(0.0)),
+  "augment": _BOOL,
+  "log_every_steps": ("a whole number of steps >= 1", _whole(1)),
+  "eval_every_steps": ("a whole number of steps >= 1", _whole(1)),
+  "checkpoint_every_steps": ("a whole number of steps >= 1", _whole(1)),
+  "keep_checkpoints": ("a whole number >= 1, the checkpoints kept", _whole(1)),
+  "log_block_norms": _BOOL,
+  "eval_train_set": _BOOL,
+  "on_nonfinite": ("'stop' or 'skip'", _one_of("stop", "skip")),
+}
+
+
+def check(config) -> None:
+  """Raises ConfigError, one sentence naming the field, its value and what to do, for the first
+  field of `config` that cannot run (CHECKS: sign, range, finiteness, allowed strings, tuple
+  contents), then for fields that disagree (warm-up after the first lr boundary). Fields a config
+  lacks (written before they existed) are not checked; model and dataset names are checked by
+  train.check_config against their registries."""
+  epochs = _get(config, "num_epochs")
+  for field, (must, test) in CHECKS.items():
+    value = _get(config, field)
+    if value is _MISSING or (field == "num_train_steps" and _real(0.0, open_low=True)(epochs)):
+      continue  # num_epochs > 0 sets the length
+    if not test(value):
+      raise ConfigError(refusal(field, value, must))
+  unit = _get(config, "lr_unit")
+  if unit is not _MISSING:
+    from cnn_depth import optim
+
+    units = getattr(optim, "UNITS", ("steps", "epochs"))  # what optim.to_steps converts
+    if unit not in units:
+      raise ConfigError(refusal("lr_unit", unit, " or ".join(map(repr, units))))
+    for field in ("lr_boundaries", "warmup") if unit == "fraction" else ():
+      value = _get(config, field)
+      values = value if isinstance(value, (tuple, list)) else (value,)
+      if value is not _MISSING and not all(_real(0.0, 1.0)(v) for v in values):
+        must = "fractions of the run in [0, 1] (lr_unit 'fraction'), or add --config.lr_unit=steps"
+        raise ConfigError(refusal(field, value, must))
+  warmup, bounds = _get(config, "warmup"), _get(config, "lr_boundaries")
+  if warmup not in (0, _MISSING) and bounds not in ((), [], _MISSING) and bounds[0] <= warmup:
+    raise ConfigError(
+      f"lr_boundaries={tuple(bounds)!r} cannot be used with warmup={warmup!r}: the lr drops must "
+      f"come after the warm-up (both in lr_unit {unit!r}); lower --config.warmup or raise "
+      "--config.lr_boundaries"
+    )
+
+
+def refusal(field: str, value, must: str) -> str:
+  """'<field>=<value> cannot be used: it must be <must>; set --config.<field> to such a value
+  (default: <base()'s>)', the value cut to 80 characters."""
+  shown = repr(value)
+  shown = shown if len(shown) <= 80 else shown[:77] + "..."
+  default = _get(base(), field)
+  hint = "" if default is _MISSING else f" (default: {default!r})"
+  return (
+    f"{field}={shown} cannot be used: it must be {must}; set --config.{field} to such a value{hint}"
+  )
+
+
+def get_field(config, dotted: str, default=None):
+  """The value at `dotted` ('model.depth') in a ConfigDict or dict, or `default`."""
+  value = _get(config, dotted)
+  return default if value is _MISSING else value
+
+
+def parse_overrides(config, overrides, program: str = "scripts/train.py"):
+  """A copy of `config` with `overrides` (['--config.model.depth=56', ...]) applied by the parser
+  scripts/train.py's --config uses (ml_collections' config flags over absl), then `check`ed; a bad
+  override raises ConfigError with the line the script prints (console.flag_error)."""
+  from absl import flags
+  from ml_collections import config_flags
+
+  from cnn_depth import console
+
+  argv = [program, *overrides]
+  values = flags.FlagValues()
+  try:
+    holder = config_flags.DEFINE_config_dict(
+      "config",
+      config.copy_and_resolve_references(),
+      flag_values=values,
+      sys_argv=argv,
+      lock_config=True,
+    )
+    values(argv)
+    parsed = holder.value
+  except (flags.Error, KeyError, AttributeError, TypeError, ValueError) as e:
+    raise ConfigError(console.flag_error(e, argv)) from None
+  check(parsed)
+  return parsed
+
+
+_MISSING = object()
+
+
+def _get(config, dotted: str):
+  """The value at `dotted` ('model.depth') in a ConfigDict or dict, or _MISSING."""
+  value = config
+  for key in dotted.split("."):
+    try:
+      value = value[key]
+    except (KeyError, TypeError, IndexError, AttributeError):
+      return _MISSING
+  return value
 
 
 def digits(steps: int, seed: int = 0) -> ml_collections.ConfigDict:

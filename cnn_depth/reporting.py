@@ -82,6 +82,8 @@ class RunLog:
       workdir_lib.truncate_metrics(workdir, start)
       workdir_lib.write_config(workdir, config.to_dict())
     self.status("running", step=start, total_steps=total)
+    if self.main and start:
+      print(f"resuming {workdir} from step {start} of {total}", flush=True)
     self._writer = self._events = None
     if self.main:  # the events replay the (truncated) metrics.jsonl: each step once, in order
       self._writer = workdir_lib.MetricsWriter(workdir)
@@ -143,10 +145,21 @@ class RunLog:
       f"(mean training loss since the last log: {sums['loss']:.4g})"
     )
     self.status("diverged", step=step, reason=reason, last_checkpoint=last_checkpoint)
+    if last_checkpoint is None:
+      return (
+        f"{reason}; no checkpoint was written yet (the first was due at step "
+        f"{min(self.config.checkpoint_every_steps or self.total, self.total)}), so nothing is kept "
+        "to resume from: lower the lr or add warm-up and train in a new workdir"
+      )
     return (
       f"{reason}; the last good checkpoint (step {last_checkpoint}) is kept in "
       f"{workdir_lib.checkpoint_dir(self.workdir)}"
     )
+
+  def compiling(self, net: str) -> None:
+    """The line before the first step, which compiles the train step (minutes for deep nets)."""
+    if self.main:
+      print(f"compiling the train step of {net} (first step; takes a while on CPU)...", flush=True)
 
   def preempted(self, step: int) -> str:
     """Status 'preempted'; returns the error message."""
@@ -166,3 +179,30 @@ class RunLog:
         self._writer.close()
       finally:
         self._events.close()
+
+
+def already_done(workdir: str, step: int) -> None:
+  """The line of a relaunched run that has nothing left to train."""
+  if jax.process_index() == 0:
+    print(f"{workdir} is already done at step {step}; nothing to train", flush=True)
+
+
+def final_line(final: dict, batch_size: int) -> str:
+  """The run's final metrics in one line: 'done: step 60 (1.3 epochs), train error 12.30%, test
+  error 14.50%, 1,234 images/s' (the parts the run measured)."""
+  parts = [f"done: step {final['steps']}" if "steps" in final else "done"]
+  if "epochs" in final:
+    parts[0] += f" ({final['epochs']:.3g} epochs)"
+  for key, name in (
+    ("train_loss", "train loss"),
+    ("train_error", "train error"),
+    ("train_eval_error", "train-set error (eval mode)"),
+    ("test_error", "test error"),
+  ):
+    if isinstance(final.get(key), (int, float)):
+      value = final[key]
+      parts.append(f"{name} {value:.4f}" if key == "train_loss" else f"{name} {100 * value:.2f}%")
+  if final.get("timed_seconds") and final.get("timed_steps"):
+    rate = final["timed_steps"] * batch_size / final["timed_seconds"]
+    parts.append(f"{rate:,.0f} images/s (evaluations included)")
+  return ", ".join(parts)

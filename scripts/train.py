@@ -20,7 +20,7 @@ import os
 import sys
 import traceback
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "A configs/*.py file.", lock_config=True)
@@ -59,38 +59,31 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def parse_flags(argv):
-  """absl flag parsing, with a bad --config override reported in one line (exit 2), not a
-  traceback."""
+  """absl flag parsing, with a bad flag or --config override reported in one line (exit 2), not a
+  traceback; positional arguments are refused (they would be ignored)."""
+  from cnn_depth import console
+
+  program = "scripts/train.py"
   try:
-    return flags.FLAGS(argv)
+    rest = flags.FLAGS(argv)
   except (flags.Error, KeyError, AttributeError, TypeError, ValueError) as e:
-    print(f"error: {_flag_error(e, argv)}", file=sys.stderr)
+    print(f"error: {console.flag_error(e, [program, *argv[1:]])}", file=sys.stderr)
     sys.exit(2)
-
-
-def _flag_error(e: Exception, argv) -> str:
-  """One line: which override names no field (ml_collections raises KeyError/AttributeError with the
-  key, e.g. "'dept'", sometimes followed by 'Did you mean ...?'), or what else went wrong."""
-  overrides = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")]
-  if isinstance(e, (KeyError, AttributeError)) and e.args:
-    key, _, hint = str(e.args[0]).strip().strip('"').partition("\n")
-    key = key.strip("'\"")
-    bad = [o for o in overrides if o.rsplit(".", 1)[-1] == key] or overrides or [repr(key)]
-    hint = f" ({' '.join(hint.split())})" if hint.strip() else ""
-    return (
-      f"{', '.join(bad)} names no field of the config{hint}; each override must name an "
-      "existing field (e.g. --config.model.depth=56)"
+  if len(rest) > 1:
+    print(
+      f"error: {program} takes only flags, got {' '.join(map(repr, rest[1:]))}; write each "
+      "as --name=value (--help lists them)",
+      file=sys.stderr,
     )
-  text = str(e)
-  # An error inside the config file: keep its last line.
-  if "Traceback (most recent call last)" in text:
-    text = text.split("Traceback (most recent call last)")[0] + text.strip().splitlines()[-1]
-  text = " ".join(text.split())
-  return (
-    f"bad --config ({type(e).__name__}: {text.rstrip('.')}); overrides given: "
-    f"{', '.join(overrides) or 'none'}; each must name an existing field with a value of its type "
-    "(e.g. --config.model.depth=56)"
-  )
+    sys.exit(2)
+  if not _WORKDIR.value.strip():
+    print(
+      f"error: --workdir={_WORKDIR.value!r} is empty; give the run's directory, e.g. "
+      "--workdir=runs/r20",
+      file=sys.stderr,
+    )
+    sys.exit(2)
+  return rest
 
 
 def main(argv):
@@ -117,8 +110,7 @@ def main(argv):
   except (train.TrainingDiverged, train.Preempted) as e:  # every process stops at the same step
     if watchdog is not None:
       watchdog.finish()
-    logging.error("%s", e)
-    print(f"error: {e}", file=sys.stderr)
+    print(f"error: {e}", file=sys.stderr)  # once: not through absl's logging too
     sys.exit(3 if isinstance(e, train.TrainingDiverged) else 4)
   except (ValueError, checkpoint.CheckpointError) as e:  # bad config/data/workdir/checkpoint
     _fail(2, str(e), watchdog)
@@ -142,7 +134,9 @@ def main(argv):
   if watchdog is not None:
     watchdog.finish()
   if jax.process_index() == 0:
-    print({k: round(v, 5) if isinstance(v, float) else v for k, v in final.items()})
+    from cnn_depth import reporting
+
+    print(reporting.final_line(final, config.batch_size))
 
 
 def _start_processes():
