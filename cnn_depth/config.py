@@ -67,10 +67,13 @@ def base() -> ml_collections.ConfigDict:
   c.num_train_steps = 64_000  # or set num_epochs (> 0), which then wins
   c.num_epochs = -1.0
   c.learning_rate = 0.1
-  c.lr_boundaries = (32_000, 48_000)
-  c.lr_unit = "steps"  # unit of lr_boundaries and warmup: 'steps' or 'epochs'
+  # He et al.'s 32k and 48k of 64k. lr_unit of lr_boundaries and warmup: 'fraction' of the run
+  # (floor(f * steps); so --config.num_train_steps=200 drops the lr at 100 and 150), 'steps' or
+  # 'epochs'. Fractions are of the run's first length: extending it on a relaunch moves no drop.
+  c.lr_boundaries = (0.5, 0.75)
+  c.lr_unit = "fraction"
   c.lr_decay = 0.1
-  c.warmup = 0.0  # He et al.: 400 iterations at 0.01 for ResNet-110/1202
+  c.warmup = 0.0  # in lr_unit; He et al.: 400 of 64k iterations (0.00625) at 0.01 for ResNet-110
   c.warmup_lr = 0.01
   c.optimizer = "sgd"  # the papers' momentum SGD with coupled weight decay (the only one)
   c.momentum = 0.9
@@ -80,7 +83,7 @@ def base() -> ml_collections.ConfigDict:
 
   c.log_every_steps = 100
   c.eval_every_steps = 1_000
-  c.checkpoint_every_steps = 5_000
+  c.checkpoint_every_steps = 5_000  # and at the last step; 0: at the last step only
   c.keep_checkpoints = 3
   c.log_block_norms = True  # per-block gradient and parameter norms in metrics.jsonl
   c.eval_train_set = False  # also evaluate (BN in inference mode) on the whole training set
@@ -296,10 +299,9 @@ def digits(steps: int, seed: int = 0) -> ml_collections.ConfigDict:
   c.dataset.name = "digits"
   c.batch_size = 128
   c.num_train_steps = steps
-  c.lr_boundaries = (steps // 2, steps * 3 // 4)
   c.log_every_steps = 25
   c.eval_every_steps = 50
-  c.checkpoint_every_steps = steps
+  c.checkpoint_every_steps = 0  # at the end only, however long the run
   c.keep_checkpoints = 1
   c.eval_train_set = True
   return c

@@ -17,5 +17,5 @@ def get_config(arg=None):
   c.model.depth = a["depth"]
   c.model.shortcut = "B"
   c.model.block = a["block"]
-  c.warmup = 400 if a["depth"] >= 110 else 0
+  c.warmup = 0.00625 if a["depth"] >= 110 else 0.0  # 400 of the 64k iterations
   return c

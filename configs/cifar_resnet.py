@@ -18,5 +18,5 @@ def get_config(arg=None):
   c.model.family = "cifar_resnet" if a["residual"] else "cifar_plain"
   c.model.depth = a["depth"]
   c.model.shortcut = a["shortcut"]
-  c.warmup = 400 if a["depth"] >= 110 else 0
+  c.warmup = 0.00625 if a["depth"] >= 110 else 0.0  # 400 of the 64k iterations
   return c

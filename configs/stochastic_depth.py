@@ -17,8 +17,7 @@ def get_config(arg=None):
   c.model.depth = a["depth"]
   c.model.survival_last = a["survival_last"]
   c.num_epochs = 500.0
-  c.lr_unit = "epochs"
-  c.lr_boundaries = (250, 375)
+  c.lr_boundaries = (0.5, 0.75)  # of the run: epochs 250 and 375 of 500
   c.nesterov = True
   c.eval_every_steps = 390  # once an epoch: 50,000 // 128 steps
   return c

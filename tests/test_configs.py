@@ -71,7 +71,7 @@ def test_cifar_resnet_recipe():
   assert c.learning_rate == pytest.approx(0.1)
   assert c.momentum == pytest.approx(0.9) and not c.nesterov
   assert c.weight_decay == pytest.approx(1e-4)
-  assert tuple(c.lr_boundaries) == (32_000, 48_000) and c.lr_unit == "steps"
+  assert tuple(c.lr_boundaries) == (0.5, 0.75) and c.lr_unit == "fraction"  # 32k, 48k of 64k
   assert c.lr_decay == pytest.approx(0.1)
   assert c.num_train_steps == 64_000 and not c.num_epochs > 0
   assert train.num_steps(c, CIFAR_STEPS_PER_EPOCH) == 64_000
@@ -93,7 +93,7 @@ def test_cifar_resnet_no_warmup_at_56():
 @pytest.mark.parametrize("depth", [110, 1202])
 def test_cifar_resnet_warmup_for_deep_nets(depth):
   c = get_config("cifar_resnet", f"depth={depth}")
-  assert c.warmup == 400 and c.lr_unit == "steps"
+  assert c.warmup == 0.00625 and c.lr_unit == "fraction"  # 400 of 64k
   assert c.warmup_lr == pytest.approx(0.01)
 
 
@@ -126,7 +126,7 @@ def test_stochastic_depth_recipe():
   assert c.model.survival_last == pytest.approx(0.5)
   assert c.nesterov and c.momentum == pytest.approx(0.9)
   assert c.batch_size == 128 and c.weight_decay == pytest.approx(1e-4)
-  assert c.num_epochs == 500 and c.lr_unit == "epochs" and tuple(c.lr_boundaries) == (250, 375)
+  assert c.num_epochs == 500 and c.lr_unit == "fraction" and tuple(c.lr_boundaries) == (0.5, 0.75)
   assert train.num_steps(c, CIFAR_STEPS_PER_EPOCH) == 195_000
   assert lr(c, 0) == pytest.approx(0.1)
   assert lr(c, 97_499) == pytest.approx(0.1)
@@ -148,7 +148,7 @@ def test_stochastic_depth_baseline_argument():
 def test_cifar_preact_bottleneck(depth, n, params_m):
   c = get_config("cifar_preact", f"depth={depth}")
   assert c.model.family == "cifar_preact" and c.model.block == "bottleneck"
-  assert c.warmup == 400 and c.batch_size == 128 and tuple(c.lr_boundaries) == (32_000, 48_000)
+  assert c.warmup == 0.00625 and c.batch_size == 128 and tuple(c.lr_boundaries) == (0.5, 0.75)
   model = build(c)
   assert model.preact and model.block == "bottleneck" and model.residual
   assert model.stage_sizes == (n, n, n) and model.stage_widths == (64, 128, 256)
@@ -168,7 +168,7 @@ def test_cifar_preact_basic_110():
 def test_imagenet_recipe():
   c = get_config("imagenet_resnet")
   assert c.batch_size == 256 and c.num_epochs == 90
-  assert c.lr_unit == "epochs" and tuple(c.lr_boundaries) == (30, 60)
+  assert c.lr_unit == "fraction" and tuple(c.lr_boundaries) == (30 / 90, 60 / 90)
   assert c.learning_rate == pytest.approx(0.1) and c.momentum == pytest.approx(0.9)
   assert c.weight_decay == pytest.approx(1e-4)
   assert (c.model.family, c.model.depth, c.model.width) == ("imagenet_resnet", 18, 64)
@@ -198,7 +198,7 @@ def test_quickstart():
   c = get_config("quickstart", "depth=32,residual=False,steps=400")
   assert c.dataset.name == "digits"
   assert (c.model.family, c.model.depth) == ("cifar_plain", 32)
-  assert c.num_train_steps == 400 and tuple(c.lr_boundaries) == (200, 300)
+  assert c.num_train_steps == 400 and tuple(c.lr_boundaries) == (0.5, 0.75)
   assert get_config("quickstart").model.family == "cifar_resnet"
 
 
@@ -217,7 +217,7 @@ def test_every_config_has_the_loop_fields(name):
     "checkpoint_every_steps",
   ):
     assert field in c, f"{name} lacks {field}"
-  assert c.log_every_steps > 0 and c.eval_every_steps > 0 and c.checkpoint_every_steps > 0
+  assert c.log_every_steps > 0 and c.eval_every_steps > 0 and c.checkpoint_every_steps >= 0
   assert train.num_steps(c, CIFAR_STEPS_PER_EPOCH) > 0
   assert get_config(name, "seed=3").seed == 3
   train.make_optimizer(c, steps_per_epoch=CIFAR_STEPS_PER_EPOCH)  # boundaries after the warm-up
@@ -255,7 +255,7 @@ def test_config_arguments_are_typed_strictly():
 def test_cifar_vgg_depths(depth, stages):
   c = get_config("cifar_vgg", f"depth={depth}")
   assert (c.model.family, c.model.width, c.dataset.name) == ("cifar_vgg_bn", 64, "cifar10")
-  assert c.learning_rate == pytest.approx(0.1) and tuple(c.lr_boundaries) == (32_000, 48_000)
+  assert c.learning_rate == pytest.approx(0.1) and tuple(c.lr_boundaries) == (0.5, 0.75)
   model = build(c)
   assert model.bn and model.stage_sizes == stages and model.stage_widths == (64, 128, 256, 512, 512)
   plain = get_config("cifar_vgg", f"depth={depth},bn=False")
@@ -265,7 +265,7 @@ def test_cifar_vgg_depths(depth, stages):
 
 def test_vgg_digits_builds_on_8x8_images():
   c = get_config("vgg_digits", "depth=16,steps=400")
-  assert c.dataset.name == "digits" and tuple(c.lr_boundaries) == (200, 300)
+  assert c.dataset.name == "digits" and tuple(c.lr_boundaries) == (0.5, 0.75)
   model = build(c)
   assert model.width == 16 and model.num_blocks == 13
   variables = models.init_shapes(model, (8, 8, 1))
@@ -278,7 +278,7 @@ def test_vgg_digits_builds_on_8x8_images():
 )
 def test_cifar_densenet(arg, family, params_k):
   c = get_config("cifar_densenet", arg)
-  assert c.model.family == family and tuple(c.lr_boundaries) == (32_000, 48_000)
+  assert c.model.family == family and tuple(c.lr_boundaries) == (0.5, 0.75)
   params = models.count_params(models.init_shapes(build(c), (32, 32, 3))["params"])
   assert round(params / 1000) == params_k  # Huang et al. 2017 Table 2: 1.0M and 0.8M
 

@@ -1,5 +1,7 @@
-"""cnn_depth/optim.py: the step-decay schedule with warm-up, and SGD as PyTorch's (coupled weight
-decay; two steps of a ResNet-20 against torch.optim.SGD, from tests/fixtures/torch_equality)."""
+"""cnn_depth/optim.py: the step-decay schedule with warm-up, its durations as fractions of the run
+(every config's schedule in steps as before at its default length, and scaled when shortened), and
+SGD as PyTorch's (coupled weight decay; two steps of a ResNet-20 against torch.optim.SGD, from
+tests/fixtures/torch_equality)."""
 
 import jax
 import jax.numpy as jnp
@@ -8,24 +10,76 @@ import optax
 import pytest
 from helpers.interop import fixture, torch_weights
 
-from cnn_depth import optim
+from cnn_depth import config as config_lib
+from cnn_depth import optim, train
 from cnn_depth.interop import architectures, convert
 
+# Training images of each dataset the configs name (steps per epoch without reading the data).
+TRAIN_IMAGES = {"cifar10": 50_000, "imagenet2012": 1_281_167, "digits": 1_500}
+# Each config file at its default length, as the code before lr_unit 'fraction' scheduled it
+# (computed with that code, at commit ad97b51): steps per epoch, run length, lr boundaries and
+# warm-up in steps, and the checkpoint steps as (first, last, how many).
+BEFORE_FRACTIONS = {
+  "quickstart.py": (11, 800, [400, 600], 0, (800, 800, 1)),
+  "quickstart.py:steps=400": (11, 400, [200, 300], 0, (400, 400, 1)),
+  "quickstart.py:steps=201": (11, 201, [100, 150], 0, (201, 201, 1)),
+  "quickstart.py:steps=333": (11, 333, [166, 249], 0, (333, 333, 1)),
+  "vgg_digits.py": (11, 800, [400, 600], 0, (800, 800, 1)),
+  "cifar_resnet.py": (390, 64_000, [32_000, 48_000], 0, (5_000, 64_000, 13)),
+  "cifar_resnet.py:depth=110": (390, 64_000, [32_000, 48_000], 400, (5_000, 64_000, 13)),
+  "cifar_resnet.py:depth=1202": (390, 64_000, [32_000, 48_000], 400, (5_000, 64_000, 13)),
+  "cifar_preact.py": (390, 64_000, [32_000, 48_000], 400, (5_000, 64_000, 13)),
+  "cifar_preact.py:depth=56,block=basic": (390, 64_000, [32_000, 48_000], 0, (5_000, 64_000, 13)),
+  "cifar_vgg.py": (390, 64_000, [32_000, 48_000], 0, (5_000, 64_000, 13)),
+  "cifar_densenet.py": (390, 64_000, [32_000, 48_000], 0, (5_000, 64_000, 13)),
+  "stochastic_depth.py": (390, 195_000, [97_500, 146_250], 0, (5_000, 195_000, 39)),
+  "imagenet_resnet.py": (5_004, 450_360, [150_120, 300_240], 0, (5_004, 450_360, 90)),
+}
 
-def test_schedule_step_decay_and_warmup():
-  s = optim.step_decay_schedule(0.1, [32000, 48000])
-  assert [float(s(i)) for i in (0, 31999, 32000, 47999, 48000, 63999)] == pytest.approx(
-    [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
+
+def _schedule(spec: str, **overrides):
+  """(steps per epoch, length, boundaries, warm-up, checkpoint steps) of configs/<spec>, as the
+  training loop runs it (train.num_steps, optim.from_config's schedule_steps, train.due)."""
+  c = config_lib.load_config_file(f"configs/{spec}")
+  c.update_from_flattened_dict(overrides)
+  spe = TRAIN_IMAGES[c.dataset.name] // c.batch_size
+  total = train.num_steps(c, spe)
+  boundaries, warmup = optim.schedule_steps(c, spe)
+  saves = [s for s in range(1, total + 1) if train.due(s, c.checkpoint_every_steps, total)]
+  return spe, total, boundaries, warmup, (saves[0], saves[-1], len(saves))
+
+
+@pytest.mark.parametrize("spec", sorted(BEFORE_FRACTIONS))
+def test_every_config_schedules_the_same_steps_as_before_fractions(spec):
+  assert _schedule(spec) == BEFORE_FRACTIONS[spec]
+
+
+def test_a_shortened_run_keeps_its_recipe():
+  # He et al.'s drops at half and three quarters, the warm-up its 400/64k share, digits' one
+  # checkpoint at the end, whatever the length.
+  assert _schedule("quickstart.py", num_train_steps=200) == (11, 200, [100, 150], 0, (200, 200, 1))
+  assert _schedule("vgg_digits.py", num_train_steps=1600)[2:] == ([800, 1200], 0, (1600, 1600, 1))
+  assert _schedule("cifar_resnet.py:depth=110", num_train_steps=640)[1:4] == (640, [320, 480], 4)
+  assert _schedule("stochastic_depth.py", num_epochs=50.0)[1:3] == (19_500, [9_750, 14_625])
+  assert _schedule("imagenet_resnet.py", num_epochs=9.0)[1:3] == (45_036, [15_012, 30_024])
+
+
+def test_old_workdirs_units_and_fractions_of_a_first_length():
+  # A config.json saved before fractions (lr_unit 'steps' or 'epochs') schedules as it did.
+  old = {"lr_unit": "steps", "lr_boundaries": [400, 600], "warmup": 0.0}
+  assert optim.schedule_steps({**old, "num_epochs": -1.0, "num_train_steps": 800}, 11) == (
+    [400, 600],
+    0,
   )
-  w = optim.step_decay_schedule(0.1, [32000, 48000], warmup_steps=400, warmup_lr=0.01)
-  assert [float(w(i)) for i in (0, 399, 400, 31999, 32000, 48000)] == pytest.approx(
-    [0.01, 0.01, 0.1, 0.1, 0.01, 0.001]
-  )
-  assert (
-    optim.to_steps(250, "epochs", 391) == 97750 and optim.to_steps(64000, "steps", 391) == 64000
-  )
-  with pytest.raises(ValueError, match="after the warm-up"):
-    optim.step_decay_schedule(0.1, [300], warmup_steps=400)
+  epochs = {"lr_unit": "epochs", "lr_boundaries": [250, 375], "warmup": 0, "num_epochs": 500.0}
+  assert optim.schedule_steps(epochs, 390) == ([97_500, 146_250], 0)
+  # An extended run keeps the drops of its first length.
+  frac = {"lr_unit": "fraction", "lr_boundaries": [0.5, 0.75], "warmup": 0.0}
+  run = {**frac, "num_epochs": -1.0, "num_train_steps": 1600}
+  assert optim.schedule_steps(run, 11) == ([800, 1200], 0)
+  assert optim.schedule_steps(run, 11, length=800) == ([400, 600], 0)
+  with pytest.raises(ValueError, match="lr_unit must be one of"):
+    optim.to_steps(1, "iterations", 10)
 
 
 def test_sgd_is_torch_style_coupled_weight_decay():

@@ -30,7 +30,7 @@ def test_dry_run_prints_the_grid(tmp_path):
     "--depths=20,56",
     "--seeds=0,1",
     "--residual=true,false",
-    "--extra=--config.num_train_steps=10,--config.lr_boundaries=(4,8)",
+    "--extra=--config.num_train_steps=10,--config.lr_boundaries=(0.4,0.8)",
     "--train_flags=--compilation_cache=/tmp/cache",
     "--dry_run",
   )
@@ -48,7 +48,7 @@ def test_dry_run_prints_the_grid(tmp_path):
       f"--config=configs/cifar_resnet.py:depth={depth},residual={res},seed={seed}",
       f"--workdir={os.path.join(root, name)}",
       "--config.num_train_steps=10",
-      "--config.lr_boundaries=(4,8)",
+      "--config.lr_boundaries=(0.4,0.8)",
       "--compilation_cache=/tmp/cache",
     ]
   assert not os.path.exists(root)  # a dry run creates nothing
