@@ -167,7 +167,7 @@ CHECKS = {
   "num_epochs": ("a finite number (> 0: the run's length; <= 0: num_train_steps is)", _real()),
   "learning_rate": ("a finite number > 0", _real(0.0, open_low=True)),
   "lr_boundaries": (
-    "a tuple of increasing numbers >= 0 in lr_unit, e.g. (32000, 48000)",
+    "a tuple of increasing numbers >= 0 in lr_unit, e.g. (0.5, 0.75) of the run",
     _increasing,
   ),
   "lr_decay": (
@@ -187,7 +187,7 @@ CHECKS = {
   "augment": _BOOL,
   "log_every_steps": ("a whole number of steps >= 1", _whole(1)),
   "eval_every_steps": ("a whole number of steps >= 1", _whole(1)),
-  "checkpoint_every_steps": ("a whole number of steps >= 1", _whole(1)),
+  "checkpoint_every_steps": ("a whole number of steps >= 0 (0: at the end only)", _whole(0)),
   "keep_checkpoints": ("a whole number >= 1, the checkpoints kept", _whole(1)),
   "log_block_norms": _BOOL,
   "eval_train_set": _BOOL,

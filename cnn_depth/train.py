@@ -24,6 +24,7 @@ import ml_collections
 import numpy as np
 
 from cnn_depth import checkpoint as ckpt_lib
+from cnn_depth import config as config_lib
 from cnn_depth import data, feeds, models, optim, reporting, sharding, steps
 from cnn_depth import state as state_lib
 from cnn_depth import workdir as workdir_lib
@@ -31,7 +32,6 @@ from cnn_depth import workdir as workdir_lib
 # Config fields besides the model's shape fields that change array shapes or the data: a workdir
 # trained with other values cannot resume.
 RESUME_FIELDS = ("dataset.name", "dataset.validation_size", "batch_size", "seed")
-OPTIMIZERS = ("sgd",)
 
 
 class TrainingDiverged(RuntimeError):
@@ -56,25 +56,11 @@ def due(step: int, every: int, total: int) -> bool:
 
 def check_config(config, mesh) -> None:
   """Refuses, in one sentence, a config that cannot run: before the workdir or the data are
-  touched."""
-  if config.on_nonfinite not in ("stop", "skip"):
-    raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {config.on_nonfinite!r}")
-  optimizer = config.get("optimizer", "sgd")
-  if optimizer not in OPTIMIZERS:
-    raise ValueError(
-      f"unknown optimizer {optimizer!r}; known: 'sgd' (momentum SGD with coupled weight "
-      f"decay, as in the papers; --config.nesterov=true for Nesterov momentum)"
-    )
-  for every in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps"):
-    if config[every] < (0 if every == "checkpoint_every_steps" else 1):  # 0: at the end only
-      raise ValueError(f"{every} must be a whole number of steps >= 1, got {config[every]}")
+  touched. The fields' own checks (config.check), then the names against their registries, the
+  model against its family and the batch against the devices."""
+  config_lib.check(config)
   if config.dataset.name not in data.names():
     raise ValueError(f"unknown dataset {config.dataset.name!r}; known: {', '.join(data.names())}")
-  if not 0.0 <= config.model.survival_last <= 1.0:
-    raise ValueError(
-      f"model.survival_last (the stochastic-depth survival probability p_L of the last "
-      f"block) must lie in [0, 1], got {config.model.survival_last}"
-    )
   models.build_model(config.model, num_classes=10)  # family, depth, fields
   sharding.check_batch_size(config.batch_size, mesh)
 
@@ -98,7 +84,14 @@ def open_data(config):
   steps_per_epoch = dataset.num_train // config.batch_size
   if steps_per_epoch < 1:
     raise ValueError(
-      f"batch_size {config.batch_size} exceeds the {dataset.num_train} training images"
+      f"batch_size={config.batch_size} exceeds the {dataset.num_train} training images of "
+      f"{config.dataset.name!r}; set --config.batch_size to at most {dataset.num_train}"
+    )
+  if num_steps(config, steps_per_epoch) < 1:
+    raise ValueError(
+      f"num_epochs={config.num_epochs} is less than one step ({steps_per_epoch} steps an epoch); "
+      f"set --config.num_epochs to at least {1 / steps_per_epoch:.3g}, or to -1 and set "
+      "--config.num_train_steps"
     )
   return dataset, steps_per_epoch
 
@@ -139,12 +132,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   periodic action one call.
   """
   mesh = sharding.data_mesh()
-  # A bad config, then a bad workdir, are refused before anything is written.
+  # A bad config, then bad data, then a bad workdir are refused before anything is written: the
+  # workdir is created only once the config and the data passed.
   check_config(config, mesh)
-  workdir_lib.check_workdir(workdir)
-  workdir_lib.check_resumable(workdir, config.to_dict(), resume_fields(), _saved_defaults())
+  if not str(workdir).strip():
+    raise ValueError("--workdir is empty; give the run's directory, e.g. --workdir=runs/r20")
   dataset, steps_per_epoch = open_data(config)
   total = num_steps(config, steps_per_epoch)
+  workdir_lib.check_workdir(workdir)
+  workdir_lib.check_resumable(workdir, config.to_dict(), resume_fields(), _saved_defaults())
   tx, schedule = make_optimizer(config, steps_per_epoch)
   model = models.build_model(config.model, num_classes=dataset.num_classes)
   feed = make_feed(config, dataset, model, tx, mesh, steps_per_epoch)
@@ -155,6 +151,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   step = ckpt.latest_step()
   if step is not None and step >= total:  # relaunch of a finished run: nothing to do
     ckpt.close()
+    reporting.already_done(workdir, step)
     return _finished(workdir)
   try:  # closed on every path, a refused restore's (exit 2) included: see checkpoint.py
     state, step = (state, 0) if step is None else (ckpt.restore(state, step), step)
@@ -165,6 +162,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     raise
   periods = (config.log_every_steps, config.eval_every_steps, config.checkpoint_every_steps)
   try:
+    log.compiling(
+      models.registry.get(config.model.family).net_label(config.model.depth, config.model)
+    )
     feed.start(step)
     while step < total:
       state, last, acc = feed.train_step(state, acc, step)

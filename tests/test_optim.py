@@ -42,6 +42,7 @@ def _schedule(spec: str, **overrides):
   training loop runs it (train.num_steps, optim.from_config's schedule_steps, train.due)."""
   c = config_lib.load_config_file(f"configs/{spec}")
   c.update_from_flattened_dict(overrides)
+  config_lib.check(c)
   spe = TRAIN_IMAGES[c.dataset.name] // c.batch_size
   total = train.num_steps(c, spe)
   boundaries, warmup = optim.schedule_steps(c, spe)
@@ -80,6 +81,36 @@ def test_old_workdirs_units_and_fractions_of_a_first_length():
   assert optim.schedule_steps(run, 11, length=800) == ([400, 600], 0)
   with pytest.raises(ValueError, match="lr_unit must be one of"):
     optim.to_steps(1, "iterations", 10)
+
+
+def test_fractions_outside_the_run_are_refused_naming_the_field():
+  c = config_lib.load_config_file("configs/quickstart.py")
+  c.lr_boundaries = (400, 600)  # steps given where the unit is 'fraction'
+  with pytest.raises(config_lib.ConfigError) as e:
+    config_lib.check(c)
+  assert str(e.value).startswith("lr_boundaries=(400, 600) cannot be used: it must be fractions")
+  assert "--config.lr_unit=steps" in str(e.value)
+  c.lr_unit = "steps"
+  config_lib.check(c)
+  c.lr_unit, c.lr_boundaries, c.warmup = "fraction", (0.5, 0.75), 2.0
+  with pytest.raises(config_lib.ConfigError, match="^warmup=2.0 cannot be used"):
+    config_lib.check(c)
+
+
+def test_schedule_step_decay_and_warmup():
+  s = optim.step_decay_schedule(0.1, [32000, 48000])
+  assert [float(s(i)) for i in (0, 31999, 32000, 47999, 48000, 63999)] == pytest.approx(
+    [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
+  )
+  w = optim.step_decay_schedule(0.1, [32000, 48000], warmup_steps=400, warmup_lr=0.01)
+  assert [float(w(i)) for i in (0, 399, 400, 31999, 32000, 48000)] == pytest.approx(
+    [0.01, 0.01, 0.1, 0.1, 0.01, 0.001]
+  )
+  assert (
+    optim.to_steps(250, "epochs", 391) == 97750 and optim.to_steps(64000, "steps", 391) == 64000
+  )
+  with pytest.raises(ValueError, match="after the warm-up"):
+    optim.step_decay_schedule(0.1, [300], warmup_steps=400)
 
 
 def test_sgd_is_torch_style_coupled_weight_decay():
