@@ -1,6 +1,12 @@
 r"""Export a workdir's net as PyTorch weights in its source's names, loadable with
-`load_state_dict(strict=True)` into torchvision's ResNet (ImageNet ResNets trained with
-model.bottleneck_stride=3x3) or the reference CIFAR ResNet (option A CIFAR ResNets).
+`load_state_dict(strict=True)` into its PyTorch twin. Only nets with a twin can be written
+(cnn_depth/interop/architectures.py):
+  torchvision resnet18/34/50/101/152         imagenet_resnet, shortcut B, width 64, trained with
+                                             model.bottleneck_stride=3x3 (--source=timm: timm's)
+  torchvision vgg11/13/16/19 (and _bn)       vgg and vgg_bn, width 64
+  torchvision densenet121/169/201            imagenet_densenet
+  cifar_reference resnet20/32/44/56/110/1202 cifar_resnet, shortcut A, width 16
+Any other net (a plain twin, another depth, width or shortcut) is refused in one line, exit 2.
 
   python scripts/export_weights.py --workdir=runs/r56 --format=safetensors --out=r56.safetensors
   python scripts/export_weights.py --workdir=runs/tv_resnet50 --format=torch --out=resnet50.pth

@@ -4,6 +4,7 @@ Data paths are pointed at test-written data in the real on-disk formats, and tra
 overrides that make them a few steps on a tiny width; nothing else about the command changes.
 """
 
+import ast
 import os
 import re
 import shlex
@@ -78,6 +79,29 @@ def test_readme_has_the_commands_we_test():
   commands = readme_commands()
   assert any("configs/cifar_resnet.py:depth=110" in c for c in commands)
   assert any("configs/stochastic_depth.py" in c for c in commands)
+
+
+def test_readme_and_export_help_name_every_net_export_weights_can_write():
+  """The nets with a PyTorch twin (cnn_depth/interop's registry) are the ones the README and
+  `scripts/export_weights.py --help` (its docstring) list: every family and depth of the
+  registry appears in both, and the families in both are the registry's."""
+  from cnn_depth.interop import architectures
+  from cnn_depth.models import registry
+
+  readme = " ".join(open(os.path.join(ROOT, "README.md")).read().split())
+  start = readme.index("It writes only nets with a")
+  listed = {"README": readme[start : readme.index("gives the same list", start)]}
+  script = open(os.path.join(ROOT, "scripts", "export_weights.py")).read()
+  doc = ast.get_docstring(ast.parse(script))
+  listed["--help"] = doc[doc.index("Only nets with a twin") : doc.index("is refused")]
+  nets = [architectures.get(*key.split(":", 1)).model for key in architectures.names()]
+  families = {net["family"] for net in nets}
+  for where, text in listed.items():
+    for net in nets:
+      assert re.search(rf"\b{net['family']}\b", text), (where, net)
+      assert re.search(rf"(?<!\d){net['depth']}(?!\d)", text), (where, net)
+    named = {f for f in registry.FAMILIES if re.search(rf"\b{f}\b", text)}
+    assert named == families, (where, named ^ families)
 
 
 @pytest.mark.slow
