@@ -48,6 +48,8 @@ def curve(ax, group: Group, key: str, x_scale: float, y_scale: float, label: str
     label = f"{label}, {len(runs)} seeds"
     band = (y_scale * (mean - std), y_scale * (mean + std))
     ax.fill_between(steps * x_scale, *band, color=style["color"], alpha=0.15, linewidth=0)
+  if len(steps) == 1:  # a line through one point draws nothing: a marker shows it
+    style = {"marker": "o", "markersize": 4, **style}
   ax.plot(steps * x_scale, y_scale * mean, label=label, **style)
 
 
@@ -149,17 +151,18 @@ def lesion_single(
 
 
 def _gradient_bars(means, std, samples: int | None) -> tuple:
-  """(yerr, legend text) of Fig. 6b: ± one std over seeds where `means` has a row per seed; else
-  the s.e.m. over `samples` sampled paths, or the std over them drawn upwards only."""
+  """(yerr, legend text) of Fig. 6b, each the spread path_gradients.csv holds: ± its
+  grad_norm_seed_std (the std over seeds of the per-seed means) where `means` has a row per seed;
+  else + its grad_norm_std (the std over the sampled paths), drawn upwards only: it is often larger
+  than the mean, and the log axis has no room below 0."""
   import numpy as np
 
   seeds = len(means)
+  each = f", {samples} sampled paths per length each" if samples else ""
   if seeds > 1:
-    each = f", {samples} sampled paths per length each" if samples else ""
-    return means.std(0), f"mean ± std over {seeds} seeds{each}"
-  if samples:
-    return std / np.sqrt(samples), f"mean ± s.e.m. over {samples} sampled paths per length"
-  return np.stack([np.zeros_like(std), std]), "mean + std over the sampled paths"
+    return means.std(0), f"mean ± std over {seeds} seeds (grad_norm_seed_std){each}"
+  over = f"the {samples} sampled paths per length" if samples else "the sampled paths"
+  return np.stack([np.zeros_like(std), std]), f"mean + std over {over} (grad_norm_std)"
 
 
 def path_gradients(
@@ -171,16 +174,19 @@ def path_gradients(
   path: str,
   caption: str | None = None,
   samples: int | None = None,
+  *,
+  net: str,
 ) -> str:
-  """Veit et al. 2016, Fig. 6: (a) path-length distribution, (b) gradient magnitude per path length
-  (log scale), (c) total gradient per path length = magnitude x number of paths, with the range of
-  "effective paths" shaded.
+  """Veit et al. 2016, Fig. 6 for the net named `net` (the figure's title): (a) path-length
+  distribution, (b) gradient magnitude per path length (log scale), (c) total gradient per path
+  length = magnitude x number of paths, with the range of "effective paths" shaded; integer path
+  lengths on every axis.
 
   `grad_mean` and `grad_std` (over the sampled block sets) are aligned with `ks`, or have one row
   per seed of the net: then (b) and (c) draw the mean over seeds, the bars in (b) ± one std over
-  seeds of the per-seed means. For one seed the bars in (b) are the standard error of the mean over
-  the `samples` block sets per length where `samples` is given; else the standard deviation (which,
-  larger than the mean, would reach to 0 on the log axis, so it is drawn upwards only).
+  seeds of the per-seed means (path_gradients.csv's grad_norm_seed_std). For one seed the bars in
+  (b) are the std over the `samples` block sets per length (the CSV's grad_norm_std), drawn upwards
+  only, since it is often larger than the mean and would reach below 0 on the log axis.
   """
   import numpy as np
 
@@ -206,9 +212,11 @@ def path_gradients(
   )
   for ax, title, ylabel in panels:
     ax.set(title=title, xlabel="path length k", ylabel=ylabel)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
   for ax in (b, c):
     ax.legend(fontsize=8, frameon=False)
+  fig.suptitle(f"{net}: the gradient carried by paths of each length (Veit et al. 2016, Fig. 6)")
   if caption:
     fig.text(0.5, -0.05, caption, ha="center", fontsize=8, wrap=True)
   fig.tight_layout()

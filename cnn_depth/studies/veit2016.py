@@ -195,7 +195,7 @@ def path_gradient_study(
   paths.write_seed_csv(os.path.join(out_dir, "path_gradients_by_seed.csv"), ks, counts, by_seed)
   plotting.path_gradients(
     ks, counts, means, stds, effective, os.path.join(out_dir, "path_gradients.png"),
-    caption=caption, samples=samples,
+    caption=caption, samples=samples, net=label,
   )  # fmt: skip
   return {
     "label": label,

@@ -38,9 +38,72 @@ def test_lesion_and_path_gradient_figures(tmp_path):
   mean = np.asarray([0.5**k for k in ks])
   nonempty(
     plotting.path_gradients(
-      ks, counts, mean, 0.1 * mean, paths.effective_paths(counts, mean), str(tmp_path / "paths.png")
+      ks,
+      counts,
+      mean,
+      0.1 * mean,
+      paths.effective_paths(counts, mean),
+      str(tmp_path / "paths.png"),
+      net="ResNet-20",
     )
   )
+
+
+def drawn_figures(monkeypatch) -> list:
+  """The matplotlib Figures that plotting.save writes from now on (each saved as usual)."""
+  figures, save = [], plotting.save
+  monkeypatch.setattr(plotting, "save", lambda fig, path: figures.append(fig) or save(fig, path))
+  return figures
+
+
+def test_path_gradient_figure_names_the_net_and_draws_the_csvs_std(tmp_path, monkeypatch):
+  """One seed of a 3-block net: the title names the net, every path-length axis has integer ticks
+  (the default locator puts ticks at 0.5 steps over 0..3), and the bars of (b) are the std of
+  path_gradients.csv's grad_norm_std column, drawn upwards from the mean, as the legend says."""
+  import matplotlib.container
+
+  figures = drawn_figures(monkeypatch)
+  ks, counts = [0, 1, 2, 3], paths.path_counts(3)
+  mean, std = np.asarray([1e-3, 4e-4, 1e-4, 2e-5]), np.asarray([0.0, 5e-4, 2e-4, 1e-5])
+  paths.write_csv(str(tmp_path / "path_gradients.csv"), ks, counts, mean, std)
+  csv_std = [
+    row["grad_norm_std"] for row in plotting.read_rows(str(tmp_path / "path_gradients.csv"))
+  ]
+  png = plotting.path_gradients(
+    ks, counts, mean, std, (0, 2), str(tmp_path / "path_gradients.png"), samples=50, net="ResNet-8"
+  )
+  nonempty(png)
+  fig = figures[-1]
+  assert fig._suptitle.get_text().startswith("ResNet-8: ")
+  for ax in fig.axes:
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks), (ax.get_title(), ticks)
+    assert all("." not in t.get_text() for t in ax.get_xticklabels() if t.get_text()), ticks
+  b = fig.axes[1]
+  [bars] = [c for c in b.containers if isinstance(c, matplotlib.container.ErrorbarContainer)]
+  segments = bars.lines[2][0].get_segments()
+  np.testing.assert_allclose([seg[0][1] for seg in segments], mean)
+  np.testing.assert_allclose([seg[1][1] - seg[0][1] for seg in segments], csv_std)
+  legend = [t.get_text() for t in b.get_legend().get_texts()]
+  assert legend == ["mean + std over the 50 sampled paths per length (grad_norm_std)"]
+  assert not any("s.e.m" in t for t in legend)
+
+
+def test_error_curves_show_a_run_of_one_logged_point(tmp_path, monkeypatch):
+  """A run that logged once (train and test error at one step) still draws: a marker per curve."""
+  from cnn_depth import workdir as workdir_lib
+  from cnn_depth.analysis import runs
+
+  figures = drawn_figures(monkeypatch)
+  (tmp_path / "r").mkdir()
+  workdir_lib.write_config(str(tmp_path / "r"), {"model": {"family": "cifar_resnet", "depth": 8}})
+  with workdir_lib.MetricsWriter(str(tmp_path / "r")) as w:
+    w.write(4, train_error=0.5, test_error=0.6)
+  run = runs.load_run(str(tmp_path / "r"))
+  nonempty(plotting.error_curves([("ResNets", {"ResNet-8": run})], str(tmp_path / "curves.png")))
+  lines = figures[-1].axes[0].lines
+  assert [list(line.get_ydata()) for line in lines] == [[50.0], [60.0]]
+  assert all(line.get_marker() == "o" and line.get_markersize() > 0 for line in lines)
 
 
 def test_error_table_means_over_seeds_and_gradient_flow(tmp_path):
@@ -87,9 +150,7 @@ def test_veit_figures_draw_the_mean_and_spread_over_seeds(tmp_path, monkeypatch)
   a, b = plotting.lesion_single({"R": one}, str(tmp_path / "a.png")), str(tmp_path / "b.png")
   with open(a, "rb") as fa, open(plotting.lesion_single({"R": {7: one}}, b), "rb") as fb:
     assert fa.read() == fb.read()
-  figures = []
-  save = plotting.save
-  monkeypatch.setattr(plotting, "save", lambda fig, path: figures.append(fig) or save(fig, path))
+  figures = drawn_figures(monkeypatch)
   nonempty(plotting.lesion_single(single, str(tmp_path / "single.png")))
   ax = figures[-1].axes[0]
   [bars] = [c for c in ax.containers if isinstance(c, matplotlib.container.BarContainer)]
@@ -115,13 +176,13 @@ def test_veit_figures_draw_the_mean_and_spread_over_seeds(tmp_path, monkeypatch)
   means = np.stack([0.5**ks, 3 * 0.5**ks])
   nonempty(
     plotting.path_gradients(
-      ks, counts, means, 0.1 * means, (0, 2), str(tmp_path / "paths.png"), samples=10
+      ks, counts, means, 0.1 * means, (0, 2), str(tmp_path / "paths.png"), samples=10, net="R"
     )
   )
   b_ax = figures[-1].axes[1]
   np.testing.assert_allclose(b_ax.lines[0].get_ydata(), 2 * 0.5**ks)
   assert b_ax.get_legend().get_texts()[0].get_text() == (
-    "mean ± std over 2 seeds, 10 sampled paths per length each"
+    "mean ± std over 2 seeds (grad_norm_seed_std), 10 sampled paths per length each"
   )
 
 
