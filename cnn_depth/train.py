@@ -63,6 +63,11 @@ def check_config(config, mesh) -> None:
     raise ValueError(f"unknown dataset {config.dataset.name!r}; known: {', '.join(data.names())}")
   models.build_model(config.model, num_classes=10)  # family, depth, fields
   sharding.check_batch_size(config.batch_size, mesh)
+  if config.batch_size % config.model.bn_groups:  # BN's check would come at the first step
+    raise ValueError(
+      f"model.bn_groups={config.model.bn_groups} does not divide batch_size={config.batch_size} "
+      "into equal BN groups; choose a divisor of the batch (1: statistics over the whole batch)"
+    )
 
 
 def resume_fields() -> tuple[str, ...]:

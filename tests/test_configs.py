@@ -291,3 +291,104 @@ def test_a_classic_family_from_the_command_line_overrides():
   c.model.family, c.model.growth_rate = "cifar_resnet", 24
   with pytest.raises(ValueError, match="growth_rate"):
     build(c)
+
+
+# --- config.check: every field's rule; the fuzz of the command line's checks ---------------------
+
+# (override, the start of the one-sentence error): a case of each kind of rule.
+REFUSED = [
+  ("--config.learning_rate=-0.1", "learning_rate=-0.1 cannot be used: it must be a finite number"),
+  ("--config.learning_rate=inf", "learning_rate=inf cannot be used"),
+  ("--config.batch_size=0", "batch_size=0 cannot be used: it must be a whole number of images"),
+  ("--config.num_train_steps=0", "num_train_steps=0 cannot be used"),
+  ("--config.keep_checkpoints=0", "keep_checkpoints=0 cannot be used"),
+  ("--config.momentum=1.0", "momentum=1.0 cannot be used: it must be a number in [0, 1)"),
+  ("--config.weight_decay=-1e-4", "weight_decay=-0.0001 cannot be used"),
+  ("--config.warmup=-1", "warmup=-1.0 cannot be used"),
+  ("--config.warmup_lr=nan", "warmup_lr=nan cannot be used"),
+  ("--config.lr_decay=0", "lr_decay=0.0 cannot be used"),
+  ("--config.lr_boundaries=(0.75,0.5)", "lr_boundaries=(0.75, 0.5) cannot be used"),
+  ("--config.lr_boundaries=(-1,)", "lr_boundaries=(-1,) cannot be used"),
+  ("--config.lr_boundaries=(0.5,'a')", "lr_boundaries=(0.5, 'a') cannot be used"),
+  ("--config.lr_unit=iterations", "lr_unit='iterations' cannot be used"),
+  ("--config.num_epochs=nan", "num_epochs=nan cannot be used"),
+  ("--config.seed=-1", "seed=-1 cannot be used"),
+  ("--config.dataset.validation_size=-5", "dataset.validation_size=-5 cannot be used"),
+  ("--config.model.width=-4", "model.width=-4 cannot be used"),
+  ("--config.model.shortcut=C", "model.shortcut='C' cannot be used: it must be 'A' or 'B'"),
+  ("--config.model.dtype=int8", "model.dtype='int8' cannot be used"),
+  ("--config.model.survival_last=1.5", "model.survival_last=1.5 cannot be used"),
+  ("--config.model.bn_groups=0", "model.bn_groups=0 cannot be used"),
+  ("--config.model.dropout=1.0", "model.dropout=1.0 cannot be used"),
+  ("--config.optimizer=adam", "optimizer='adam' cannot be used: it must be 'sgd'"),
+  ("--config.on_nonfinite=ignore", "on_nonfinite='ignore' cannot be used"),
+  ("--config.log_every_steps=0", "log_every_steps=0 cannot be used"),
+  ("--config.batch_size=1.5", "--config.batch_size=1.5 is not a value of the field's type"),
+  ("--config.dept=3", "--config.dept names no field of the config"),
+]
+
+
+@pytest.mark.parametrize("override,message", REFUSED)
+def test_check_refuses_each_kind_of_bad_value_naming_the_field(override, message):
+  with pytest.raises(config_lib.ConfigError) as e:
+    config_lib.parse_overrides(config_lib.base(), [override])
+  text = str(e.value)
+  assert text.startswith(message) and "\n" not in text, text
+  if "cannot be used" in text:  # what to do: the override to set, with base()'s value
+    field = override.split("=")[0]
+    assert f"set {field} to such a value (default: " in text, text
+
+
+def test_check_passes_every_config_and_what_num_epochs_and_warmup_allow():
+  for name in CONFIGS:
+    config_lib.check(get_config(name))
+  c = config_lib.base()
+  c.num_train_steps, c.num_epochs = 0, 10.0  # num_epochs > 0 sets the length
+  config_lib.check(c)
+  c.lr_boundaries, c.lr_unit, c.warmup = (), "steps", 400.0  # no lr drop: any warm-up
+  config_lib.check(c)
+  c.lr_boundaries = (400, 800)
+  with pytest.raises(config_lib.ConfigError, match="the lr drops must come after the warm-up"):
+    config_lib.check(c)
+
+
+FUZZ_MESH = None
+
+
+def refused_or_passed(config, override: str) -> str | None:
+  """None if `override` on `config` passes the command line's checks (the parser, config.check, the
+  registries, the model's build, the batch against the 8 fake devices); else the one-line error,
+  which must be a ValueError naming the field, its override or its value."""
+  global FUZZ_MESH
+  from cnn_depth import sharding
+
+  FUZZ_MESH = FUZZ_MESH or sharding.data_mesh()
+  try:
+    parsed = config_lib.parse_overrides(config, [override])
+    train.check_config(parsed, FUZZ_MESH)
+  except ValueError as e:
+    text = str(e)
+    field = override.partition("=")[0].removeprefix("--config.")
+    assert text and "\n" not in text, (override, text)
+    named = (field, field.rsplit(".", 1)[-1], field.replace(".", " "), field.split(".")[0])
+    assert any(n in text for n in named), (override, text)
+    return text
+  return None
+
+
+def test_fuzzed_overrides_pass_or_raise_one_sentence_naming_the_field():
+  """A few hundred generated overrides of random base() fields (wrong type, sign, range, shape,
+  empty and huge strings, NaN, inf) through the command line's parser and checks: each passes or
+  raises the one-line ValueError naming the field, never another exception."""
+  from helpers.overrides import override
+  from hypothesis import HealthCheck, given, settings
+
+  seen = {"refused": 0, "passed": 0}
+
+  @settings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+  @given(override())
+  def run(text):
+    seen["passed" if refused_or_passed(config_lib.base(), text) is None else "refused"] += 1
+
+  run()
+  assert seen["refused"] > 100 and seen["passed"] > 5, seen

@@ -8,5 +8,6 @@ data_files.py     tiny datasets in the real on-disk formats (CIFAR pickles, TFDS
 nets.py           numpy-drawn variables, a block taken out, the classic families' tiny variants
 figures.py        fake workdirs and the non-empty-figure check of the plotting and study tests
 interop.py        the PyTorch fixtures' weights and the weight scripts' one-line errors
+overrides.py      generated --config overrides for the fuzz of the training command's checks
 slurm_cluster.py  a real single-node SLURM cluster on 127.0.0.1 (tests/scripts/test_sweep_slurm.py)
 """
