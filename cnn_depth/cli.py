@@ -125,6 +125,8 @@ def launch(
   runs = check_launcher(f, runs)
   todo = [r for r in runs if f.rerun_done.value or not sweep.is_done(r.workdir)]
   slurm = f.launcher.value == "slurm"
+  # --parallel against this host's GPUs or cores: refused before anything, a dry run included.
+  slots = None if slurm else launchers.local_slots(f.parallel.value or 1)
   if f.dry_run.value:
     for r in sorted(set(runs) - set(todo), key=runs.index):
       print(f"skip {r.name}: {r.workdir}/status.json says done", file=sys.stderr)
@@ -149,7 +151,7 @@ def launch(
       return -1
     launchers.wait_slurm(ids)
     return table(root, [r.name for r in todo])
-  if not launchers.run_local(todo, root, launchers.local_slots(f.parallel.value or 1)):
+  if not launchers.run_local(todo, root, slots):
     table(root, [r.name for r in todo])
     print("interrupted: the runs still queued were not started", flush=True)
     return 130

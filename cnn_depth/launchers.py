@@ -14,7 +14,9 @@ the training process checkpoints on SIGTERM, and the restarted job resumes.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
+import io
 import os
 import shlex
 import shutil
@@ -70,7 +72,14 @@ def local_slots(parallel: int) -> list[Slot]:
   """`parallel` slots over this host's devices: GPUs split evenly through CUDA_VISIBLE_DEVICES
   (one each when parallel equals the GPU count); on a CPU host the cores, split through the
   processes' CPU affinity (XLA:CPU sizes its thread pool from it). One slot leaves everything as it
-  is. Raises SweepError when a GPU host has fewer GPUs than `parallel`."""
+  is. Raises SweepError when `parallel` is more than the GPUs of a GPU host or the cores this
+  process may use on a CPU host.
+
+  More runs than cores is refused rather than pinning two runs to one core (or letting them share
+  cores unpinned): a training run keeps its cores busy, so two runs on one core each take twice as
+  long and the grid ends no sooner than with one run per core and the rest queued; and a run's
+  thread count, which decides its float sums on CPU (README, Determinism), would then depend on
+  how many runs happened to share, not on the slot it was given."""
   if parallel < 1:
     raise SweepError(f"--parallel must be at least 1, got {parallel}")
   gpus = visible_gpus()
@@ -87,12 +96,13 @@ def local_slots(parallel: int) -> list[Slot]:
       for g in _split(gpus, parallel)
     ]
   cpus = sorted(os.sched_getaffinity(0))
-  groups = (
-    _split(cpus, parallel)
-    if parallel <= len(cpus)
-    else [[cpus[i % len(cpus)]] for i in range(parallel)]
-  )
-  return [Slot(f"CPU {','.join(map(str, g))}", {}, frozenset(g)) for g in groups]
+  if parallel > len(cpus):
+    raise SweepError(
+      f"--parallel={parallel} is more than the {len(cpus)} CPU cores this process may use "
+      f"({','.join(map(str, cpus))}); use --parallel={len(cpus)} or fewer, one core (or more) per "
+      "run, and the other runs wait their turn"
+    )
+  return [Slot(f"CPU {','.join(map(str, g))}", {}, frozenset(g)) for g in _split(cpus, parallel)]
 
 
 def _start(run: Run, root: str, slot: Slot, log: str | None) -> subprocess.Popen:
@@ -274,28 +284,87 @@ def check_slurm() -> None:
   missing = [c for c in ("sbatch", "srun", "squeue", "scontrol") if shutil.which(c) is None]
   if missing:
     raise SweepError(
-      f"--launcher=slurm needs SLURM's commands, and {', '.join(missing)} is not on PATH here; run "
-      "the sweep on a SLURM login node (or use --launcher=local)"
+      f"--launcher=slurm needs SLURM's commands, and {', '.join(missing)} "
+      f"{'is' if len(missing) == 1 else 'are'} not on PATH here; run the sweep on a SLURM login "
+      "node (or use --launcher=local)"
     )
 
 
 def submit_slurm(
   runs: Sequence[Run], root: str, options: SlurmOptions, job_name: str, rerun_done: bool = False
 ) -> list[str]:
-  """Submits the runs as one job array (a single run as one job); returns the job ids."""
+  """Submits the runs as one job array (a single run as one job); returns the job ids. A submission
+  sbatch refuses is a SweepError naming the option (with sbatch's reason), and the submission files
+  it left are removed: nothing was submitted, nothing stays behind."""
   import submitit
 
   check_slurm()
   executor = submitit.SlurmExecutor(folder=slurm_folder(root), python=sys.executable)
   executor.update_parameters(**options.parameters(job_name))
-  with executor.batch():
-    jobs = [executor.submit(TrainJob(run, root, rerun_done)) for run in runs]
+  undo = _undo_new_files(workdir_lib.slurm_dir(root))
+  printed = io.StringIO()  # submitit prints sbatch's error lines itself: they go into the sentence
+  try:
+    with contextlib.redirect_stderr(printed), executor.batch():
+      jobs = [executor.submit(TrainJob(run, root, rerun_done)) for run in runs]
+  except (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError) as e:
+    undo()
+    raise SweepError(_sbatch_refusal(str(e) or printed.getvalue(), options)) from None
+  except BaseException:
+    sys.stderr.write(printed.getvalue())
+    raise
+  sys.stderr.write(printed.getvalue())
   for run, job in zip(runs, jobs):
     sweep.update_record(
       root, run.name, launcher="slurm", launched=time.time(), job_id=job.job_id,
       command=list(run.command), started=None, exit_code=None, ended=None, restarts=0,
     )  # fmt: skip
   return [job.job_id for job in jobs]
+
+
+def _undo_new_files(folder: str) -> Callable[[], None]:
+  """A function that removes what was created under `folder` (and `folder` and its parents, up to
+  the first that exists now) after this call."""
+  path = os.path.abspath(folder)
+  first_new = None
+  while not os.path.exists(path):
+    first_new, path = path, os.path.dirname(path)
+  before = set(os.listdir(folder)) if first_new is None else set()
+
+  def undo() -> None:
+    if first_new is not None:
+      shutil.rmtree(first_new, ignore_errors=True)
+      return
+    for name in set(os.listdir(folder)) - before:
+      target = os.path.join(folder, name)
+      if os.path.isdir(target) and not os.path.islink(target):
+        shutil.rmtree(target, ignore_errors=True)
+      else:
+        os.remove(target)
+
+  return undo
+
+
+def _sbatch_refusal(stderr: str, options: SlurmOptions) -> str:
+  """One sentence for a submission sbatch refused: its reason, and the option to change."""
+  lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+  errors = [line.removeprefix("sbatch: error: ") for line in lines if "error" in line.lower()]
+  reason = "; ".join(errors or lines) or "no reason given"
+  if options.partition and "partition" in reason.lower():
+    return (
+      f"--partition={options.partition} was refused by sbatch ({reason}); choose a partition "
+      "that `sinfo` lists, or leave --partition out for the cluster's default; nothing was "
+      "submitted"
+    )
+  if options.gpus_per_node and "gres" in reason.lower():  # SLURM's word for GPUs
+    return (
+      f"--gpus_per_node={options.gpus_per_node} was refused by sbatch ({reason}); ask for the "
+      "GPUs a node of the partition has (`sinfo -o '%P %G'`); nothing was submitted"
+    )
+  return (
+    f"sbatch refused the job ({reason}); change the launch option at fault (--partition, "
+    "--gpus_per_node, --cpus_per_task, --nodes, --tasks_per_node, --time_min or --sbatch); "
+    "nothing was submitted"
+  )
 
 
 # squeue states of a job that has not ended yet (a requeued job goes back to PENDING).

@@ -9,8 +9,12 @@ A grid root holds one training workdir per run and the sweep's folder of launch 
 and the runs' names (`run_name`). `run_for` is one run of any set of workdirs (a study's runs need
 not be a grid), launched the same way.
 
+Every run's config is built and checked before anything is launched (a dry run included): the
+config file, the `--extra` overrides parsed by scripts/train.py's own parser, the fields' checks and
+the model (built, not run; this imports jax and flax), so a grid with one bad run starts none.
+
 The launch record is written by whatever runs the command (the local launcher, or the SLURM job on
-its node), so the table is the same for both. Pure Python: no jax, no submitit.
+its node), so the table is the same for both. No submitit here.
 """
 
 from __future__ import annotations
@@ -31,6 +35,15 @@ EXIT_PREEMPTED = 4  # scripts/train.py: SIGTERM, checkpoint saved, relaunch to r
 
 class SweepError(ValueError):
   """A bad grid or flag; the script prints it as one sentence and exits 2 before anything runs."""
+
+
+class RunRefused(SweepError):
+  """A run whose config scripts/train.py would refuse; `model` when its model is what fails (the
+  config's fields passed)."""
+
+  def __init__(self, message: str, model: bool = False):
+    super().__init__(message)
+    self.model = model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +82,29 @@ def _check_overrides(config, extra: Sequence[str]) -> None:
       node = node[key]
 
 
+def check_run_config(config, extra: Sequence[str], name: str):
+  """The config scripts/train.py would train for this run: `config` with the `extra` overrides
+  applied by its parser, then checked as it checks before touching a workdir (config.check, the
+  dataset's name, the model built for its family and depth; not the batch against the devices,
+  which are the run's, not this host's). Raises RunRefused naming the run."""
+  from cnn_depth import data, models  # jax and flax: the model is built, nothing runs
+
+  try:
+    config = config_lib.parse_overrides(config, list(extra))
+  except ValueError as e:
+    raise RunRefused(f"run {name} cannot start: {e}") from None
+  if config.dataset.name not in data.names():
+    raise RunRefused(
+      f"run {name} cannot start: unknown dataset {config.dataset.name!r}; known: "
+      f"{', '.join(data.names())}"
+    )
+  try:
+    models.build_model(config.model, num_classes=10)
+  except ValueError as e:
+    raise RunRefused(f"run {name} cannot start: {e}", model=True) from None
+  return config
+
+
 def _script() -> str:
   script = os.path.relpath(TRAIN_SCRIPT)
   return TRAIN_SCRIPT if script.startswith("..") else script
@@ -80,7 +116,8 @@ def run_for(
   """One scripts/train.py command that trains `config_spec` ('path.py[:args]') in `workdir`, named
   by the workdir's basename; `extra` are --config.<field>=<value> overrides, `train_flags` other
   flags of scripts/train.py. Raises SweepError if the config does not load or an override names no
-  field of it, before anything runs."""
+  field of it, and RunRefused if scripts/train.py would refuse the run's config or model
+  (`check_run_config`), before anything runs."""
   try:
     config = config_lib.load_config_file(config_spec)
   except ValueError as e:
@@ -88,6 +125,7 @@ def run_for(
   _check_overrides(config, extra)
   command = (sys.executable, _script(), f"--config={config_spec}", f"--workdir={workdir}")
   name = os.path.basename(os.path.normpath(workdir))
+  check_run_config(config, extra, name)
   return Run(name, workdir, command + tuple(extra) + tuple(train_flags))
 
 
@@ -133,7 +171,17 @@ def plan(
         args = _join(base_args, f"depth={depth}", res_arg, f"seed={seed}")
         family = prefix if residual is None else ("resnet" if residual else "plain")
         workdir = os.path.join(root, workdir_lib.run_name(family, depth, seed))
-        runs.append(run_for(f"{path}:{args}", workdir, extra, train_flags))
+        try:
+          runs.append(run_for(f"{path}:{args}", workdir, extra, train_flags))
+        except RunRefused as e:
+          if not e.model:
+            raise
+          # The fields passed, the model did not: the depth (the one model field a grid varies,
+          # with the family `residual` picks) does not fit the family and its options.
+          raise SweepError(
+            f"--depths={','.join(map(str, depths))}: {e}; choose depths the family takes "
+            "(nothing was started)"
+          ) from None
   names = [r.name for r in runs]
   if len(set(names)) != len(names):
     raise SweepError(f"run names repeat: {names}")

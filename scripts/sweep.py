@@ -15,6 +15,10 @@ seed=S --workdir=<root>/<name>_dD_sS <--extra ...> <--train_flags ...>`. `<name>
 for configs that take a `residual` argument (each --residual value is a run), else the config
 file's name. Order: seed, then residual, then depth, so an interrupted sweep covers whole seeds.
 
+Every run's config (the config file, --extra, the model of each depth) and --parallel are checked
+before anything starts, --dry_run included: a grid with one run scripts/train.py would refuse
+starts none (one `error:` line, exit 2).
+
 Resumable: a run whose status.json says 'done' is skipped (even if --extra changed since; use
 --rerun_done or a new --workdir); any other is (re)started and resumes from its latest checkpoint.
 A failing run never stops the others. SLURM: a job near its time limit (or sent USR2) checkpoints
@@ -92,6 +96,12 @@ def main(argv):
   if not _WORKDIR.value:
     cli.fail("--workdir is required")
   if _STATUS.value:
+    if not os.path.isdir(_WORKDIR.value):
+      what = "is a file, not a folder" if os.path.exists(_WORKDIR.value) else "does not exist"
+      cli.fail(
+        f"--workdir={_WORKDIR.value} {what}, so it holds no runs; give the root folder the sweep "
+        "was started with (--status --workdir=ROOT)"
+      )
     return cli.table(_WORKDIR.value)
   root = _WORKDIR.value
   status = shlex.join([sys.executable, sys.argv[0], "--status", f"--workdir={root}"])

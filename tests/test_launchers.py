@@ -1,7 +1,9 @@
 """cnn_depth/launchers.py's local launcher: N runs at a time, each pinned to its own GPU or its own
-CPUs (the SLURM launcher on a real cluster: tests/scripts/test_sweep_slurm.py)."""
+CPUs, never more runs than cores (the SLURM launcher on a real cluster:
+tests/scripts/test_sweep_slurm.py)."""
 
 import json
+import os
 import sys
 
 import pytest
@@ -46,3 +48,21 @@ def test_local_launcher_runs_n_at_once_each_on_its_own_devices(tmp_path, monkeyp
   assert seen[2]["start"] >= min(seen[0]["end"], seen[1]["end"])
   with open(tmp_path / "sweep" / "r2.log") as f:  # with 2 slots each run writes its own log
     assert f.read() == ""
+
+
+def test_more_runs_than_cores_is_refused_not_pinned_two_to_a_core(monkeypatch):
+  """On a CPU host each slot gets cores of its own; a --parallel above the cores this process may
+  use is one sentence naming --parallel and the core count (it used to pin two runs to CPU 0)."""
+  monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU visible: the CPU split
+  cpus = sorted(os.sched_getaffinity(0))
+  slots = launchers.local_slots(len(cpus))
+  assert sorted(c for s in slots for c in s.cpus) == cpus  # every core in exactly one slot
+  with pytest.raises(sweep_lib.SweepError) as e:
+    launchers.local_slots(len(cpus) + 1)
+  assert str(e.value) == (
+    f"--parallel={len(cpus) + 1} is more than the {len(cpus)} CPU cores this process may use "
+    f"({','.join(map(str, cpus))}); use --parallel={len(cpus)} or fewer, one core (or more) per "
+    "run, and the other runs wait their turn"
+  )
+  with pytest.raises(sweep_lib.SweepError, match="--parallel must be at least 1, got 0"):
+    launchers.local_slots(0)

@@ -42,3 +42,26 @@ def test_run_for_is_one_train_command_named_by_its_workdir(tmp_path):
   )
   assert sweep_lib.record_path(str(tmp_path), name) == workdir_lib.record_path(str(tmp_path), name)
   assert not os.listdir(tmp_path)  # planning writes nothing
+
+
+def test_a_grid_with_one_run_train_would_refuse_starts_none(tmp_path):
+  """Every run's config is parsed by scripts/train.py's parser and checked, and its model built,
+  while planning: a depth the family does not take names --depths; a bad --extra value names its
+  override; nothing is written."""
+  quick = os.path.join(ROOT, "configs", "quickstart.py")
+  with pytest.raises(sweep_lib.SweepError) as e:
+    sweep_lib.plan(quick, str(tmp_path), [8, 9], [0], [True])
+  assert str(e.value).startswith("--depths=8,9: run resnet_d9_s0 cannot start: depth 9 is not")
+  assert "nearest valid depths: 8 and 14" in str(e.value)
+  workdir = str(tmp_path / "r8")
+  for extra, message in [
+    ("--config.model.width=abc", "--config.model.width=abc is not a value of the field's type"),
+    ("--config.batch_size=0", "batch_size=0 cannot be used"),
+    ("--config.model.block=bottleneck", "depth 8 is not a valid depth"),
+  ]:
+    with pytest.raises(sweep_lib.RunRefused) as e:
+      sweep_lib.run_for(f"{quick}:depth=8", workdir, [extra])
+    assert str(e.value).startswith("run r8 cannot start: ") and message in str(e.value), extra
+    assert e.value.model == ("bottleneck" in extra)  # the model failed, not the fields
+    assert "\n" not in str(e.value)
+  assert not os.listdir(tmp_path)

@@ -1,11 +1,13 @@
 """scripts/sweep.py end to end: the commands and sbatch script it prints, a real two-run sweep that
-a second call skips, the status table, bad input (the library: tests/test_sweep.py,
+a second call skips, the status table, bad input refused before any run starts (each run's config
+and model, --parallel, --status of a missing root) (the library: tests/test_sweep.py,
 tests/test_launchers.py; SLURM itself: tests/scripts/test_sweep_slurm.py)."""
 
 import json
 import os
 import shlex
 import sys
+from concurrent import futures
 
 import pytest
 from helpers.runner import ROOT, run_script
@@ -116,32 +118,39 @@ def test_mini_sweep_runs_then_skips(tmp_path):
   assert dry.returncode == 0 and dry.stdout == "" and dry.stderr.count("done") == 2
 
 
+# A run the sweep cannot check for (its config and model are fine): data that are not there, so
+# each scripts/train.py exits 2 at once.
+NO_DATA = "--extra=--config.dataset.name=cifar10,--config.dataset.data_dir=/nonexistent/cifar"
+
+
 @pytest.mark.slow
 def test_failed_run_is_reported_and_the_sweep_goes_on(tmp_path):
-  # Depths 9 and 10 are not 6n+2: each scripts/train.py exits 2 at once, and the sweep goes on.
   out = sweep(
     "--config=configs/quickstart.py",
     f"--workdir={tmp_path}",
-    "--depths=9,10",
+    "--depths=8,14",
     "--residual=true",
     f"--extra={TINY}",
+    NO_DATA,
   )
   assert out.returncode == 1
   rows = out.stdout[out.stdout.index("\nrun ") :]
-  assert rows.count("FAILED") == 2 and "resnet_d9_s0" in rows and "resnet_d10_s0" in rows
+  assert rows.count("FAILED") == 2 and "resnet_d8_s0" in rows and "resnet_d14_s0" in rows
 
 
 @pytest.mark.slow
 def test_status_table_marks_the_failed_runs_and_exits_1(tmp_path):
   out = sweep(
-    "--config=configs/quickstart.py", f"--workdir={tmp_path}", "--depths=9", "--residual=true"
-  )
+    "--config=configs/quickstart.py", f"--workdir={tmp_path}", "--depths=8", "--residual=true",
+    NO_DATA,
+  )  # fmt: skip
   assert out.returncode == 1
   table = sweep("--status", f"--workdir={tmp_path}", timeout=30)
   assert table.returncode == 1, table.stdout + table.stderr
   header, row = table.stdout.strip().splitlines()[:2]
-  assert header.split() == ["run", "status", "step", "train", "err", "test", "err", "exit", "job"]
-  assert row.split() == ["resnet_d9_s0", "failed", "-", "-", "-", "2", "-", "FAILED"]
+  columns = ["run", "status", "step", "train", "err", "test", "err", "exit", "job"]
+  assert header.split()[:9] == columns
+  assert row.split()[:6] == ["resnet_d8_s0", "failed", "-", "-", "-", "2"] and "FAILED" in row
 
 
 def test_slurm_dry_run_prints_the_sbatch_script_of_one_job_array(tmp_path):
@@ -160,19 +169,53 @@ def test_slurm_dry_run_prints_the_sbatch_script_of_one_job_array(tmp_path):
   assert not root.exists()  # a dry run creates nothing
 
 
-@pytest.mark.parametrize(
-  "args, env, message",
-  [
+def test_bad_input_is_one_sentence_and_changes_nothing(tmp_path):
+  """Each bad flag, --extra value or grid point: one `error:` line naming it, exit 2, and the root
+  not created, before any run starts (a dry run included): every run's config and model are built
+  and checked first."""
+  root = tmp_path / "grid"
+  cores = len(os.sched_getaffinity(0))
+  cpu_host = {"CUDA_VISIBLE_DEVICES": ""}  # no GPU visible: --parallel counts cores
+  no_slurm = {"PATH": os.path.dirname(sys.executable)}
+  cases = [
     (["--launcher=pbs"], {}, "--launcher must be local or slurm"),
-    (["--launcher=slurm"], {"PATH": os.path.dirname(sys.executable)}, "sbatch"),
+    (["--launcher=slurm"], no_slurm, "sbatch, srun, squeue, scontrol are not on PATH"),
     (["--parallel=3"], {"CUDA_VISIBLE_DEVICES": "0,1"}, "more than the 2 GPUs"),
+    ([f"--parallel={cores + 1}"], cpu_host, f"--parallel={cores + 1} is more than the {cores} CPU"),
+    ([f"--parallel={cores + 1}", "--dry_run"], cpu_host, f"use --parallel={cores} or fewer"),
     (["--extra=--config.nope=1"], {}, "has no field 'nope'"),
     (["--sbatch=account=abc", "--launcher=slurm"], {}, "--sbatch items"),
-  ],
-)
-def test_bad_input_is_one_sentence_and_changes_nothing(tmp_path, args, env, message):
-  root = tmp_path / "grid"
-  out = sweep("--config=configs/quickstart.py", f"--workdir={root}", "--depths=8", *args, env=env)
-  assert out.returncode == 2, out.stdout + out.stderr
-  assert out.stderr.startswith("error: ") and message in out.stderr, out.stderr
-  assert len(out.stderr.strip().splitlines()) == 1 and not root.exists()
+    (["--depths=8,9", "--dry_run"], {}, "--depths=8,9: run resnet_d9_s0 cannot start: depth 9"),
+    (["--depths=9", "--launcher=slurm", "--dry_run"], {}, "nearest valid depths: 8 and 14"),
+    (["--extra=--config.model.width=abc", "--dry_run"], {}, "--config.model.width=abc is not a"),
+    (["--extra=--config.learning_rate=-0.1"], {}, "learning_rate=-0.1 cannot be used"),
+    (["--extra=--config.dataset.name=mnist", "--dry_run"], {}, "unknown dataset 'mnist'"),
+  ]
+  with futures.ThreadPoolExecutor(3) as pool:
+    procs = list(
+      pool.map(
+        lambda c: sweep(
+          "--config=configs/quickstart.py", f"--workdir={root}", "--depths=8", *c[0], env=c[1]
+        ),
+        cases,
+      )
+    )
+  for (args, _, message), out in zip(cases, procs):
+    assert out.returncode == 2, (args, out.stdout + out.stderr)
+    assert out.stderr.startswith("error: ") and message in out.stderr, (args, out.stderr)
+    assert len(out.stderr.strip().splitlines()) == 1 and not out.stdout, (args, out.stdout)
+  assert not root.exists()
+
+
+def test_status_of_a_folder_that_is_no_sweep_root_is_refused(tmp_path):
+  """--status on a missing path or a file: one line naming --workdir (it used to print `0 runs: 0
+  done, 0 failed` and exit 0); the path stays as it was."""
+  (tmp_path / "a_file").write_text("x")
+  cases = [(tmp_path / "does" / "not" / "exist", "does not exist"), (tmp_path / "a_file", "a file")]
+  with futures.ThreadPoolExecutor(2) as pool:
+    procs = list(pool.map(lambda c: sweep("--status", f"--workdir={c[0]}", timeout=60), cases))
+  for (path, message), out in zip(cases, procs):
+    assert out.returncode == 2 and not out.stdout, out.stdout + out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith(f"error: --workdir={path} ") and message in line, line
+  assert os.listdir(tmp_path) == ["a_file"] and (tmp_path / "a_file").read_text() == "x"

@@ -8,7 +8,9 @@ apart from tests/scripts/test_sweep.py for that cluster and for its minutes of r
 * a run preempted mid-way (USR2 as SLURM sends before the time limit, or `scontrol requeue`)
   checkpoints, is requeued, resumes and ends with the metrics of an uninterrupted run;
 * `srun -n 2 scripts/train.py --distributed=auto` (2 processes x 1 CPU device, gloo), and a sweep
-  run of 2 tasks (--tasks_per_node=2), match one process with 2 devices.
+  run of 2 tasks (--tasks_per_node=2), match one process with 2 devices;
+* a partition (or GPU count) that sbatch refuses is one `error:` line naming the flag with sbatch's
+  reason, exit 2, and the submission files are removed.
 """
 
 from __future__ import annotations
@@ -212,3 +214,32 @@ def test_a_lost_process_under_distributed_auto_stops_the_other(cluster, tmp_path
   assert "process 1 of 2 stopped responding" in err, err[-3000:]
   status = json.load(open(workdir / "status.json"))
   assert status["status"] == "failed" and "process 1 of 2" in status["reason"], status
+
+
+@pytest.mark.slow
+def test_a_partition_sbatch_refuses_is_one_line_and_leaves_nothing(cluster, tmp_path):
+  """--partition=nosuch: sbatch refuses the job array; the sweep says so in one line naming
+  --partition with sbatch's own reason, exit 2, and removes the submission files (the root did not
+  exist: it does not now; a root with an earlier sweep's SLURM folder keeps only what it had)."""
+  root = tmp_path / "grid"
+  args = [*GRID, "--seeds=0,1", f"--workdir={root}", "--launcher=slurm", "--partition=nosuch"]
+  out = sweep(*args, cluster=cluster, timeout=120)
+  assert out.returncode == 2, out.stdout[-2000:] + out.stderr[-2000:]
+  (line,) = out.stderr.strip().splitlines()
+  assert line.startswith("error: --partition=nosuch was refused by sbatch (") and "sinfo" in line
+  assert "invalid partition" in line.lower(), line  # sbatch's own words
+  assert not root.exists(), sorted(str(p) for p in root.rglob("*"))
+  earlier = root / "sweep" / "slurm" / "123"
+  earlier.mkdir(parents=True)
+  (earlier / "123_0_log.out").write_text("an earlier job's log")
+  one = [*GRID, "--seeds=0", f"--workdir={root}", "--launcher=slurm", "--partition=nosuch"]
+  out = sweep(*one, cluster=cluster, timeout=120)  # one run: one job, not an array
+  assert out.returncode == 2 and "--partition=nosuch" in out.stderr, out.stderr[-2000:]
+  assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == [
+    "sweep", "sweep/slurm", "sweep/slurm/123", "sweep/slurm/123/123_0_log.out"
+  ]  # fmt: skip
+  gpus = [*GRID, "--seeds=0", f"--workdir={tmp_path / 'g2'}", "--launcher=slurm"]
+  gpus.append("--gpus_per_node=3")
+  out = sweep(*gpus, cluster=cluster, timeout=120)  # this cluster's node has no GPUs (gres)
+  assert out.returncode == 2 and not (tmp_path / "g2").exists(), out.stderr[-2000:]
+  assert out.stderr.startswith("error: --gpus_per_node=3 was refused by sbatch ("), out.stderr
