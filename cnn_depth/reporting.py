@@ -80,7 +80,8 @@ class RunLog:
     self.clock = _Clock(config.batch_size, start, total)
     if self.main:  # lines a killed run wrote after its last checkpoint would be duplicated
       workdir_lib.truncate_metrics(workdir, start)
-      workdir_lib.write_config(workdir, config.to_dict())
+      if start == 0 or workdir_lib.read_config(workdir) is None:  # a resume keeps the first's
+        workdir_lib.write_config(workdir, config.to_dict())
     self.status("running", step=start, total_steps=total)
     if self.main and start:
       print(f"resuming {workdir} from step {start} of {total}", flush=True)

@@ -32,6 +32,30 @@ from cnn_depth import workdir as workdir_lib
 # Config fields besides the model's shape fields that change array shapes or the data: a workdir
 # trained with other values cannot resume.
 RESUME_FIELDS = ("dataset.name", "dataset.validation_size", "batch_size", "seed")
+# The recipe: a relaunch of a run with a checkpoint that changes one of these is refused unless
+# scripts/train.py's --allow_changes names it (num_train_steps up, extending the run, is always
+# allowed); an allowed change is recorded in the workdir's changes.jsonl, config.json stays as it
+# was (workdir.check_recipe). The schedule compares as run, in steps, so a spelling that schedules
+# the same steps (lr_unit 'steps' (400, 600) and 'fraction' (0.5, 0.75) of 800) is no change.
+RECIPE_FIELDS = (
+  "num_train_steps",  # the run's length in steps (num_epochs converted)
+  "learning_rate",
+  "lr_boundaries",  # in steps
+  "lr_decay",
+  "warmup",  # in steps
+  "warmup_lr",
+  "optimizer",
+  "momentum",
+  "nesterov",
+  "weight_decay",
+  "augment",
+  "model.survival_last",
+  "model.drop_mode",
+  "model.dropout",
+  "model.bn_groups",
+)
+# --allow_changes names that stand for recipe fields: the fields their change moves.
+RECIPE_ALIASES = {"num_epochs": ("num_train_steps",), "lr_unit": ("lr_boundaries", "warmup")}
 
 
 class TrainingDiverged(RuntimeError):
@@ -129,8 +153,55 @@ def make_feed(config, dataset, model, tx, mesh, steps_per_epoch: int):
   )
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def allowed_changes(names) -> tuple[str, ...]:
+  """The recipe fields `names` (--allow_changes) allow to change; ValueError naming one that is no
+  recipe field."""
+  allowed = []
+  for name in names:
+    if name not in RECIPE_FIELDS and name not in RECIPE_ALIASES:
+      raise ValueError(
+        f"--allow_changes names {name!r}, which is not a field of the recipe; it takes "
+        f"{', '.join(RECIPE_FIELDS)} (comma-separated)"
+      )
+    allowed += RECIPE_ALIASES.get(name, (name,))
+  return tuple(allowed)
+
+
+def recipe(config, steps_per_epoch: int, length: int) -> dict:
+  """RECIPE_FIELDS of `config` (a ConfigDict or a saved config.json) as run: the length and the
+  schedule in steps, fractions of `length` steps; fields a saved config lacks take base()'s value
+  (lr_unit: 'steps', the only unit besides epochs before fractions)."""
+  c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+  c.setdefault("lr_unit", "steps")
+  defaults = config_lib.base().to_dict()
+  out = {}
+  for field in RECIPE_FIELDS:
+    parent, _, name = field.rpartition(".")
+    here, fallback = (c.get(parent) or {}, defaults[parent]) if parent else (c, defaults)
+    out[field] = here.get(name, fallback[name])
+  out["num_train_steps"] = optim.run_length({**defaults, **c}, steps_per_epoch)
+  out["lr_boundaries"], out["warmup"] = optim.schedule_steps(
+    {**defaults, **c}, steps_per_epoch, length
+  )
+  return out
+
+
+def check_recipe(config, workdir: str, steps_per_epoch: int, allow=()) -> tuple[int, list]:
+  """(the length the schedule's fractions are of, the recipe changes to record) for a run of
+  `config` in `workdir`; a WorkdirError naming each changed field unless allowed. A workdir without
+  a checkpoint after step 0 holds no step of another recipe: a fresh run, nothing compared."""
+  saved, step = workdir_lib.read_config(workdir), workdir_lib.latest_checkpoint_step(workdir)
+  if saved is None or not step:
+    return num_steps(config, steps_per_epoch), []
+  first = optim.run_length({**config_lib.base().to_dict(), **saved}, steps_per_epoch)
+  run = recipe(saved, steps_per_epoch, first)
+  relaunch = recipe(config, steps_per_epoch, first)
+  return first, workdir_lib.check_recipe(workdir, step, run, relaunch, allowed_changes(allow))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, allow_changes=()) -> dict:
   """Train `config` in `workdir` (resuming from its latest checkpoint) and return the final metrics.
+  `allow_changes`: the recipe fields a relaunch may change (RECIPE_FIELDS; check_recipe).
 
   Raises TrainingDiverged or Preempted (after recording the status) so scripts exit non-zero. Longer
   than 60 lines on purpose: the whole run reads in one screen, set-up and then the loop, each
@@ -140,13 +211,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   # A bad config, then bad data, then a bad workdir are refused before anything is written: the
   # workdir is created only once the config and the data passed.
   check_config(config, mesh)
+  allowed_changes(allow_changes)
   if not str(workdir).strip():
     raise ValueError("--workdir is empty; give the run's directory, e.g. --workdir=runs/r20")
   dataset, steps_per_epoch = open_data(config)
   total = num_steps(config, steps_per_epoch)
   workdir_lib.check_workdir(workdir)
   workdir_lib.check_resumable(workdir, config.to_dict(), resume_fields(), _saved_defaults())
-  tx, schedule = make_optimizer(config, steps_per_epoch)
+  length, changes = check_recipe(config, workdir, steps_per_epoch, allow_changes)
+  tx, schedule = make_optimizer(config, steps_per_epoch, length)
   model = models.build_model(config.model, num_classes=dataset.num_classes)
   feed = make_feed(config, dataset, model, tx, mesh, steps_per_epoch)
   state = state_lib.create_train_state(
@@ -161,6 +234,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   try:  # closed on every path, a refused restore's (exit 2) included: see checkpoint.py
     state, step = (state, 0) if step is None else (ckpt.restore(state, step), step)
     log = reporting.RunLog(workdir, config, total, steps_per_epoch, step)
+    if jax.process_index() == 0:  # config.json stays the first launch's: the changes go here
+      workdir_lib.record_changes(workdir, step, changes if step else [])
     acc, sigterm = feed.new_sums(), _Sigterm()
   except BaseException:
     ckpt.close()

@@ -2,7 +2,12 @@
 place every path inside a workdir and a sweep root, and a grid's run names, are spelled.
 
     workdir/
-      config.json     the run's config (sorted keys): what was run
+      config.json     the run's config (sorted keys) as first launched: what was run
+      changes.jsonl   the recipe changes a relaunch made with --allow_changes, or an extension
+                      (num_train_steps up), one JSON line each: {"step": S, "field": ..., "old":
+                      ..., "new": ..., "time": ...}; S is the checkpoint step it resumed from, so
+                      steps 1..S ran with "old" and steps after S with "new" (values as run:
+                      lr_boundaries and warmup in steps, num_train_steps the run's length)
       metrics.jsonl   one JSON object a line, `step` first: what happened
       status.json     running | done | diverged | failed | preempted, with a timestamp: how it ended
       checkpoints/    checkpoint_dir(workdir): orbax checkpoints (cnn_depth.checkpoint)
@@ -21,7 +26,9 @@ Python's `json` reads back (a diverged run's last loss must survive the round tr
 
 Resuming: the metrics written after the last checkpoint would be written again, so a resumed run
 first drops them with `truncate_metrics(workdir, restored_step)` (or `MetricsWriter(workdir,
-truncate_after=restored_step)`).
+truncate_after=restored_step)`). A relaunch whose recipe differs from the run's (config.json with
+changes.jsonl applied) is refused by `check_recipe` unless each changed field is allowed; the
+allowed changes are appended to changes.jsonl (`record_changes`) and config.json stays as it was.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import time
 from typing import Any, Mapping, Sequence
 
 CONFIG_FILE = "config.json"
+CHANGES_FILE = "changes.jsonl"
 METRICS_FILE = "metrics.jsonl"
 STATUS_FILE = "status.json"
 STATUSES = ("running", "done", "diverged", "failed", "preempted")
@@ -349,3 +357,75 @@ def check_resumable(
   saved = read_config(workdir)
   if saved is not None:
     check_resume_compatible(saved, current, fields, defaults)
+
+
+def latest_checkpoint_step(workdir: str) -> int | None:
+  """The newest finished checkpoint step in `checkpoint_dir(workdir)` from a directory listing (no
+  orbax, nothing created): orbax 0.12 renames `<step>.orbax-checkpoint-tmp` to `<step>` when the
+  step is complete. None if there is none."""
+  directory = checkpoint_dir(workdir)
+  try:
+    names = os.listdir(directory)
+  except OSError:
+    return None
+  steps = [int(n) for n in names if n.isdigit() and os.path.isdir(os.path.join(directory, n))]
+  return max(steps, default=None)
+
+
+# --------------------------------------------------------------------------------------------------
+# changes.jsonl: the recipe changes of a relaunch
+
+
+def read_changes(workdir: str, upto: int | None = None) -> list[dict]:
+  """The recorded recipe changes in file order, only those that took effect at or before step
+  `upto` if given ([] if none)."""
+  records = _parse_metrics(os.path.join(workdir, CHANGES_FILE))[0]
+  return [r for r in records if upto is None or r.get("step", 0) <= upto]
+
+
+def record_changes(workdir: str, step: int, changes: Sequence[Mapping[str, Any]]) -> None:
+  """Drops the changes recorded after `step` (a resume from an earlier checkpoint redoes them),
+  then appends `changes` ({"field", "old", "new"}) as taking effect after `step`."""
+  path = os.path.join(workdir, CHANGES_FILE)
+  kept = read_changes(workdir, upto=step)
+  if not os.path.exists(path) and not changes:
+    return
+  now = datetime.datetime.now(datetime.timezone.utc).isoformat()
+  new = [{"step": int(step), **{k: _plain(v) for k, v in c.items()}, "time": now} for c in changes]
+  _write_atomic(path, "".join(json.dumps(r) + "\n" for r in kept + new))
+
+
+def check_recipe(
+  workdir: str,
+  step: int,
+  run: Mapping[str, Any],
+  relaunch: Mapping[str, Any],
+  allow: Sequence[str] = (),
+) -> list[dict]:
+  """The changes ({"field", "old", "new"}) from the recipe the run has (`run`: its config.json's,
+  with the changes recorded up to `step` applied) to this relaunch's (`relaunch`), both as run
+  (schedule in steps, `num_train_steps` the length). Raises WorkdirError naming every changed field
+  with its old and new value unless each is in `allow` or lengthens the run (`num_train_steps`
+  up, always allowed)."""
+  run = dict(run)
+  for change in read_changes(workdir, upto=step):
+    run[change["field"]] = change["new"]
+  changes = [
+    {"field": f, "old": _plain(run.get(f)), "new": _plain(v)}
+    for f, v in relaunch.items()
+    if _plain(run.get(f)) != _plain(v)
+  ]
+  refused = [
+    c
+    for c in changes
+    if c["field"] not in allow and not (c["field"] == "num_train_steps" and c["new"] > c["old"])
+  ]
+  if refused:
+    listed = ", ".join(f"{c['field']} {c['old']!r} -> {c['new']!r}" for c in refused)
+    raise WorkdirError(
+      f"this relaunch changes the recipe of the run in {workdir}, trained {step} steps so far: "
+      f"{listed}; relaunch with the values it was trained with (config.json, changes.jsonl), use "
+      f"a new --workdir, or pass --allow_changes={','.join(c['field'] for c in refused)} to go on "
+      f"with the new ones from step {step} (recorded in {os.path.join(workdir, CHANGES_FILE)})"
+    )
+  return changes

@@ -55,6 +55,13 @@ _CACHE = flags.DEFINE_string(
   os.environ.get("CNN_DEPTH_JAX_CACHE", ""),
   "Persistent compilation cache directory ('' = none).",
 )
+_ALLOW_CHANGES = flags.DEFINE_list(
+  "allow_changes",
+  [],
+  "Recipe fields a relaunch may change (e.g. learning_rate,weight_decay); the workdir keeps its "
+  "config.json and records each change, with the step it took effect, in changes.jsonl. Without "
+  "it a relaunch that changes the recipe is refused (extending num_train_steps is always allowed).",
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -106,7 +113,7 @@ def main(argv):
   from cnn_depth import checkpoint, train
 
   try:
-    final = train.train_and_evaluate(config, _WORKDIR.value)
+    final = train.train_and_evaluate(config, _WORKDIR.value, _ALLOW_CHANGES.value)
   except (train.TrainingDiverged, train.Preempted) as e:  # every process stops at the same step
     if watchdog is not None:
       watchdog.finish()

@@ -290,3 +290,121 @@ def test_an_old_workdir_restores_and_resumes(tmp_path, name):
   assert final["steps"] == 3 and workdir_lib.read_status(workdir)["status"] == "done"
   assert [m["step"] for m in workdir_lib.read_metrics(workdir)] == [1, 2, 3]
   assert np.isfinite(final["test_error"])
+
+
+# --------------------------------------------------------------------------------------------------
+# The recipe of a run: a relaunch that changes it is refused, unless allowed and then recorded.
+
+
+def tree_bytes(folder) -> dict:
+  """Every file under `folder` with its bytes (a refusal must change none)."""
+  return {
+    os.path.relpath(os.path.join(d, f), folder): open(os.path.join(d, f), "rb").read()
+    for d, _, files in os.walk(folder)
+    for f in files
+  }
+
+
+def test_check_recipe_names_each_change_and_records_allowed_ones(tmp_path):
+  wd = str(tmp_path)
+  run = {"num_train_steps": 800, "learning_rate": 0.1, "lr_boundaries": [400, 600], "warmup": 0}
+  assert workdir_lib.check_recipe(wd, 8, run, {**run, "lr_boundaries": (400, 600)}) == []
+  changed = {**run, "learning_rate": 0.5, "warmup": 4}
+  with pytest.raises(WorkdirError) as e:
+    workdir_lib.check_recipe(wd, 8, run, changed, allow=("warmup",))
+  message = str(e.value)
+  assert "learning_rate 0.1 -> 0.5" in message and "warmup" not in message.split(";")[0]
+  assert "--allow_changes=learning_rate " in message and "from step 8" in message
+  assert not os.listdir(wd)
+  # Shortening is a change; extending is allowed and returned to be recorded like any other.
+  with pytest.raises(WorkdirError, match="num_train_steps 800 -> 400"):
+    workdir_lib.check_recipe(wd, 8, run, {**run, "num_train_steps": 400})
+  longer = workdir_lib.check_recipe(wd, 8, run, {**run, "num_train_steps": 1600})
+  assert longer == [{"field": "num_train_steps", "old": 800, "new": 1600}]
+  workdir_lib.record_changes(wd, 8, longer)
+  # The recorded change is part of the run's recipe from then on: no change at a later step...
+  assert workdir_lib.check_recipe(wd, 9, run, {**run, "num_train_steps": 1600}) == []
+  # ...but a resume from before it (an earlier checkpoint) compares against the first recipe, and
+  # recording there drops it.
+  assert workdir_lib.check_recipe(wd, 8, run, {**run, "num_train_steps": 1600}) == []
+  assert workdir_lib.check_recipe(wd, 7, run, {**run, "num_train_steps": 1600}) == longer
+  workdir_lib.record_changes(wd, 7, [])
+  assert workdir_lib.read_changes(wd) == []
+
+
+def test_latest_checkpoint_step_lists_only_finished_steps(tmp_path):
+  assert workdir_lib.latest_checkpoint_step(str(tmp_path)) is None
+  for name in ("5", "10", "15.orbax-checkpoint-tmp", "checksums.json"):
+    os.makedirs(os.path.join(workdir_lib.checkpoint_dir(tmp_path), name))
+  assert workdir_lib.latest_checkpoint_step(str(tmp_path)) == 10
+
+
+def test_a_relaunch_that_changes_the_recipe_is_refused_or_recorded(tmp_path):
+  """In-process: a run of 10 steps (lr drops at 5 and 7, checkpoints at 5 and 10); a relaunch at
+  lr 0.5 is refused with nothing changed; allowed and extended to 15, it goes on at 0.5 with the
+  drops where they were (lr 0.5 * 0.01 after step 7), keeps config.json and records both changes
+  at step 10; an old workdir's spelling of the same schedule in steps is no change."""
+  from helpers.training import tiny_config
+
+  wd = str(tmp_path / "run")
+  tiny = {"num_train_steps": 10, "checkpoint_every_steps": 5, "eval_every_steps": 10}
+  train.train_and_evaluate(tiny_config(**tiny), wd)
+  before = tree_bytes(wd)
+  with pytest.raises(WorkdirError) as e:
+    train.train_and_evaluate(tiny_config(**tiny, learning_rate=0.5), wd)
+  assert "learning_rate 0.1 -> 0.5" in str(e.value) and "--allow_changes=learning_rate " in str(
+    e.value
+  )
+  with pytest.raises(ValueError, match="--allow_changes names 'lr', which is not a field"):
+    train.train_and_evaluate(tiny_config(**tiny), wd, allow_changes=["lr"])
+  assert tree_bytes(wd) == before
+
+  longer = tiny_config(**{**tiny, "num_train_steps": 15}, learning_rate=0.5)
+  train.train_and_evaluate(longer, wd, allow_changes=["learning_rate"])
+  after = tree_bytes(wd)
+  assert after["config.json"] == before["config.json"]
+  changes = [(c["step"], c["field"], c["old"], c["new"]) for c in workdir_lib.read_changes(wd)]
+  assert changes == [(10, "num_train_steps", 10, 15), (10, "learning_rate", 0.1, 0.5)]
+  lrs = {m["step"]: m["lr"] for m in workdir_lib.read_metrics(wd)}
+  assert lrs[10] == pytest.approx(0.001) and lrs[11] == lrs[15] == pytest.approx(0.005)
+  # The same command again: already done, nothing recorded twice.
+  train.train_and_evaluate(longer, wd, allow_changes=["learning_rate"])
+  assert len(workdir_lib.read_changes(wd)) == 2
+
+  # A workdir saved before fractions: lr_unit 'steps' (5, 7) is the same schedule as the
+  # config's (0.5, 0.75) of its 15... of its first 10 steps.
+  old = json.loads(after["config.json"])
+  old.update(lr_unit="steps", lr_boundaries=[5, 7])
+  workdir_lib.write_config(wd, old)
+  train.train_and_evaluate(tiny_config(**{**tiny, "num_train_steps": 15}, learning_rate=0.5), wd)
+  with pytest.raises(WorkdirError, match=r"lr_boundaries \[5, 7\] -> \[4, 7\]"):
+    c = tiny_config(**{**tiny, "num_train_steps": 15}, learning_rate=0.5, lr_boundaries=(0.4, 0.75))
+    train.train_and_evaluate(c, wd)
+
+
+@pytest.mark.slow  # 30 s on the loaded 2-core machine: three jax starts
+def test_the_command_line_refuses_a_changed_recipe_in_one_line(tmp_path):
+  """scripts/train.py relaunching a run at another lr, and with an --allow_changes that names no
+  recipe field: exit 2, one `error:` line, the workdir's bytes unchanged."""
+  import subprocess
+  from concurrent import futures
+
+  from helpers.training import cli, env, tiny_config
+
+  wd = tmp_path / "run"
+  tiny = {"num_train_steps": 2, "checkpoint_every_steps": 2, "eval_every_steps": 2}
+  train.train_and_evaluate(tiny_config(**tiny), str(wd))
+  before = tree_bytes(wd)
+  cases = [
+    (cli(wd, **tiny, learning_rate=0.5), "learning_rate 0.1 -> 0.5"),
+    (cli(wd, "--allow_changes=lr", **tiny), "--allow_changes names 'lr'"),
+  ]
+  run = lambda args: subprocess.run(args, env=env(1), capture_output=True, text=True, timeout=240)
+  with futures.ThreadPoolExecutor(2) as pool:
+    procs = list(pool.map(run, [args for args, _ in cases]))
+  for (args, message), proc in zip(cases, procs):
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+  assert tree_bytes(wd) == before
