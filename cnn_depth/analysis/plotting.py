@@ -158,11 +158,11 @@ def _gradient_bars(means, std, samples: int | None) -> tuple:
   import numpy as np
 
   seeds = len(means)
-  each = f", {samples} sampled paths per length each" if samples else ""
+  each = f",\n{samples} sampled paths per length each" if samples else ""
   if seeds > 1:
     return means.std(0), f"mean ± std over {seeds} seeds (grad_norm_seed_std){each}"
   over = f"the {samples} sampled paths per length" if samples else "the sampled paths"
-  return np.stack([np.zeros_like(std), std]), f"mean + std over {over} (grad_norm_std)"
+  return np.stack([np.zeros_like(std), std]), f"mean + std (grad_norm_std) over\n{over}"
 
 
 def path_gradients(
@@ -214,8 +214,8 @@ def path_gradients(
     ax.set(title=title, xlabel="path length k", ylabel=ylabel)
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
-  for ax in (b, c):
-    ax.legend(fontsize=8, frameon=False)
+  b.legend(fontsize=8, frameon=False, loc="lower left")  # the curve falls from the upper left
+  c.legend(fontsize=8, frameon=False)
   fig.suptitle(f"{net}: the gradient carried by paths of each length (Veit et al. 2016, Fig. 6)")
   if caption:
     fig.text(0.5, -0.05, caption, ha="center", fontsize=8, wrap=True)

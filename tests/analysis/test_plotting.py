@@ -85,7 +85,7 @@ def test_path_gradient_figure_names_the_net_and_draws_the_csvs_std(tmp_path, mon
   np.testing.assert_allclose([seg[0][1] for seg in segments], mean)
   np.testing.assert_allclose([seg[1][1] - seg[0][1] for seg in segments], csv_std)
   legend = [t.get_text() for t in b.get_legend().get_texts()]
-  assert legend == ["mean + std over the 50 sampled paths per length (grad_norm_std)"]
+  assert legend == ["mean + std (grad_norm_std) over\nthe 50 sampled paths per length"]
   assert not any("s.e.m" in t for t in legend)
 
 
@@ -182,7 +182,7 @@ def test_veit_figures_draw_the_mean_and_spread_over_seeds(tmp_path, monkeypatch)
   b_ax = figures[-1].axes[1]
   np.testing.assert_allclose(b_ax.lines[0].get_ydata(), 2 * 0.5**ks)
   assert b_ax.get_legend().get_texts()[0].get_text() == (
-    "mean ± std over 2 seeds (grad_norm_seed_std), 10 sampled paths per length each"
+    "mean ± std over 2 seeds (grad_norm_seed_std),\n10 sampled paths per length each"
   )
 
 
