@@ -44,7 +44,7 @@ def conv_cpu_vjp(x, kernel, strides: tuple[int, int], padding: tuple[tuple[int, 
 
   Same values and gradients as `lax.conv_general_dilated`. It exists for XLA:CPU: inside a
   scan/while loop the backward convolutions XLA derives get non-canonical layouts and miss the fast
-  CPU kernels (20-30x slower; jax-ml/jax#12868, see FINDINGS.md). Here the input gradient is a
+  CPU kernels (20-30x slower; jax-ml/jax#12868; benchmarks/NOTES.md). Here the input gradient is a
   convolution of the output gradient with the flipped, transposed kernel, and the kernel gradient a
   convolution over transposed activations; `optimization_barrier` keeps XLA from folding the
   explicit transposes back into a layout-changing convolution.
