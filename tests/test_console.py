@@ -29,6 +29,9 @@ def test_a_run_prints_its_progress_and_no_info_logs(tmp_path):
   # The first step compiles: no rate was measured, so none is printed.
   assert "img/s" not in progress[0] and all(" img/s | " in line for line in progress[1:])
   assert not [line for line in proc.stderr.splitlines() if line.startswith("I")], proc.stderr
+  lines = proc.stdout.strip().splitlines()
+  assert lines[0] == "compiling the train step of ResNet-8 (first step; takes a while on CPU)..."
+  assert lines[-1].startswith("done: step 3 (") and "test error " in lines[-1], lines[-1]
 
 
 @pytest.mark.slow
