@@ -24,6 +24,11 @@ What happens when things go wrong, as measured with orbax-checkpoint 0.12.8 on a
   error) through `sys.unraisablehook`: restores install a filter that drops those, and only those.
 * **Typed PRNG keys** (`jax.random.key`) round-trip: orbax records the key implementation and gives
   back a typed key, with or without a template (its metadata shows the key data, shape (2,) uint32).
+* **Training sums.** `save(..., sums=...)` keeps the training loop's running sums (the metrics of
+  the steps since the last log, a few scalars) with the step: process 0 writes them to
+  `<dir>/<step>/train_sums.json` once orbax has committed the step, before its checksums (which
+  cover the file), and `restore_sums` reads them back, so a resumed run's first log line averages
+  the same steps as an uninterrupted run's. A step saved without them (older code) gives None.
 * **Donation.** `save` copies the arrays to host memory before it returns (the file writing may go
   on in a background thread), so the next train step may donate the state's buffers at once.
 * **Nothing left running at exit.** A writing orbax `CheckpointManager` starts the removal of
@@ -39,6 +44,7 @@ What happens when things go wrong, as measured with orbax-checkpoint 0.12.8 on a
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
@@ -46,6 +52,7 @@ from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from orbax.checkpoint.checkpoint_manager import StepAlreadyExistsError
@@ -56,6 +63,8 @@ from cnn_depth.console import first_line as _first_line
 # The suffix orbax 0.12 gives a step directory while it is being written (see the module docstring).
 TMP_SUFFIX = ".orbax-checkpoint-tmp"
 MANIFEST = checksums.MANIFEST
+# The training loop's running sums of a step, beside orbax's files (see the module docstring).
+SUMS_FILE = "train_sums.json"
 
 
 class CheckpointError(RuntimeError):
@@ -206,13 +215,14 @@ class Checkpointer:
     self._hashing: threading.Thread | None = None
     self._hash_error: tuple[int, BaseException] | None = None
 
-  def save(self, step: int, state: Any, *, force: bool = False) -> bool:
+  def save(self, step: int, state: Any, *, force: bool = False, sums=None) -> bool:
     """Starts saving `state` as `step` if this step is due (or `force`); True if a save started.
 
     orbax's rule for "due": `step` is a multiple of `save_interval_steps`, or the directory has no
     checkpoint yet (the first step given is saved), or JAX's preemption sync says the job is being
     preempted; never a step at or below the latest saved one. A step that is already saved (e.g.
     the final step, after a periodic save at the same step) is skipped, not overwritten.
+    `sums`: a flat dict of scalars (the loop's running sums, on the host) kept with the step.
     """
     step = int(step)
     self._join_hashing()
@@ -225,18 +235,24 @@ class Checkpointer:
         f"could not save checkpoint step {step} in {self.directory} ({_first_line(e)})"
       ) from e
     if started and jax.process_index() == 0:
-      self._hashing = threading.Thread(target=self._checksum_when_committed, args=(step,))
+      sums = None if sums is None else {k: np.asarray(v).item() for k, v in sums.items()}
+      self._hashing = threading.Thread(target=self._checksum_when_committed, args=(step, sums))
       self._hashing.start()
     return started
 
-  def _checksum_when_committed(self, step: int) -> None:
-    """Writes `step`'s checksums once orbax has committed it (all processes' files, renamed)."""
+  def _checksum_when_committed(self, step: int, sums: dict | None = None) -> None:
+    """Writes `step`'s sums, then its checksums, once orbax has committed it (all processes'
+    files, renamed)."""
     try:
       self._manager.wait_until_finished()
     except BaseException:  # the save failed: `wait` reports orbax's error
       return
     try:
-      checksums.write(os.path.join(self.directory, str(step)))
+      step_dir = os.path.join(self.directory, str(step))
+      if sums is not None:
+        with open(os.path.join(step_dir, SUMS_FILE), "w") as f:
+          json.dump(sums, f, sort_keys=True)
+      checksums.write(step_dir)
     except BaseException as e:
       self._hash_error = (step, e)
 
@@ -300,6 +316,21 @@ class Checkpointer:
       return self._manager.restore(step, args=ocp.args.StandardRestore(target))
     except Exception as e:
       raise _restore_error(self.directory, step, steps, e, "restore") from e
+
+  def restore_sums(self, step: int) -> dict | None:
+    """The running sums saved with `step` (after `restore` has verified the step's checksums),
+    None for a step saved without them."""
+    path = os.path.join(self.directory, str(step), SUMS_FILE)
+    try:
+      with open(path) as f:
+        return json.load(f)
+    except FileNotFoundError:
+      return None
+    except (OSError, ValueError) as e:
+      raise CheckpointError(
+        f"could not read the training sums of checkpoint step {step} ({_first_line(e)}); "
+        f"{checksums.fallback(self.directory, step, self.all_steps())}"
+      ) from e
 
 
 def _pick_step(steps: Sequence[int], step: int | None, directory) -> int:

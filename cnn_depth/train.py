@@ -236,7 +236,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, allow_ch
     log = reporting.RunLog(workdir, config, total, steps_per_epoch, step)
     if jax.process_index() == 0:  # config.json stays the first launch's: the changes go here
       workdir_lib.record_changes(workdir, step, changes if step else [])
-    acc, sigterm = feed.new_sums(), _Sigterm()
+    # The sums of the steps since the last log, as the uninterrupted run had them (zero for a
+    # checkpoint saved without them): the next log line averages the same steps.
+    acc, sigterm = _sums(feed.new_sums(), ckpt.restore_sums(step) if step else None), _Sigterm()
   except BaseException:
     ckpt.close()
     raise
@@ -267,7 +269,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, allow_ch
         log.clock.resume()  # evaluation time does not count against images/s
       log.write(step, record, lr)
       if ckpt_now or stop:
-        ckpt.save(step, state, force=True)
+        ckpt.save(step, state, force=True, sums=jax.device_get(acc))
       if stop:
         ckpt.wait()
         raise Preempted(log.preempted(step))
@@ -293,6 +295,17 @@ def _saved_defaults() -> dict:
 def _finished(workdir: str) -> dict:
   status = workdir_lib.read_status(workdir) or {}
   return {k: v for k, v in status.items() if k not in ("status", "time", "unix_time", "step")}
+
+
+def _sums(zeros, saved: dict | None):
+  """The running sums `saved` with a checkpoint, placed like `zeros` (feed.new_sums()); `zeros`
+  where nothing was saved. A compiled constant, so every process of a run makes the same array."""
+  if not saved:
+    return zeros
+  values = {k: np.asarray(saved.get(k, 0), zeros[k].dtype) for k in zeros}
+  place = jax.tree.map(lambda z: z.sharding, zeros)
+  make = lambda: {k: jax.numpy.asarray(v) for k, v in values.items()}
+  return jax.jit(make, out_shardings=place)()
 
 
 def _host_metrics(acc) -> dict:

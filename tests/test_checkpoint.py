@@ -451,3 +451,46 @@ def test_no_traceback_follows_the_exit_of_a_relaunch(tmp_path):
   finally:  # a failed assertion leaves none running
     for proc in started:
       proc.kill()
+
+
+# --------------------------------------------------------------------------------------------------
+# The training loop's running sums travel with the checkpoint
+
+
+@pytest.mark.slow  # 26 s on the loaded 2-core machine: three short runs, each compiling
+def test_a_resume_between_log_steps_logs_what_the_uninterrupted_run_logged(tmp_path):
+  """Logs every 4 steps, checkpoints every 3: resumed from step 6 (a run killed at step 7), the
+  line of step 8 averages steps 5-8 as the uninterrupted run's does, because step 6's checkpoint
+  holds the sums of steps 5 and 6. Without them (a checkpoint of older code) it averages 7-8."""
+  saving = {"log_every_steps": 4, "checkpoint_every_steps": 3, "keep_checkpoints": 4}
+  config = tiny_config(num_train_steps=12, eval_every_steps=12, **saving)
+  reference = tmp_path / "reference"
+  train.train_and_evaluate(config, str(reference))
+  sums = json.loads((reference / "checkpoints" / "6" / checkpoint_lib.SUMS_FILE).read_text())
+  assert sums["count"] == 2 * 32 and sums["loss_sum"] > 0  # steps 5 and 6, batch 32
+  assert (
+    "train_sums.json"
+    in json.loads((reference / "checkpoints" / "6" / MANIFEST).read_text())["files"]
+  )
+
+  def resumed_from_6(name, keep_sums=True):
+    workdir = tmp_path / name
+    os.makedirs(workdir / "checkpoints")
+    shutil.copytree(reference / "checkpoints" / "6", workdir / "checkpoints" / "6")
+    if not keep_sums:  # as older code saved it: no sums file, and none in the checksums
+      os.remove(workdir / "checkpoints" / "6" / checkpoint_lib.SUMS_FILE)
+      checkpoint_lib.checksums.write(str(workdir / "checkpoints" / "6"))
+    shutil.copy(reference / "config.json", workdir / "config.json")
+    lines = (reference / "metrics.jsonl").read_text().splitlines(keepends=True)
+    (workdir / "metrics.jsonl").write_text(lines[0])  # step 4's line; the kill came at step 7
+    train.train_and_evaluate(config, str(workdir))
+    return [{k: v for k, v in r.items() if k != "images_per_sec"} for r in read_metrics(workdir)]
+
+  expected = [
+    {k: v for k, v in r.items() if k != "images_per_sec"} for r in read_metrics(reference)
+  ]
+  assert [r["step"] for r in expected] == [4, 8, 12]
+  assert resumed_from_6("resumed") == expected  # every line, step 8's training loss included
+  old = resumed_from_6("old_checkpoint", keep_sums=False)
+  assert old[0] == expected[0] and old[2] == expected[2]
+  assert old[1]["train_loss"] != expected[1]["train_loss"]  # steps 7-8 only: what the test guards
