@@ -9,9 +9,13 @@ takes the sweep's --parallel, --launcher=slurm and its options, --dry_run and --
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import re
 import shlex
+import shutil
 import sys
+import tempfile
 from typing import Callable, Sequence
 
 from cnn_depth import launchers, sweep
@@ -21,6 +25,49 @@ def fail(message: str, code: int = 2):
   """The one-sentence error every script ends with on bad input: `error: ...`, exit 2."""
   print(f"error: {message}", file=sys.stderr)
   sys.exit(code)
+
+
+def require(flag: str, value, ok: bool, must: str) -> None:
+  """Unless `ok`: the one `error:` line naming --flag, its value and what it must be, exit 2. The
+  analysis scripts check every numeric flag this way before any workdir or data is read."""
+  if not ok:
+    fail(f"--{flag}={value} cannot be used: it must be {must}; pass such a value or leave it out")
+
+
+def whole(low: int) -> Callable[[object], bool]:
+  """A test for `require`: an int >= low."""
+  return lambda v: isinstance(v, int) and v >= low
+
+
+def positive(v) -> bool:
+  """A test for `require`: a finite number > 0."""
+  return isinstance(v, (int, float)) and math.isfinite(v) and v > 0
+
+
+def check_out_dir(path: str | None, flag: str = "out_dir") -> None:
+  """Exits with one line naming --out_dir where that folder cannot be made or written to (a file in
+  the way, a parent that holds no folders such as /proc, no permission): tried by making it and a
+  file in it, then removing what the try made, so nothing stays. None: the flag was not given."""
+  if path is None:
+    return
+  first_new, parent = None, os.path.abspath(path)
+  while not os.path.exists(parent):
+    first_new, parent = parent, os.path.dirname(parent)
+  try:
+    os.makedirs(path, exist_ok=True)
+    handle, probe = tempfile.mkstemp(prefix=".write_probe_", dir=path)
+    os.close(handle)
+    os.remove(probe)
+  except OSError as e:
+    reason = e.strerror or type(e).__name__
+    if isinstance(e, FileExistsError) or os.path.isfile(path):
+      reason = "a file of that name is in the way"
+    fail(
+      f"--{flag}={path} cannot be made or written to ({reason}); choose a folder you can write to"
+    )
+  finally:
+    if first_new is not None:
+      shutil.rmtree(first_new, ignore_errors=True)
 
 
 def split_list(values: Sequence[str]) -> list[str]:

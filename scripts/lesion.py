@@ -18,7 +18,9 @@ lesion_multi.csv (model,seed,k,test_error_mean,test_error_std), lesion_reorder.c
 (model,seed,kendall_tau,test_error), one row per seed, and the figures lesion_single.png (Veit et
 al. Fig. 3) and lesion_multi.png (Fig. 5), the mean over seeds with its spread, every net of
 --workdir in the same files, to --out_dir (default: the first workdir's analysis/ folder). Prints
-each net's numbers per seed.
+each net's numbers per seed. A net with no two blocks of one shape (ResNet-8: one block per stage)
+has nothing to reorder: the default --max_swaps refuses it, --max_swaps=0 keeps the trained order.
+Bad numbers and an --out_dir that cannot be made are refused before any workdir is read (exit 2).
 """
 
 from absl import app, flags
@@ -46,6 +48,15 @@ flags.mark_flag_as_required("workdir")
 def main(argv):
   del argv
   from cnn_depth import cli, workdir
+
+  cli.require("k_max", _K_MAX.value, cli.whole(0)(_K_MAX.value), "a whole number >= 0 (0: all)")
+  cli.require("samples", _SAMPLES.value, cli.whole(1)(_SAMPLES.value), "a whole number >= 1")
+  cli.require(
+    "max_swaps", _SWAPS.value, cli.whole(0)(_SWAPS.value), "a whole number >= 0 (0: no swap)"
+  )
+  cli.require("seed", _SEED.value, cli.whole(0)(_SEED.value), "a whole number >= 0")
+  cli.require("batch", _BATCH.value, cli.whole(0)(_BATCH.value), "a whole number >= 0 (0: auto)")
+  cli.check_out_dir(_OUT.value)  # before any workdir or data is read
   from cnn_depth.studies import veit2016
 
   out = _OUT.value or workdir.analysis_dir(_WORKDIR.value[0])

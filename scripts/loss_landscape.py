@@ -41,6 +41,9 @@ flags.mark_flag_as_required("workdir")
 def main(argv):
   del argv
   from cnn_depth import cli, workdir
+
+  plane_seeds = _check_flags(cli)
+  cli.check_out_dir(_OUT.value)  # before any workdir or data is read
   from cnn_depth.analysis import runs
   from cnn_depth.studies import li2018
 
@@ -49,7 +52,6 @@ def main(argv):
     cli.fail(f"no workdir with a checkpoint matches {','.join(_WORKDIR.value)}")
   out = _OUT.value or workdir.analysis_dir(workdirs[0])
   common = {"caption": _CAPTION.value, "data_dir": _DATA_DIR.value}
-  plane_seeds = None if _PLANE_SEEDS.value is None else [int(s) for s in _PLANE_SEEDS.value]
 
   def measure() -> list[str]:
     one = li2018.landscape_study(
@@ -65,6 +67,28 @@ def main(argv):
     return li2018.summarize_landscape(one, extremes)
 
   cli.analysis_main(measure, out)
+
+
+def _check_flags(cli) -> list[int] | None:
+  """Every numeric flag in its range (one `error:` line, exit 2, otherwise); --plane_seeds as
+  ints (None: all seeds)."""
+  cli.require("span", _SPAN.value, cli.positive(_SPAN.value), "a finite number > 0")
+  cli.require("points_1d", _POINTS_1D.value, cli.whole(2)(_POINTS_1D.value), "a whole number >= 2")
+  points_2d = _POINTS_2D.value
+  ok = points_2d == 0 or cli.whole(2)(points_2d)
+  cli.require("points_2d", points_2d, ok, "0 (no 2-D landscape) or a whole number >= 2")
+  for name, flag in (("train_examples", _TRAIN), ("density_draws", _D_DRAWS)):
+    cli.require(name, flag.value, cli.whole(0)(flag.value), "a whole number >= 0")
+  for name, flag in (("hessian_examples", _H_TRAIN), ("lanczos_iters", _ITERS)):
+    cli.require(name, flag.value, cli.whole(1)(flag.value), "a whole number >= 1")
+  cli.require("density_iters", _D_ITERS.value, cli.whole(1)(_D_ITERS.value), "a whole number >= 1")
+  if _PLANE_SEEDS.value is None:
+    return None
+  ok = all(s.strip().isdigit() for s in _PLANE_SEEDS.value) and _PLANE_SEEDS.value != []
+  cli.require(
+    "plane_seeds", ",".join(_PLANE_SEEDS.value), ok, "a comma-separated list of seeds >= 0"
+  )
+  return [int(s) for s in _PLANE_SEEDS.value]
 
 
 if __name__ == "__main__":

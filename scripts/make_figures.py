@@ -26,6 +26,10 @@ flags.mark_flag_as_required("runs_dir")
 def main(argv):
   del argv
   from cnn_depth import cli
+
+  if _YMAX.value is not None:
+    cli.require("ymax", _YMAX.value, cli.positive(_YMAX.value), "a finite error in % > 0, e.g. 30")
+  cli.check_out_dir(_OUT.value)  # before any workdir is read
   from cnn_depth.studies import he2016
 
   out = _OUT.value or os.path.join(_RUNS.value, "figures")

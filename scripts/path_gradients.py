@@ -35,6 +35,13 @@ flags.mark_flag_as_required("workdir")
 def main(argv):
   del argv
   from cnn_depth import cli, workdir
+
+  cli.require("samples", _SAMPLES.value, cli.whole(1)(_SAMPLES.value), "a whole number >= 1")
+  cli.require("batch", _BATCH.value, cli.whole(1)(_BATCH.value), "a whole number >= 1")
+  ok = cli.positive(_SHARE.value) and _SHARE.value <= 1
+  cli.require("share", _SHARE.value, ok, "a share of the gradient in (0, 1], e.g. 0.9")
+  cli.require("seed", _SEED.value, cli.whole(0)(_SEED.value), "a whole number >= 0")
+  cli.check_out_dir(_OUT.value)  # before any workdir or data is read
   from cnn_depth.studies import veit2016
 
   out = _OUT.value or workdir.analysis_dir(_WORKDIR.value[0])

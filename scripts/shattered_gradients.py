@@ -29,6 +29,16 @@ flags.mark_flag_as_required("workdir")
 def main(argv):
   del argv
   from cnn_depth import cli, workdir
+
+  cli.require("lines", _LINES.value, cli.whole(1)(_LINES.value), "a whole number >= 1")
+  cli.require("points", _POINTS.value, cli.whole(2)(_POINTS.value), "a whole number >= 2")
+  cli.require("radius", _RADIUS.value, cli.positive(_RADIUS.value), "a finite number > 0")
+  ok = cli.whole(1)(_MAX_LAG.value) and _MAX_LAG.value < _POINTS.value
+  cli.require(
+    "max_lag", _MAX_LAG.value, ok, f"a whole number in [1, --points - 1 = {_POINTS.value - 1}]"
+  )
+  cli.require("lag", _LAG.value, cli.whole(1)(_LAG.value), "a whole number >= 1")
+  cli.check_out_dir(_OUT.value)  # before any workdir or data is read
   from cnn_depth.analysis import runs
   from cnn_depth.studies import balduzzi2017
 

@@ -233,7 +233,11 @@ def random_swaps(
   pairs = [p for g in groups for p in itertools.combinations(g, 2)]
   order = np.arange(num_blocks)
   if num_swaps and not pairs:
-    raise ValueError("no two blocks of this net have compatible shapes: nothing can be reordered")
+    raise ValueError(
+      "no two blocks of this net have compatible shapes (each stage has at most one block that "
+      "keeps its input's shape, as in ResNet-8): nothing can be reordered; scripts/lesion.py "
+      "--max_swaps=0 keeps the trained order and runs the deletions"
+    )
   for _ in range(num_swaps):
     a, b = pairs[rng.integers(len(pairs))]
     order[a], order[b] = order[b], order[a]

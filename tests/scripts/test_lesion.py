@@ -1,9 +1,12 @@
 """scripts/lesion.py on the shared tiny workdirs (conftest.py): the CSVs and figures of each net;
-the seeds of a net grouped under one label, by lesion.py and by scripts/path_gradients.py; and both
-scripts' refusal of a workdir without checkpoint (one parametrised test for the two)."""
+the seeds of a net grouped under one label, by lesion.py and by scripts/path_gradients.py; both
+scripts' refusal of a workdir without checkpoint (one parametrised test for the two); the bad flags
+of every analysis script but loss_landscape.py, refused before anything is read; and the hint
+that --max_swaps=0 skips reordering a net with nothing to reorder."""
 
 import csv
 import os
+from concurrent import futures
 
 import pytest
 from helpers import workdirs
@@ -108,3 +111,73 @@ def test_scripts_group_seeds(tiny_workdirs, tmp_path):
   assert list(table[0])[-2:] == ["grad_norm_seed_std", "seeds"] and table[0]["seeds"] == "2"
   assert {r["seed"] for r in rows(out / "path_gradients_by_seed.csv")} == {"0", "1"}
   assert "mean of 2 seeds" in proc.stdout and "seed 1: 90% of the gradient" in proc.stdout
+
+
+def bad_flag_cases_pass(cases, workdir_flag: str, tmp_path) -> None:
+  """Runs each (script, flags, message) case, three at a time: exit 2, one `error:` line holding
+  the message, no traceback, and nothing left in tmp_path but what was there."""
+  before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+  with futures.ThreadPoolExecutor(3) as pool:
+    procs = list(pool.map(lambda c: run_script(f"scripts/{c[0]}", workdir_flag, *c[1]), cases))
+  for (script, args, message), proc in zip(cases, procs):
+    assert proc.returncode == 2, (script, args, proc.stderr[-2000:])
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: ") and message in line, (script, args, line)
+  assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_bad_flags_are_refused_before_any_workdir_is_read(tiny_workdirs, tmp_path):
+  """lesion.py, path_gradients.py, shattered_gradients.py and make_figures.py: a number out of
+  range, or an --out_dir that cannot be made (/proc/x, under a file), is one line naming the flag
+  and its value, exit 2, before the workdir (a trained one, only read) or its data are touched;
+  an --out_dir that could be made is made only to try it, and removed (loss_landscape.py's own
+  flags: tests/scripts/test_loss_landscape.py)."""
+  (tmp_path / "a_file").write_text("x")
+  new = tmp_path / "new" / "out"  # could be made: tried, and removed again
+  cases = [
+    ("lesion.py", ["--samples=0"], "--samples=0 cannot be used: it must be a whole number >= 1"),
+    ("lesion.py", ["--k_max=-1"], "--k_max=-1 cannot be used"),
+    ("lesion.py", ["--max_swaps=-2"], "--max_swaps=-2 cannot be used"),
+    ("lesion.py", ["--out_dir=/proc/x"], "--out_dir=/proc/x cannot be made or written to (No such"),
+    ("lesion.py", [f"--out_dir={tmp_path}/a_file/x"], "(Not a directory)"),
+    ("lesion.py", [f"--out_dir={tmp_path}/a_file"], "a file of that name is in the way"),
+    ("path_gradients.py", ["--share=1.5"], "--share=1.5 cannot be used: it must be a share"),
+    ("path_gradients.py", ["--batch=0"], "--batch=0 cannot be used"),
+    ("path_gradients.py", ["--out_dir=/proc/x"], "--out_dir=/proc/x cannot be made"),
+    ("shattered_gradients.py", ["--radius=-1"], "--radius=-1.0 cannot be used: it must be"),
+    ("shattered_gradients.py", ["--points=9", "--max_lag=9"], "--max_lag=9 cannot be used"),
+    ("shattered_gradients.py", ["--out_dir=/proc/x"], "--out_dir=/proc/x cannot be made"),
+  ]
+  bad_flag_cases_pass(cases, f"--workdir={tiny_workdirs[True]}", tmp_path)
+  figures = [
+    ("make_figures.py", ["--ymax=-3"], "--ymax=-3.0 cannot be used"),
+    ("make_figures.py", ["--out_dir=/proc/x"], "--out_dir=/proc/x cannot be made"),
+  ]
+  runs_dir = os.path.dirname(tiny_workdirs[True])
+  bad_flag_cases_pass(figures, f"--runs_dir={runs_dir}", tmp_path)
+  # A good --out_dir with a workdir that is no run: the workdir's refusal, and the folder gone.
+  proc = run_script("scripts/lesion.py", f"--workdir={tmp_path / 'none'}", f"--out_dir={new}")
+  assert proc.returncode == 2 and "holds no config.json" in proc.stderr, proc.stderr[-2000:]
+  assert os.listdir(tmp_path) == ["a_file"]
+
+
+@pytest.mark.slow
+def test_lesion_defaults_on_resnet8_say_how_to_skip_reordering(tmp_path):
+  """ResNet-8 (the quickstart's net) has no two blocks of one shape to swap: the default
+  --max_swaps refuses the reordering and says that --max_swaps=0 keeps the trained order, which
+  then runs."""
+  from cnn_depth import train
+
+  path = os.path.join(ROOT, "configs", "quickstart.py")
+  config = config_lib.load_config_file(f"{path}:depth=8,residual=True,steps=2")
+  config.model.width, config.batch_size = 4, 32
+  workdir = str(tmp_path / "resnet8")
+  train.train_and_evaluate(config, workdir)
+  proc = run_script("scripts/lesion.py", f"--workdir={workdir}", "--samples=2")
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  (line,) = proc.stderr.strip().splitlines()
+  assert "nothing can be reordered" in line and "--max_swaps=0 keeps the trained order" in line
+  assert not os.path.exists(os.path.join(workdir, "analysis"))
+  proc = run_script("scripts/lesion.py", f"--workdir={workdir}", "--samples=2", "--max_swaps=0")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert os.path.exists(os.path.join(workdir, "analysis", "lesion_reorder.csv"))
