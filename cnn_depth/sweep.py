@@ -233,8 +233,10 @@ def _last(metrics: list[dict], key: str):
 
 def run_row(root: str, name: str) -> dict:
   """One row of the grid table: run, status, step, total, train/test error, exit code, job id,
-  failed. A run whose process never wrote a status is 'queued' (submitted), 'starting', 'failed'
-  (ended with a non-zero exit code) or 'not started' (no launch record)."""
+  restarts (how often SLURM requeued it, from the launch record), changes (the recipe changes
+  its workdir's changes.jsonl records), failed. A run whose process never wrote a status is
+  'queued' (submitted), 'starting', 'failed' (ended with a non-zero exit code) or 'not started' (no
+  launch record)."""
   workdir = os.path.join(root, name)
   record, status = read_record(root, name), run_status(workdir)
   config = workdir_lib.read_config(workdir) or {}
@@ -266,8 +268,17 @@ def run_row(root: str, name: str) -> dict:
     "test_error": _last(metrics, "test_error")[1],
     "exit_code": code,
     "job_id": record.get("job_id"),
+    "restarts": record.get("restarts"),
+    "changes": _changes(workdir),
     "failed": bool(failed),
   }
+
+
+def _changes(workdir: str) -> list[dict]:
+  try:
+    return workdir_lib.read_changes(workdir)
+  except (OSError, ValueError):  # edited by hand: the table still shows the run
+    return []
 
 
 def grid_runs(root: str) -> list[str]:
@@ -293,13 +304,17 @@ def grid_status(root: str, names: Sequence[str] | None = None) -> list[dict]:
 def format_table(rows: list[dict]) -> str:
   """The grid as a fixed-width table, one line per run, FAILED marking the failed ones."""
   pct = lambda v: "-" if v is None else f"{100 * v:.2f}%"
-  cells = [("run", "status", "step", "train err", "test err", "exit", "job")]
+  cells = [("run", "status", "step", "train err", "test err", "exit", "job", "restarts", "changes")]
   for r in rows:
     step = "-" if r["step"] is None else f"{r['step']}/{r['total'] or '?'}"
     code = "-" if r["exit_code"] is None else str(r["exit_code"])
+    restarts = "-" if r.get("restarts") is None else str(r["restarts"])
+    # "2@10": two recipe changes, taking effect after step 10 (changes.jsonl says which)
+    steps = sorted({int(c.get("step", 0)) for c in r.get("changes") or ()})
+    changes = f"{len(r['changes'])}@{','.join(map(str, steps))}" if steps else "-"
     cells.append(
       (r["run"], r["status"], step, pct(r["train_error"]), pct(r["test_error"]), code,
-       str(r["job_id"] or "-"))
+       str(r["job_id"] or "-"), restarts, changes)
     )  # fmt: skip
   widths = [max(len(c[i]) for c in cells) for i in range(len(cells[0]))]
   lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]

@@ -65,3 +65,20 @@ def test_a_grid_with_one_run_train_would_refuse_starts_none(tmp_path):
     assert e.value.model == ("bottleneck" in extra)  # the model failed, not the fields
     assert "\n" not in str(e.value)
   assert not os.listdir(tmp_path)
+
+
+def test_status_table_shows_restarts_and_recipe_changes(tmp_path):
+  """The launch record's restarts (SLURM requeues) and the workdir's changes.jsonl, per run."""
+  root = str(tmp_path)
+  for name, restarts in (("resnet_d8_s0", 2), ("resnet_d8_s1", 0)):
+    workdir = os.path.join(root, name)
+    os.makedirs(workdir)
+    workdir_lib.write_status(workdir, "done", step=15, total_steps=15)
+    sweep_lib.update_record(root, name, job_id=f"7_{name[-1]}", exit_code=0, restarts=restarts)
+  changes = [{"field": "num_train_steps", "old": 10, "new": 15}, {"field": "learning_rate"}]
+  workdir_lib.record_changes(os.path.join(root, "resnet_d8_s0"), 10, changes)
+  rows = sweep_lib.grid_status(root)
+  assert [(r["restarts"], len(r["changes"])) for r in rows] == [(2, 2), (0, 0)]
+  header, first, second = sweep_lib.format_table(rows).splitlines()
+  assert header.split()[-2:] == ["restarts", "changes"]
+  assert first.split()[-3:] == ["7_0", "2", "2@10"] and second.split()[-3:] == ["7_1", "0", "-"]

@@ -108,7 +108,8 @@ def test_grid_on_slurm_matches_the_same_grid_run_here(cluster, local_grid, tmp_p
   assert table.returncode == 0, table.stdout + table.stderr
   for seed in (0, 1, 2):
     (row,) = [line for line in table.stdout.splitlines() if line.startswith(f"resnet_d8_s{seed}")]
-    assert row.split()[1:3] == ["done", "150/150"] and row.split()[-1].endswith(f"_{seed}"), row
+    assert row.split()[1:3] == ["done", "150/150"] and row.split()[6].endswith(f"_{seed}"), row
+    assert row.split()[7:] == ["0", "-"], row  # no restarts, no recipe changes
 
 
 @pytest.mark.slow
@@ -138,6 +139,9 @@ def test_a_preempted_run_is_requeued_and_ends_as_if_never_stopped(
   log = open(os.path.join(root, "sweep", "slurm", job, f"{job}_0_log.err")).read()
   assert "SIGTERM at step" in log and "checkpoint saved" in log, log[-2000:]
   assert all_records(root) == {"resnet_d8_s0": local_grid["resnet_d8_s0"]}  # every line
+  table = sweep("--status", f"--workdir={root}")
+  (row,) = [line for line in table.stdout.splitlines() if line.startswith("resnet_d8_s0")]
+  assert row.split()[7] == "1", row  # the restarts column
 
 
 TWO_DEVICES = [CACHE, "--config=configs/quickstart.py:depth=8", *TINY.split(","),
