@@ -3,11 +3,14 @@
 # real SLURM cluster, kill and requeue, the quick reproductions, every README command, and the
 # GPU path compiled without a GPU. All create .venv on first use; nothing is installed by hand.
 PYTHON ?= python3
+comma := ,
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 LOCK := requirements.lock
+# The oldest Python the lock's packages install on (jax, numpy and others require 3.11).
+MIN_PYTHON := 3.11
 
 .PHONY: lint test test-all test-gpu-compile quickstart venv lock clean
 
@@ -17,6 +20,10 @@ venv: $(STAMP)
 # then the package itself without resolving anything. An existing .venv is updated when the lock
 # or pyproject.toml changes.
 $(STAMP): pyproject.toml $(LOCK)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] < ($(subst .,$(comma),$(MIN_PYTHON))))' \
+	  || { echo "error: PYTHON=$(PYTHON) is Python $$($(PYTHON) -V 2>&1 | cut -d' ' -f2), but" \
+	    "requirements.lock needs $(MIN_PYTHON) or newer: run make PYTHON=python$(MIN_PYTHON)" >&2; \
+	    exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -r $(LOCK)
 	$(BIN)/python -m pip install --quiet --no-deps -e .

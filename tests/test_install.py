@@ -1,7 +1,8 @@
 """The install the tests passed with: requirements.lock (the exact versions `make venv` installs)
 against pyproject.toml's ranges, against the installed .venv, against the README's stated versions,
-and the Makefile's `venv` target that installs it. No network: the packages are read from the
-installed metadata, and `make` is only asked what it would do (-n, -q).
+and the Makefile's `venv` target that installs it (and refuses a Python too old for the lock). No
+network: the packages are read from the installed metadata, and `make` is only asked what it would
+do (-n, -q) or stops at its Python check.
 """
 
 import importlib.metadata as metadata
@@ -114,7 +115,9 @@ def test_the_repositorys_venv_holds_the_locked_versions():
       continue
     if installed != pinned_version(pin):
       differ.append(f"{pin.name} {installed} (lock: {pinned_version(pin)})")
-  assert not differ, f".venv differs from requirements.lock: {', '.join(differ)}; run `make venv`"
+  assert not differ, (
+    f".venv differs from requirements.lock: {', '.join(differ)}; run make clean venv"
+  )
   python = ".".join(map(str, sys.version_info[:2]))
   assert lock_python().startswith(python + "."), (python, lock_python())
 
@@ -157,3 +160,45 @@ def test_make_venv_installs_the_lock_and_reinstalls_when_it_changes(tmp_path):
   assert make(venv, "-q", "venv").returncode == 0
   os.utime(stamp, (newest - 60, newest - 60))
   assert make(venv, "-q", "venv").returncode == 1
+
+
+def test_make_venv_refuses_a_python_the_lock_cannot_install_on(tmp_path):
+  """PYTHON older than MIN_PYTHON: one `error:` line naming it, its version and what to run, exit 2
+  from the recipe, and no venv created. The interpreter here answers as a Python 3.10 does."""
+  python = tmp_path / "python3.10"
+  python.write_text(
+    "#!/bin/sh\n"
+    'case "$*" in *version_info*) exit 1;; -V) echo "Python 3.10.13";; *) exit 99;; esac\n'
+  )
+  python.chmod(0o755)
+  venv = tmp_path / "venv"
+  proc = make(venv, f"PYTHON={python}", "venv")
+  assert proc.returncode == 2, proc.stdout + proc.stderr
+  errors = [line for line in proc.stderr.splitlines() if not line.startswith("make")]
+  assert errors == [
+    f"error: PYTHON={python} is Python 3.10.13, but requirements.lock needs 3.11 or newer: "
+    "run make PYTHON=python3.11"
+  ]
+  assert not venv.exists()
+
+
+def test_min_python_is_the_oldest_the_locked_packages_install_on():
+  """Makefile's MIN_PYTHON admits every locked package's Requires-Python (read from .venv's
+  metadata) and at least one package excludes the Python before it."""
+  from packaging.specifiers import SpecifierSet
+
+  makefile = open(os.path.join(ROOT, "Makefile")).read()
+  minimum = re.search(r"^MIN_PYTHON := (\d+)\.(\d+)$", makefile, re.M)
+  major, minor = int(minimum.group(1)), int(minimum.group(2))
+  assert lock_python().startswith(f"{major}.") and int(lock_python().split(".")[1]) >= minor
+  excludes_older = []
+  for pin in read_lock().values():
+    try:
+      requires = metadata.metadata(pin.name).get("Requires-Python")
+    except metadata.PackageNotFoundError:
+      continue
+    if requires:
+      assert SpecifierSet(requires).contains(f"{major}.{minor}.0"), (pin.name, requires)
+      if not SpecifierSet(requires).contains(f"{major}.{minor - 1}.99"):
+        excludes_older.append(pin.name)
+  assert excludes_older, f"no locked package needs Python {major}.{minor}: lower MIN_PYTHON"
