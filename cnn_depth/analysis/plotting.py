@@ -17,6 +17,7 @@ import matplotlib.patches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
+from cnn_depth import workdir as workdir_lib  # noqa: E402
 from cnn_depth.analysis import results  # noqa: E402
 from cnn_depth.analysis.runs import Run  # noqa: E402
 
@@ -51,6 +52,12 @@ def curve(ax, group: Group, key: str, x_scale: float, y_scale: float, label: str
   if len(steps) == 1:  # a line through one point draws nothing: a marker shows it
     style = {"marker": "o", "markersize": 4, **style}
   ax.plot(steps * x_scale, y_scale * mean, label=label, **style)
+  # A recipe change (--allow_changes, an extension; changes.jsonl): a dotted line at its step
+  changed = {
+    c["step"] for run in runs if run.workdir for c in workdir_lib.read_changes(run.workdir)
+  }
+  for step in sorted(changed):
+    ax.axvline(step * x_scale, color=style["color"], linestyle=":", linewidth=1.0, alpha=0.8)
 
 
 def error_curves(

@@ -199,3 +199,20 @@ def test_seed_means_and_types(tmp_path):
   np.testing.assert_allclose(mean, [2.0, 4.0])
   np.testing.assert_allclose(std, np.std([0, 1, 2]))
   assert plotting.net_name("cifar_plain", 44) == "plain-44"
+
+
+def test_a_curve_marks_the_steps_of_its_runs_recipe_changes(tmp_path):
+  """A dotted vertical line, in the curve's colour, at each step changes.jsonl records."""
+  from cnn_depth import workdir as workdir_lib
+  from cnn_depth.analysis.runs import Run
+
+  change = {"field": "learning_rate", "old": 0.1, "new": 0.5}
+  workdir_lib.record_changes(str(tmp_path), 10, [change])
+  metrics = [{"step": s, "train_error": 0.5 / s} for s in (5, 10, 15)]
+  fig, ax = plotting.plt.subplots()
+  run = Run(str(tmp_path), {}, metrics, None)
+  plotting.curve(ax, run, "train_error", 1.0, 100, "r", color="C1")
+  marks = [line for line in ax.lines if line.get_linestyle() == ":"]
+  assert [list(line.get_xdata()) for line in marks] == [[10, 10]]
+  assert marks[0].get_color() == "C1"
+  plotting.plt.close(fig)
