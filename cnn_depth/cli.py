@@ -172,8 +172,6 @@ def launch(
   runs = check_launcher(f, runs)
   todo = [r for r in runs if f.rerun_done.value or not sweep.is_done(r.workdir)]
   slurm = f.launcher.value == "slurm"
-  # --parallel against this host's GPUs or cores: refused before anything, a dry run included.
-  slots = None if slurm else launchers.local_slots(f.parallel.value or 1)
   if f.dry_run.value:
     for r in sorted(set(runs) - set(todo), key=runs.index):
       print(f"skip {r.name}: {r.workdir}/status.json says done", file=sys.stderr)
@@ -182,6 +180,9 @@ def launch(
     for r in todo:
       print(shlex.join(r.command), file=sys.stderr if slurm else sys.stdout)
     return 0
+  # --parallel against this host's GPUs or cores, before anything starts. Not in a dry run, which
+  # may print the commands of a grid meant for another host (the README's 8-GPU example).
+  slots = None if slurm else launchers.local_slots(f.parallel.value or 1)
   for i, r in enumerate(runs, 1):
     if r not in todo:
       print(f"=== [{i}/{len(runs)}] {r.name}: done, skipped", flush=True)

@@ -182,7 +182,6 @@ def test_bad_input_is_one_sentence_and_changes_nothing(tmp_path):
     (["--launcher=slurm"], no_slurm, "sbatch, srun, squeue, scontrol are not on PATH"),
     (["--parallel=3"], {"CUDA_VISIBLE_DEVICES": "0,1"}, "more than the 2 GPUs"),
     ([f"--parallel={cores + 1}"], cpu_host, f"--parallel={cores + 1} is more than the {cores} CPU"),
-    ([f"--parallel={cores + 1}", "--dry_run"], cpu_host, f"use --parallel={cores} or fewer"),
     (["--extra=--config.nope=1"], {}, "has no field 'nope'"),
     (["--sbatch=account=abc", "--launcher=slurm"], {}, "--sbatch items"),
     (["--depths=8,9", "--dry_run"], {}, "--depths=8,9: run resnet_d9_s0 cannot start: depth 9"),
@@ -204,6 +203,13 @@ def test_bad_input_is_one_sentence_and_changes_nothing(tmp_path):
     assert out.returncode == 2, (args, out.stdout + out.stderr)
     assert out.stderr.startswith("error: ") and message in out.stderr, (args, out.stderr)
     assert len(out.stderr.strip().splitlines()) == 1 and not out.stdout, (args, out.stdout)
+  assert not root.exists()
+  # A dry run prints a grid meant for another host (the README's 8-GPU example) whatever the cores.
+  dry = sweep(
+    "--config=configs/quickstart.py", f"--workdir={root}", "--depths=8", "--residual=true",
+    f"--parallel={cores + 1}", "--dry_run", env=cpu_host,
+  )  # fmt: skip
+  assert dry.returncode == 0 and dry.stdout.count("scripts/train.py") == 1, dry.stderr
   assert not root.exists()
 
 
