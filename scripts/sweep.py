@@ -15,9 +15,9 @@ seed=S --workdir=<root>/<name>_dD_sS <--extra ...> <--train_flags ...>`. `<name>
 for configs that take a `residual` argument (each --residual value is a run), else the config
 file's name. Order: seed, then residual, then depth, so an interrupted sweep covers whole seeds.
 
-Every run's config (the config file, --extra, the model of each depth) and --parallel are checked
-before anything starts, --dry_run included: a grid with one run scripts/train.py would refuse
-starts none (one `error:` line, exit 2).
+Every run's config (the config file, --extra, the model of each depth) is checked before anything
+starts, --dry_run included, and --parallel against this host's GPUs or cores before the runs start:
+a grid with one run scripts/train.py would refuse starts none (one `error:` line, exit 2).
 
 Resumable: a run whose status.json says 'done' is skipped (even if --extra changed since; use
 --rerun_done or a new --workdir); any other is (re)started and resumes from its latest checkpoint.
