@@ -86,7 +86,10 @@ def check_config(config, mesh) -> None:
   if config.dataset.name not in data.names():
     raise ValueError(f"unknown dataset {config.dataset.name!r}; known: {', '.join(data.names())}")
   models.build_model(config.model, num_classes=10)  # family, depth, fields
-  sharding.check_batch_size(config.batch_size, mesh)
+  try:
+    sharding.check_batch_size(config.batch_size, mesh)
+  except ValueError as e:  # named as the field it comes from
+    raise ValueError(f"batch_size={config.batch_size}: {e}") from None
   if config.batch_size % config.model.bn_groups:  # BN's check would come at the first step
     raise ValueError(
       f"model.bn_groups={config.model.bn_groups} does not divide batch_size={config.batch_size} "

@@ -104,7 +104,13 @@ def test_a_sample_of_fuzzed_overrides_gets_the_in_process_message(tmp_path):
 
   quickstart, mesh, sample = config_lib.load_config_file(QUICKSTART), sharding.data_mesh(), []
 
-  @settings(max_examples=200, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+  @settings(
+    max_examples=200,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=list(HealthCheck),
+  )
   @given(override())
   def draw(text):
     if len(sample) < 8:
