@@ -379,6 +379,17 @@ def test_divergence_through_the_command_line_exits_3_within_the_log_interval(ski
   assert all_finite(ckpt_lib.load_for_analysis(tmp_path / "checkpoints")["params"])
 
 
+@pytest.mark.slow
+def test_divergence_before_the_first_checkpoint_says_none_was_written(tmp_path):
+  args = cli(tmp_path / "run", **{**DIVERGENT, "checkpoint_every_steps": 100})
+  proc = run_cli(args, tmp_path / "cli")
+  assert proc.popen.returncode == 3, proc.tail()
+  line = assert_one_error_line(proc, "no checkpoint was written yet (the first was due at step 10)")
+  assert "step None" not in line and proc.stderr().count("non-finite loss") == 1, proc.tail()
+  assert read_status(tmp_path / "run")["last_checkpoint"] is None
+  assert checkpoint_steps(tmp_path / "run") == []
+
+
 # scripts/train.py with the metrics writer failing like a full disk from step 6 on.
 DISK_FULL_AT_6 = """
 import errno, runpy, sys
@@ -525,7 +536,7 @@ BAD_INPUTS = {
   "unknown optimiser": ({"optimizer": "adam"}, "optimizer='adam' cannot be used", "run"),
   "unknown BN implementation": (
     {"model.bn_impl": "cudnn"},
-    "bn_impl must be 'fused' or 'flax'",
+    "model.bn_impl='cudnn' cannot be used: it must be 'fused' or 'flax'",
     "none",
   ),
   "survival above 1": (
