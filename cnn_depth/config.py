@@ -212,9 +212,8 @@ def check(config) -> None:
   if unit is not _MISSING:
     from cnn_depth import optim
 
-    units = getattr(optim, "UNITS", ("steps", "epochs"))  # what optim.to_steps converts
-    if unit not in units:
-      raise ConfigError(refusal("lr_unit", unit, " or ".join(map(repr, units))))
+    if unit not in optim.UNITS:  # what optim.to_steps converts
+      raise ConfigError(refusal("lr_unit", unit, " or ".join(map(repr, optim.UNITS))))
     for field in ("lr_boundaries", "warmup") if unit == "fraction" else ():
       value = _get(config, field)
       values = value if isinstance(value, (tuple, list)) else (value,)
