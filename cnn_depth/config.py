@@ -5,6 +5,11 @@ Config files in `configs/` start from `base()` and change what their paper chang
 itself never imports `configs/` (configs are passed to `train.train_and_evaluate` as values, or
 read from a path a caller gives with `load_config_file('configs/cifar_resnet.py:depth=56')`, the
 spelling of scripts/train.py's --config).
+
+`check(config)` refuses, in one sentence naming the field as its `--config.` override spells it, any
+value outside its field's rule (`CHECKS`, right after `base()`: sign, range, finiteness, allowed
+strings, tuple contents); `parse_overrides(config, ['--config.x=v', ...])` applies overrides with
+the parser scripts/train.py's --config uses, then checks (what the tests fuzz).
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """What a command prints: its own lines, warnings and errors; the libraries' INFO logs on request.
 
 A 60-step run logs ~60 INFO lines from orbax and absl around its 5 progress lines, so the scripts
-start with `quiet_unless_verbose()`: `--verbosity=0` (or 1) brings the INFO logs back.
+start with `quiet_unless_verbose()`: `--verbosity=0` (or 1) brings the INFO logs back. A command
+line that absl cannot parse is one line too (`flag_error`): an unknown or missing flag named as a
+flag, a --config override naming no field or holding a value of the wrong type.
 """
 
 from __future__ import annotations
