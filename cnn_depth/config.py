@@ -128,7 +128,7 @@ def _increasing(v) -> bool:
   return (
     isinstance(v, (tuple, list))
     and all(_real(0.0)(b) for b in v)
-    and all(a < b for a, b in zip(v, v[1:]))
+    and all(a <= b for a, b in zip(v, v[1:]))
   )
 
 
@@ -170,9 +170,12 @@ CHECKS = {
   "batch_size": ("a whole number of images >= 1 (over all devices)", _whole(1)),
   "num_train_steps": ("a whole number >= 1 (or set num_epochs > 0, which then wins)", _whole(1)),
   "num_epochs": ("a finite number (> 0: the run's length; <= 0: num_train_steps is)", _real()),
-  "learning_rate": ("a finite number > 0", _real(0.0, open_low=True)),
+  "learning_rate": (
+    "a finite number >= 0 (0: the parameters never move, the BN statistics still do)",
+    _real(0.0),
+  ),
   "lr_boundaries": (
-    "a tuple of increasing numbers >= 0 in lr_unit, e.g. (0.5, 0.75) of the run",
+    "a tuple of non-decreasing numbers >= 0 in lr_unit, e.g. (0.5, 0.75) of the run",
     _increasing,
   ),
   "lr_decay": (

@@ -421,20 +421,23 @@ def test_no_traceback_follows_the_exit_of_a_relaunch(tmp_path):
 
   started = []
 
-  def relaunch(name, damage=False, **overrides):
+  def relaunch(name, *extra, damage=False, **overrides):
     workdir = tmp_path / name
     shutil.copytree(base, workdir)
     unfinished_saves(workdir / "checkpoints")
     if damage:
       flip_byte(array_file(workdir / "checkpoints" / "4"))
-    started.append(Proc(cli(workdir, **{**saving, **overrides}), tmp_path / name))
+    started.append(Proc(cli(workdir, *extra, **{**saving, **overrides}), tmp_path / name))
     return workdir, started[-1]
 
   try:
     for r in range(3):
       cases = {
         relaunch(f"damaged{r}", damage=True, num_train_steps=6)[1]: (2, "checkpoint step 4"),
-        relaunch(f"diverged{r}", **DIVERGE_FROM_4)[1]: (3, "non-finite loss"),
+        relaunch(f"diverged{r}", "--allow_changes=learning_rate", **DIVERGE_FROM_4)[1]: (
+          3,
+          "non-finite loss",
+        ),
         relaunch(f"finished{r}", num_train_steps=4)[1]: (0, None),
       }
       workdir, proc = relaunch(f"preempted{r}", num_train_steps=10**6, log_every_steps=1)
