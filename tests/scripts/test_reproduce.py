@@ -223,12 +223,21 @@ def test_huang_quick_mode_makes_curves(tmp_path):
   assert "stochastic depth: lower test error" in proc.stdout  # its phenomenon, shown or not
 
 
-@pytest.mark.slow
-def test_he_quick_mode_makes_table_and_curves(tmp_path):
+@pytest.fixture(scope="module")
+def he_quick(tmp_path_factory):
+  """He et al.'s quick mode, shortened (plain and ResNet-8 and -14, seed 0, 4 steps): the run of
+  the He test, and the runs Balduzzi's and Li's quick modes reuse (their grid is He's)."""
+  tmp_path = tmp_path_factory.mktemp("he2016")
   proc = reproduce(
     "--study=he2016", "--quick", "--steps=4", "--depths=8,14", "--seeds=0",
     f"--runs={tmp_path / 'runs'}", f"--out={tmp_path / 'out'}",
   )  # fmt: skip
+  return tmp_path, proc
+
+
+@pytest.mark.slow
+def test_he_quick_mode_makes_table_and_curves(he_quick):
+  tmp_path, proc = he_quick
   assert proc.returncode == 0, proc.stderr[-3000:]
   table = rows(tmp_path / "out" / "table.csv")
   assert list(table[0])[:6] == ["family", "depth", "params", "train_error", "test_error", "seeds"]
@@ -290,25 +299,28 @@ def test_veit_quick_mode_writes_the_issue_csvs(tmp_path):
 
 
 @pytest.mark.slow
-def test_balduzzi_and_li_quick_modes_share_he_runs(tmp_path):
-  """Balduzzi et al. trains He et al.'s nets (plain and ResNet-8, 4 steps, 4 checkpoints) and
-  measures them; Li et al. reuses the same runs (no training) and writes the issue's CSVs."""
-  common = ["--quick", "--steps=4", "--depths=8", "--seeds=0", f"--runs={tmp_path / 'runs'}"]
+def test_balduzzi_and_li_quick_modes_share_he_runs(he_quick, tmp_path):
+  """Balduzzi et al. and Li et al. measure He et al.'s nets (plain and ResNet-8, 4 steps, 4
+  checkpoints), reusing the He test's finished runs (no training), and write the issue's CSVs."""
+  assert he_quick[1].returncode == 0, he_quick[1].stderr[-3000:]
+  runs = he_quick[0] / "runs"
+  trained = os.path.getmtime(runs / "resnet_d8_s0" / "status.json")
+  common = ["--quick", "--steps=4", "--depths=8", "--seeds=0", f"--runs={runs}"]
   proc = reproduce(
     "--study=balduzzi2017", *common, "--set=lines=1,points=40", f"--out={tmp_path / 'b'}"
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
+  assert os.path.getmtime(runs / "resnet_d8_s0" / "status.json") == trained
   assert "shattering at initialisation" in proc.stdout
   corr = rows(tmp_path / "b" / "gradient_correlation.csv")
   assert {(r["model"], r["depth"], r["trained"]) for r in corr} == {
     (m, "8", t) for m in ("cifar_plain", "cifar_resnet") for t in ("0", "1")
   }
-  trained = os.path.getmtime(tmp_path / "runs" / "resnet_d8_s0" / "status.json")
   proc = reproduce(
     "--study=li2018", *common, "--set=points_2d=2,hessian_examples=16", f"--out={tmp_path / 'l'}"
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert os.path.getmtime(tmp_path / "runs" / "resnet_d8_s0" / "status.json") == trained
+  assert os.path.getmtime(runs / "resnet_d8_s0" / "status.json") == trained
   assert "sharpness at depth 8" in proc.stdout
   hessian = rows(tmp_path / "l" / "hessian.csv")
   assert sorted({int(r["step"]) for r in hessian}) == [0, 1, 2, 3, 4]
