@@ -10,7 +10,11 @@ tests/helpers/ (pyproject's pytest section puts tests/ on sys.path and imports t
 
 import os
 
+from helpers.runner import TEST_XLA_FLAGS
+
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+if TEST_XLA_FLAGS not in os.environ["XLA_FLAGS"]:  # compile-bound: see helpers/runner.py
+  os.environ["XLA_FLAGS"] += f" {TEST_XLA_FLAGS}"
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402

@@ -23,7 +23,7 @@ import time
 
 import pytest
 from helpers import slurm_cluster
-from helpers.runner import ROOT, run_script
+from helpers.runner import ROOT, TEST_XLA_FLAGS, run_script
 
 SWEEP = os.path.join(ROOT, "scripts", "sweep.py")
 CACHE = f"--compilation_cache={os.path.join(ROOT, '.jax_cache')}"
@@ -50,7 +50,7 @@ def cluster(tmp_path_factory):
 
 def _env(cluster=None) -> dict:
   env = dict(cluster.env if cluster else os.environ)
-  env.pop("XLA_FLAGS", None)  # one CPU device per training process
+  env["XLA_FLAGS"] = TEST_XLA_FLAGS  # one CPU device per training process, compiled as all others
   env["JAX_PLATFORMS"] = "cpu"
   return env
 
