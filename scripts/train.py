@@ -104,6 +104,13 @@ def main(argv):
   except OSError as e:  # config_flags defers a missing or unreadable config file to here
     print(f"error: cannot load --config ({' '.join(str(e).split())})", file=sys.stderr)
     sys.exit(2)
+  from cnn_depth import config as config_lib
+
+  try:  # the fields' own rules, before jax is imported: a mistyped value is refused at once
+    config_lib.check(config)
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   import jax
 
   if _CACHE.value:

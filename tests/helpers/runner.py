@@ -20,10 +20,10 @@ TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
 
 
 def script_env(devices: int = 1, env=None) -> dict:
-  """os.environ with `devices` fake CPU devices compiled with TEST_XLA_FLAGS (the suite's
-  compilation cache comes with os.environ: conftest.py sets it), then `env` on top."""
+  """os.environ, then `env` on top, with XLA_FLAGS for `devices` fake CPU devices compiled with
+  TEST_XLA_FLAGS (the suite's compilation cache comes with os.environ: conftest.py sets it)."""
   flags = f"--xla_force_host_platform_device_count={devices} {TEST_XLA_FLAGS}"
-  return dict(os.environ, XLA_FLAGS=flags, **(env or {}))
+  return {**os.environ, **(env or {}), "XLA_FLAGS": flags}
 
 
 def run_script(script: str, *args: str, devices: int = 1, timeout: float = 600, env=None, cwd=ROOT):
