@@ -21,6 +21,8 @@ import types
 
 import ml_collections
 
+from cnn_depth.workdir import MISSING, lookup
+
 
 def base() -> ml_collections.ConfigDict:
   """Every field a training config has, with its default: one flat list, longer than 60 lines on
@@ -209,27 +211,27 @@ def check(config) -> None:
   contents), then for fields that disagree (warm-up after the first lr boundary). Fields a config
   lacks (written before they existed) are not checked; model and dataset names are checked by
   train.check_config against their registries."""
-  epochs = _get(config, "num_epochs")
+  epochs = lookup(config, "num_epochs")
   for field, (must, test) in CHECKS.items():
-    value = _get(config, field)
-    if value is _MISSING or (field == "num_train_steps" and _real(0.0, open_low=True)(epochs)):
+    value = lookup(config, field)
+    if value is MISSING or (field == "num_train_steps" and _real(0.0, open_low=True)(epochs)):
       continue  # num_epochs > 0 sets the length
     if not test(value):
       raise ConfigError(refusal(field, value, must))
-  unit = _get(config, "lr_unit")
-  if unit is not _MISSING:
+  unit = lookup(config, "lr_unit")
+  if unit is not MISSING:
     from cnn_depth import optim
 
     if unit not in optim.UNITS:  # what optim.to_steps converts
       raise ConfigError(refusal("lr_unit", unit, " or ".join(map(repr, optim.UNITS))))
     for field in ("lr_boundaries", "warmup") if unit == "fraction" else ():
-      value = _get(config, field)
+      value = lookup(config, field)
       values = value if isinstance(value, (tuple, list)) else (value,)
-      if value is not _MISSING and not all(_real(0.0, 1.0)(v) for v in values):
+      if value is not MISSING and not all(_real(0.0, 1.0)(v) for v in values):
         must = "fractions of the run in [0, 1] (lr_unit 'fraction'), or add --config.lr_unit=steps"
         raise ConfigError(refusal(field, value, must))
-  warmup, bounds = _get(config, "warmup"), _get(config, "lr_boundaries")
-  if warmup not in (0, _MISSING) and bounds not in ((), [], _MISSING) and bounds[0] <= warmup:
+  warmup, bounds = lookup(config, "warmup"), lookup(config, "lr_boundaries")
+  if warmup not in (0, MISSING) and bounds not in ((), [], MISSING) and bounds[0] <= warmup:
     raise ConfigError(
       f"lr_boundaries={tuple(bounds)!r} cannot be used with warmup={warmup!r}: the lr drops must "
       f"come after the warm-up (both in lr_unit {unit!r}); lower --config.warmup or raise "
@@ -242,8 +244,8 @@ def refusal(field: str, value, must: str) -> str:
   (default: <base()'s>)', the value cut to 80 characters."""
   shown = repr(value)
   shown = shown if len(shown) <= 80 else shown[:77] + "..."
-  default = _get(base(), field)
-  hint = "" if default is _MISSING else f" (default: {default!r})"
+  default = lookup(base(), field)
+  hint = "" if default is MISSING else f" (default: {default!r})"
   return (
     f"{field}={shown} cannot be used: it must be {must}; set --config.{field} to such a value{hint}"
   )
@@ -251,8 +253,8 @@ def refusal(field: str, value, must: str) -> str:
 
 def get_field(config, dotted: str, default=None):
   """The value at `dotted` ('model.depth') in a ConfigDict or dict, or `default`."""
-  value = _get(config, dotted)
-  return default if value is _MISSING else value
+  value = lookup(config, dotted)
+  return default if value is MISSING else value
 
 
 def parse_overrides(config, overrides, program: str = "scripts/train.py"):
@@ -280,20 +282,6 @@ def parse_overrides(config, overrides, program: str = "scripts/train.py"):
     raise ConfigError(console.flag_error(e, argv)) from None
   check(parsed)
   return parsed
-
-
-_MISSING = object()
-
-
-def _get(config, dotted: str):
-  """The value at `dotted` ('model.depth') in a ConfigDict or dict, or _MISSING."""
-  value = config
-  for key in dotted.split("."):
-    try:
-      value = value[key]
-    except (KeyError, TypeError, IndexError, AttributeError):
-      return _MISSING
-  return value
 
 
 def digits(steps: int, seed: int = 0) -> ml_collections.ConfigDict:

@@ -309,16 +309,18 @@ def check_workdir(workdir: str) -> str:
   return path
 
 
-_MISSING = object()
+MISSING = object()  # what lookup() returns for a field a config lacks
 
 
-def _get(config: Any, dotted: str) -> Any:
+def lookup(config: Any, dotted: str) -> Any:
+  """The value at `dotted` ('model.depth') in a ConfigDict or a dict (a saved config.json), or
+  MISSING."""
   value = config
   for key in dotted.split("."):
     try:
       value = value[key]
     except (KeyError, TypeError, IndexError, AttributeError):
-      return _MISSING
+      return MISSING
   return value
 
 
@@ -335,11 +337,11 @@ def check_resume_compatible(
   the value a field had before it existed, for saved configs written without it.
   """
   for field in fields:
-    old, new = _get(saved, field), _get(current, field)
-    if old is _MISSING and field in (defaults or {}):
+    old, new = lookup(saved, field), lookup(current, field)
+    if old is MISSING and field in (defaults or {}):
       old = defaults[field]
-    old = "<missing>" if old is _MISSING else _plain(old)
-    new = "<missing>" if new is _MISSING else _plain(new)
+    old = "<missing>" if old is MISSING else _plain(old)
+    new = "<missing>" if new is MISSING else _plain(new)
     if old != new:
       raise WorkdirError(
         f"the workdir holds a run with {field}={old!r}, but this run has {field}={new!r}; "
