@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import math
 import typing
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import flax.linen as nn
 import jax
@@ -122,7 +122,15 @@ class Conv(nn.Module):
 
   Bias-free by default (every ResNet convolution is followed by BN); `use_bias=True` adds a
   zero-init `bias`, as the classic nets (AlexNet, VGG, NiN, GoogLeNet) have. Parameters are stored
-  as `kernel` (HWIO, float32) and `bias`; computation runs in `dtype`.
+  as `kernel` (HWIO, float32) and `bias`; computation runs in `dtype`. `kernel_init` and
+  `bias_init` are jax initialisers (`models.inits` has the fixes for depth's: orthogonal,
+  delta-orthogonal, N(0, sigma_b2) biases).
+
+  `standardize=True` convolves with the scaled weight-standardised kernel of the normaliser-free
+  ResNets (Brock, De & Smith 2021, eq. 4): gain * (W - mean(W)) / (std(W) * sqrt(fan_in)), the
+  statistics per output channel, with a learnable `gain` (per output channel, init 1), as NFNets'
+  WSConv2D computes it (github.com/deepmind/deepmind-research, nfnets/base.py: the variance times
+  fan_in floored at 1e-4).
   """
 
   features: int
@@ -132,6 +140,9 @@ class Conv(nn.Module):
   conv_impl: ConvImpl = "auto"
   padding: int | None = None  # zero rows/columns on every side; None: k // 2
   use_bias: bool = False
+  kernel_init: Callable[..., jax.Array] = he_normal
+  bias_init: Callable[..., jax.Array] = nn.initializers.zeros
+  standardize: bool = False  # scaled weight standardisation with a learnable gain (NF-ResNets)
 
   def multiply_adds(self, in_shape, out_shape) -> int:
     """Forward multiply-adds per example (He et al.'s "FLOPs"; `models.multiply_adds` sums them)."""
@@ -140,7 +151,11 @@ class Conv(nn.Module):
   @nn.compact
   def __call__(self, x):
     k, s = self.kernel_size, self.strides
-    kernel = self.param("kernel", he_normal, (k, k, x.shape[-1], self.features), jnp.float32)
+    shape = (k, k, x.shape[-1], self.features)
+    kernel = self.param("kernel", self.kernel_init, shape, jnp.float32)
+    if self.standardize:
+      gain = self.param("gain", nn.initializers.ones, (self.features,), jnp.float32)
+      kernel = standardize_weight(kernel, gain)
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     p = k // 2 if self.padding is None else self.padding
     padding = ((p, p), (p, p))
@@ -149,10 +164,20 @@ class Conv(nn.Module):
     else:
       y = _conv(x, kernel, (s, s), padding)
     if self.use_bias:
-      y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32).astype(
-        self.dtype
-      )
+      y = y + self.param("bias", self.bias_init, (self.features,), jnp.float32).astype(self.dtype)
     return y
+
+
+def standardize_weight(kernel, gain, eps: float = 1e-4):
+  """Scaled weight standardisation of an HWIO kernel (Brock, De & Smith 2021, eq. 4), NFNets'
+  WSConv2D.standardize_weight line for line: gain * (W - mean) * rsqrt(max(var * fan_in, eps)),
+  mean and (biased) variance over each output channel's fan_in = k * k * c_in weights."""
+  mean = jnp.mean(kernel, axis=(0, 1, 2), keepdims=True)
+  var = jnp.var(kernel, axis=(0, 1, 2), keepdims=True)
+  fan_in = math.prod(kernel.shape[:-1])
+  scale = lax.rsqrt(jnp.maximum(var * fan_in, eps)) * gain
+  shift = mean * scale
+  return kernel * scale - shift
 
 
 BNImpl = Literal["fused", "flax"]

@@ -1,18 +1,22 @@
 """cnn_depth/layers.py: the CPU convolution's custom backward against lax (also inside a scan, and
-with the classic nets' strides and paddings), the option-A shortcut, ghost and fused batch norm
-against flax's, the checks of the implementations' names, and the CPU compiler options; with them
-models/gating.py's route_gradient, the one layer-level piece of the gating."""
+with the classic nets' strides and paddings), the convolution's initialisers and its scaled weight
+standardisation against NFNets' WSConv2D (tests/fixtures/nf), the option-A shortcut, ghost and
+fused batch norm against flax's, the checks of the implementations' names, and the CPU compiler
+options; with them models/gating.py's route_gradient, the one layer-level piece of the gating."""
 
+import json
+import os
 import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers.runner import ROOT
 from jax import lax
 
 from cnn_depth import layers
-from cnn_depth.models import gating
+from cnn_depth.models import gating, inits
 
 
 @pytest.mark.slow
@@ -294,3 +298,39 @@ def test_new_conv_options_keep_the_cpu_backward_exact():
     ours = lambda x, w: jnp.sum(jnp.sin(layers.conv_cpu_vjp(x, w, (4, 4), p)))
     for a, b in zip(jax.grad(ours, (0, 1))(x, w), jax.grad(ref, (0, 1))(x, w)):
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_conv_initialisers_are_options_and_the_default_is_he():
+  x = jnp.ones((1, 5, 5, 3))
+  key = jax.random.key(3)
+  default = layers.Conv(4).init(key, x)["params"]
+  assert set(default) == {"kernel"}
+  he = layers.Conv(4, kernel_init=inits.kernel("he", 2.0)).init(key, x)["params"]
+  np.testing.assert_array_equal(default["kernel"], he["kernel"])
+  conv = layers.Conv(
+    4,
+    use_bias=True,
+    kernel_init=jax.nn.initializers.constant(0.5),
+    bias_init=jax.nn.initializers.constant(0.25),
+  )
+  params = conv.init(key, x)["params"]
+  assert set(params) == {"kernel", "bias"}
+  assert (params["kernel"] == 0.5).all() and (params["bias"] == 0.25).all()
+
+
+def test_standardized_conv_equals_nfnets_wsconv2d():
+  """Against WSConv2D of deepmind-research's nfnets/base.py (Haiku), from
+  tests/fixtures/make_nf_fixtures.py: the same parameters, the same output (the last case's
+  channel is below the eps floor)."""
+  data = np.load(os.path.join(ROOT, "tests", "fixtures", "nf", "ws_conv.npz"))
+  for i, (k, _, c_out, stride, pad, _) in enumerate(json.loads(str(data["meta"]))["cases"]):
+    conv = layers.Conv(
+      c_out, k, stride, padding=pad[0][0], use_bias=True, standardize=True, conv_impl="xla"
+    )
+    params = {
+      name: data[f"{i}/{p}"] for name, p in (("kernel", "w"), ("gain", "gain"), ("bias", "bias"))
+    }
+    shapes = jax.eval_shape(conv.init, jax.random.key(0), data[f"{i}/x"])["params"]
+    assert jax.tree.map(jnp.shape, shapes) == jax.tree.map(jnp.shape, params)
+    y = conv.apply({"params": params}, data[f"{i}/x"])
+    np.testing.assert_allclose(y, data[f"{i}/y"], rtol=0, atol=2e-6, err_msg=f"case {i}")
