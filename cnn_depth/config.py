@@ -86,6 +86,13 @@ def base() -> ml_collections.ConfigDict:
   c.momentum = 0.9
   c.nesterov = False
   c.weight_decay = 1e-4
+  # The optimiser's fixes for depth (cnn_depth/optim.py): 'agc' clips each output unit's gradient
+  # to clip_lambda * its weights' norm (NFNets' adaptive gradient clipping; not the classifier's
+  # kernel); the scalar parameters (Fixup's biases and multipliers, SkipInit's alpha) train at
+  # learning_rate * scalar_lr_scale (Fixup's reference: 0.1).
+  c.grad_clip = "none"  # 'none' | 'agc'
+  c.clip_lambda = 0.01
+  c.scalar_lr_scale = 1.0
   c.augment = True
 
   c.log_every_steps = 100
@@ -194,6 +201,18 @@ CHECKS = {
   "momentum": ("a number in [0, 1)", _real(0.0, 1.0, open_high=True)),
   "nesterov": _BOOL,
   "weight_decay": ("a finite number >= 0", _real(0.0)),
+  "grad_clip": (
+    "'none' or 'agc' (NFNets' adaptive gradient clipping, at --config.clip_lambda)",
+    _one_of("none", "agc"),
+  ),
+  "clip_lambda": (
+    "a finite number > 0, AGC's largest gradient-to-weight norm ratio",
+    _real(0.0, open_low=True),
+  ),
+  "scalar_lr_scale": (
+    "a finite number >= 0, the scalar parameters' lr factor (Fixup's reference: 0.1)",
+    _real(0.0),
+  ),
   "augment": _BOOL,
   "log_every_steps": ("a whole number of steps >= 1", _whole(1)),
   "eval_every_steps": ("a whole number of steps >= 1", _whole(1)),

@@ -11,6 +11,10 @@ configs' `steps * 3 // 4` always gave), where a product within 1e-6 of a whole s
 step (1/3 of 450,360 is 150,120, not 150,119). Fractions are of the run's *first* length: a run
 extended later (num_train_steps up on a relaunch) keeps its lr drops where they were, and the
 added steps run at the last rate (`from_config`'s `length`).
+
+Two fixes for depth act in the optimiser (`with_fixes`): NFNets' adaptive gradient clipping
+(`grad_clip='agc'`) and a learning-rate factor for the scalar parameters (`scalar_lr_scale`, Fixup's
+lr/10 for its scalar biases and multipliers).
 """
 
 from __future__ import annotations
@@ -18,9 +22,16 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import jax
 import optax
 
+from cnn_depth.models import layout
+
 UNITS = ("fraction", "steps", "epochs")
+GRAD_CLIPS = ("none", "agc")
+# The final classifier: NFNets do not clip it (nfnets/experiment_nfnets.py puts the linear layer's
+# weights in a group with `clipping=None`; its bias, with the gains and biases, is clipped).
+UNCLIPPED = (("head", "kernel"),)
 
 
 def to_steps(value: float | int, unit: str, steps_per_epoch: int, length: int | None = None) -> int:
@@ -104,4 +115,80 @@ def from_config(config, steps_per_epoch: int, length: int | None = None):
     warmup_lr=config.warmup_lr,
   )
   tx = sgd(schedule, config.momentum, config.nesterov, config.weight_decay)
-  return tx, schedule
+  fixes = {f: config.get(f, d) for f, d in (("grad_clip", "none"), ("clip_lambda", 0.01))}
+  return with_fixes(tx, **fixes, scalar_lr_scale=config.get("scalar_lr_scale", 1.0)), schedule
+
+
+def with_fixes(
+  tx: optax.GradientTransformation,
+  grad_clip: str = "none",
+  clip_lambda: float = 0.01,
+  scalar_lr_scale: float = 1.0,
+) -> optax.GradientTransformation:
+  """`tx` with adaptive gradient clipping before it (`grad_clip='agc'`, `adaptive_grad_clip`) and
+  the updates of the scalar parameters times `scalar_lr_scale` after it (`scale_scalars`).
+
+  As in NFNets' SGD_AGC (deepmind-research nfnets/optim.py), the gradient is clipped before the
+  weight decay is added and before momentum. Both fixes are stateless, so the state is `tx`'s own:
+  a relaunch may change them (they are recipe fields) and a checkpoint restores either way; with
+  the defaults the optimiser is `tx` itself.
+  """
+  if grad_clip not in GRAD_CLIPS:
+    raise ValueError(
+      f"grad_clip must be one of {', '.join(map(repr, GRAD_CLIPS))}, got {grad_clip!r}"
+    )
+  if grad_clip == "none" and scalar_lr_scale == 1.0:
+    return tx
+
+  def update(grads, state, params=None):
+    if grad_clip == "agc":
+      grads = adaptive_grad_clip(grads, params, clip_lambda)
+    updates, state = tx.update(grads, state, params)
+    return scale_scalars(updates, scalar_lr_scale), state
+
+  return optax.GradientTransformation(tx.init, update)
+
+
+def _names(path) -> tuple[str, ...]:
+  return tuple(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
+
+
+def _stacked(names: tuple[str, ...]) -> bool:
+  return bool(names) and layout.is_stacked(names[0])
+
+
+def adaptive_grad_clip(grads, params, clip_lambda: float, eps: float = 1e-3):
+  """Adaptive gradient clipping (Brock et al. 2021, "High-performance large-scale image recognition
+  without normalization", eq. 3): each output unit's gradient G scaled to
+  clip_lambda * max(||W||, eps) / ||G|| where its norm exceeds that, by `optax.adaptive_grad_clip`
+  (NFNets' rule, bit for bit). Each scanned block's parameter is clipped on its own (its unit norms
+  are the unrolled net's), and the classifier's kernel (`UNCLIPPED`) not at all, as in NFNets."""
+  clip = optax.adaptive_grad_clip(clip_lambda, eps)
+  one = lambda g, p: clip.update(g, clip.init(p), p)[0]
+
+  def leaf(path, g, p):
+    names = _names(path)
+    if names in UNCLIPPED:
+      return g
+    return jax.vmap(one)(g, p) if _stacked(names) else one(g, p)
+
+  return jax.tree_util.tree_map_with_path(leaf, grads, params)
+
+
+def is_scalar(path, leaf) -> bool:
+  """Whether the parameter at `path` is one number per block: shape () (or (1,)), or (n,) stacked
+  along a scanned stage's leading axis (Fixup's scalar biases and multipliers, SkipInit's alpha)."""
+  shape = leaf.shape[1:] if _stacked(_names(path)) else leaf.shape
+  return math.prod(shape) == 1
+
+
+def scale_scalars(updates, scale: float):
+  """`updates` with those of the scalar parameters (`is_scalar`) times `scale`: with SGD, momentum
+  and coupled weight decay, their learning rate times `scale`, as Fixup's cifar_train.py trains
+  its scalar biases and multipliers at lr/10 (github.com/hongyi-zhang/Fixup; it selects them by
+  name, 'bias' or 'scale', which also puts the classifier's bias vector at lr/10: ours does not)."""
+  if scale == 1.0:
+    return updates
+  return jax.tree_util.tree_map_with_path(
+    lambda path, u: u * scale if is_scalar(path, u) else u, updates
+  )

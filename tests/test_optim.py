@@ -158,3 +158,142 @@ def test_two_sgd_steps_equal_torch_optim_sgd_in_float64(nesterov):
       continue  # torch's unbiased update: test_logits_equal_the_pytorch_class checks its formula
     scale = np.abs(delta).max()
     np.testing.assert_allclose(ours, delta, rtol=0, atol=1e-6 * scale + 1e-12, err_msg=key)
+
+
+# --- the optimiser's fixes for depth: AGC and the scalars' learning rate ------------------------
+
+
+def _nfnets_unitwise_norm(x):
+  """deepmind-research nfnets/agc_optax.py's `unitwise_norm`, restated (its module imports the
+  removed jax.tree_multimap)."""
+  if len(jnp.squeeze(x).shape) <= 1:  # Scalars and vectors
+    axis, keepdims = None, False
+  elif len(x.shape) in [2, 3]:  # Linear layers of shape IO or multihead linear
+    axis, keepdims = 0, True
+  elif len(x.shape) == 4:  # Conv kernels of shape HWIO
+    axis, keepdims = [0, 1, 2], True
+  else:
+    raise ValueError(f"Got a parameter with shape not in [1, 2, 4]! {x}")
+  return jnp.sum(x**2, axis=axis, keepdims=keepdims) ** 0.5
+
+
+def _nfnets_agc(grad, param, clip=0.01, eps=1e-3):
+  """agc_optax.py's `adaptive_grad_clip` update for one parameter (its `my_clip`)."""
+  g_norm, max_norm = (
+    _nfnets_unitwise_norm(grad),
+    clip * jnp.maximum(_nfnets_unitwise_norm(param), eps),
+  )
+  clipped = grad * (max_norm / jnp.maximum(g_norm, 1e-6))
+  return jnp.where(g_norm < max_norm, grad, clipped)
+
+
+def _tree(seed, scale=1.0):
+  """A tiny net's parameters: a conv, a scanned stage of 3 blocks (kernel, BN-like vector, scalar),
+  a lone scalar and the head; the units' sizes spread over decades so that some clip and some
+  do not."""
+  shapes = {
+    "conv_init": {"kernel": (3, 3, 2, 4), "bias": (4,)},
+    "stage0_blocks": {"conv": {"kernel": (3, 3, 3, 4, 4)}, "bn": {"scale": (3, 4)}, "alpha": (3,)},
+    "bias_final": (),
+    "head": {"kernel": (4, 10), "bias": (10,)},
+  }
+  rng = np.random.default_rng(seed)
+  spread = lambda s: np.logspace(-2, 0, s[-1]) if s else 1.0
+  return jax.tree.map(
+    lambda s: np.asarray(scale * rng.standard_normal(s) * spread(s), np.float32),
+    shapes,
+    is_leaf=lambda s: isinstance(s, tuple),
+  )
+
+
+def _reference_clip(grads, params):
+  """NFNets' AGC on the unrolled net: each scanned block's slice on its own; the head's kernel
+  unclipped (experiment_nfnets.py: the linear layer's weights have clipping=None)."""
+
+  def leaf(path, g, p):
+    names = tuple(k.key for k in path)
+    if names == ("head", "kernel"):
+      return g
+    if names[0] == "stage0_blocks":
+      return jnp.stack([_nfnets_agc(g[i], p[i]) for i in range(g.shape[0])])
+    return _nfnets_agc(g, p)
+
+  return jax.tree_util.tree_map_with_path(leaf, grads, params)
+
+
+def test_agc_is_nfnets_rule_per_block_and_leaves_the_head_kernel_alone():
+  params, grads = _tree(0), _tree(1, scale=0.05)
+  # optax's AGC is NFNets' rule: bit for bit op by op (measured); compiled, as here, the two
+  # programs' fusions may round 1 ulp apart.
+  ours = jax.jit(optim.adaptive_grad_clip, static_argnums=2)(grads, params, 0.01)
+  reference = jax.jit(_reference_clip)(grads, params)
+  jax.tree.map(lambda a, b: np.testing.assert_array_max_ulp(a, b, maxulp=2), ours, reference)
+  clipped = jax.tree.map(lambda a, b: bool((a != b).any()), ours, grads)
+  assert not clipped["head"]["kernel"] and clipped["head"]["bias"]
+  assert sum(jax.tree.leaves(clipped)) >= 5  # the rule fires: most leaves have a clipped unit
+
+
+def test_agc_comes_before_weight_decay_and_momentum():
+  """As in NFNets' SGD_AGC: two compiled steps of the whole optimiser equal SGD on the clipped
+  gradient (to 2 ulp: XLA fuses the two programs differently), with the same state (a checkpoint
+  restores with AGC on or off)."""
+  params, grads = _tree(0), _tree(1, scale=0.05)
+  tx, plain = optim.with_fixes(optim.sgd(0.1), grad_clip="agc"), optim.sgd(0.1)
+
+  @jax.jit
+  def two_steps(params, grads):
+    state, plain_state, p, q = tx.init(params), plain.init(params), params, params
+    for _ in range(2):
+      u, state = tx.update(grads, state, p)
+      v, plain_state = plain.update(_reference_clip(grads, q), plain_state, q)
+      p, q = optax.apply_updates(p, u), optax.apply_updates(q, v)
+    return p, q, state, plain_state
+
+  p, q, state, plain_state = two_steps(params, grads)
+  jax.tree.map(lambda a, b: np.testing.assert_array_max_ulp(a, b, maxulp=2), p, q)
+  assert jax.tree.structure(state) == jax.tree.structure(plain_state)
+
+
+def _first_update(tx, params, grads):
+  return jax.jit(lambda p, g: tx.update(g, tx.init(p), p)[0])(params, grads)
+
+
+def test_scalar_lr_scale_scales_exactly_the_scalars():
+  params, grads = _tree(0), _tree(1)
+  plain = optim.sgd(0.1)
+  u = _first_update(optim.with_fixes(plain, scalar_lr_scale=0.1), params, grads)
+  v = _first_update(plain, params, grads)
+  scaled = {("stage0_blocks", "alpha"), ("bias_final",)}  # shape (), and () per scanned block
+  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(u), jax.tree.leaves(v)):
+    names = tuple(k.key for k in path)
+    np.testing.assert_array_equal(a, b * np.float32(0.1) if names in scaled else b, str(names))
+
+
+def test_the_default_fields_give_todays_optimiser():
+  c = config_lib.base()
+  assert (c.grad_clip, c.clip_lambda, c.scalar_lr_scale) == ("none", 0.01, 1.0)
+  plain = optim.sgd(0.1)
+  assert optim.with_fixes(plain) is plain
+  params, grads = _tree(0), _tree(1)
+  tx, schedule = optim.from_config(c, steps_per_epoch=390)
+  today = optim.sgd(schedule, c.momentum, c.nesterov, c.weight_decay)
+  assert jax.tree.structure(tx.init(params)) == jax.tree.structure(today.init(params))
+  u, v = _first_update(tx, params, grads), _first_update(today, params, grads)
+  jax.tree.map(np.testing.assert_array_equal, u, v)
+
+
+@pytest.mark.parametrize(
+  "override, message",
+  [
+    ("grad_clip=adaptive", "grad_clip='adaptive' cannot be used: it must be 'none' or 'agc'"),
+    ("clip_lambda=0", "clip_lambda=0.0 cannot be used: it must be a finite number > 0"),
+    ("scalar_lr_scale=-0.1", "scalar_lr_scale=-0.1 cannot be used: it must be a finite number"),
+  ],
+)
+def test_the_fixes_fields_refuse_a_bad_value_in_one_sentence(override, message):
+  with pytest.raises(config_lib.ConfigError) as e:
+    config_lib.parse_overrides(config_lib.base(), [f"--config.{override}"])
+  assert str(e.value).startswith(message) and "\n" not in str(e.value)
+  assert f"set --config.{override.split('=')[0]} to such a value (default: " in str(e.value)
+  with pytest.raises(ValueError, match="grad_clip must be one of 'none', 'agc', got 'clip'"):
+    optim.with_fixes(optim.sgd(0.1), grad_clip="clip")

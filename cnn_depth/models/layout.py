@@ -58,6 +58,13 @@ def downsampling_blocks(model) -> np.ndarray:
 _STACKED = re.compile(r"stage(\d+)_blocks$")
 
 
+def is_stacked(name: str) -> bool:
+  """Whether the top-level variable `name` holds a stage's scanned blocks, stacked along a leading
+  axis (`stage{s}_blocks`): what treats each block's parameter on its own (AGC's unit norms, the
+  scalars of optim.py) maps over that axis."""
+  return _STACKED.match(name) is not None
+
+
 def unstack_stages(tree: Mapping[str, Any]) -> dict:
   """Scanned layout -> unrolled layout, for one collection (e.g. variables['params'])."""
   out = {}
