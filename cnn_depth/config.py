@@ -88,8 +88,8 @@ def base() -> ml_collections.ConfigDict:
   c.weight_decay = 1e-4
   # The optimiser's fixes for depth (cnn_depth/optim.py): 'agc' clips each output unit's gradient
   # to clip_lambda * its weights' norm (NFNets' adaptive gradient clipping; not the classifier's
-  # kernel); the scalar parameters (Fixup's biases and multipliers, SkipInit's alpha) train at
-  # learning_rate * scalar_lr_scale (Fixup's reference: 0.1).
+  # kernel); the scalar parameters (Fixup's biases and multipliers, SkipInit's alpha) and the
+  # classifier's bias train at learning_rate * scalar_lr_scale (Fixup's reference: 0.1).
   c.grad_clip = "none"  # 'none' | 'agc'
   c.clip_lambda = 0.01
   c.scalar_lr_scale = 1.0
@@ -210,7 +210,7 @@ CHECKS = {
     _real(0.0, open_low=True),
   ),
   "scalar_lr_scale": (
-    "a finite number >= 0, the scalar parameters' lr factor (Fixup's reference: 0.1)",
+    "a finite number >= 0, the lr factor of the scalars and the classifier's bias (Fixup: 0.1)",
     _real(0.0),
   ),
   "augment": _BOOL,

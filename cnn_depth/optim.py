@@ -13,8 +13,8 @@ extended later (num_train_steps up on a relaunch) keeps its lr drops where they 
 added steps run at the last rate (`from_config`'s `length`).
 
 Two fixes for depth act in the optimiser (`with_fixes`): NFNets' adaptive gradient clipping
-(`grad_clip='agc'`) and a learning-rate factor for the scalar parameters (`scalar_lr_scale`, Fixup's
-lr/10 for its scalar biases and multipliers).
+(`grad_clip='agc'`) and a learning-rate factor for the scalar parameters and the classifier's bias
+(`scalar_lr_scale`, Fixup's lr/10 for its scalar biases, multipliers and classifier bias).
 """
 
 from __future__ import annotations
@@ -32,6 +32,10 @@ GRAD_CLIPS = ("none", "agc")
 # The final classifier: NFNets do not clip it (nfnets/experiment_nfnets.py puts the linear layer's
 # weights in a group with `clipping=None`; its bias, with the gains and biases, is clipped).
 UNCLIPPED = (("head", "kernel"),)
+# Trained at scalar_lr_scale besides the scalars: Fixup's cifar_train.py puts every parameter whose
+# name holds 'bias' or 'scale' in its lr/10 groups, in its nets the scalar biases, the branch
+# multipliers and the classifier's bias.
+LR_SCALED = (("head", "bias"),)
 
 
 def to_steps(value: float | int, unit: str, steps_per_epoch: int, length: int | None = None) -> int:
@@ -126,7 +130,8 @@ def with_fixes(
   scalar_lr_scale: float = 1.0,
 ) -> optax.GradientTransformation:
   """`tx` with adaptive gradient clipping before it (`grad_clip='agc'`, `adaptive_grad_clip`) and
-  the updates of the scalar parameters times `scalar_lr_scale` after it (`scale_scalars`).
+  the updates of the scalar parameters and the classifier's bias times `scalar_lr_scale` after it
+  (`scale_scalars`).
 
   As in NFNets' SGD_AGC (deepmind-research nfnets/optim.py), the gradient is clipped before the
   weight decay is added and before momentum. Both fixes are stateless, so the state is `tx`'s own:
@@ -183,12 +188,12 @@ def is_scalar(path, leaf) -> bool:
 
 
 def scale_scalars(updates, scale: float):
-  """`updates` with those of the scalar parameters (`is_scalar`) times `scale`: with SGD, momentum
-  and coupled weight decay, their learning rate times `scale`, as Fixup's cifar_train.py trains
-  its scalar biases and multipliers at lr/10 (github.com/hongyi-zhang/Fixup; it selects them by
-  name, 'bias' or 'scale', which also puts the classifier's bias vector at lr/10: ours does not)."""
+  """`updates` with those of the scalar parameters (`is_scalar`) and the classifier's bias
+  (`LR_SCALED`) times `scale`: with SGD, momentum and coupled weight decay, their learning rate
+  times `scale`, Fixup's parameter groups (github.com/hongyi-zhang/Fixup, cifar/cifar_train.py:
+  lr/10 for its scalar biases, its multipliers and the classifier's bias)."""
   if scale == 1.0:
     return updates
   return jax.tree_util.tree_map_with_path(
-    lambda path, u: u * scale if is_scalar(path, u) else u, updates
+    lambda path, u: u * scale if is_scalar(path, u) or _names(path) in LR_SCALED else u, updates
   )
