@@ -82,7 +82,7 @@ def test_a_delta_orthogonal_linear_stack_is_an_isometry():
     return x
 
   x = jnp.zeros((1, 4, 4, 8))
-  jac = jax.jacfwd(lambda v: net(v.reshape(x.shape)).ravel())(x.ravel())
+  jac = jax.jit(jax.jacfwd(lambda v: net(v.reshape(x.shape)).ravel()))(x.ravel())
   s = np.linalg.svd(np.asarray(jac, np.float64), compute_uv=False)
   np.testing.assert_allclose(s, 1.1**4, rtol=1e-5)
 
