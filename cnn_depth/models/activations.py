@@ -185,6 +185,8 @@ register(
     functools.partial(_jnp_elu, a=_SELU_ALPHA, scale=_SELU_LAMBDA),
     functools.partial(_np_elu, a=_SELU_ALPHA, scale=_SELU_LAMBDA),
     lambda x: _SELU_LAMBDA * np.where(np.asarray(x) < 0, _SELU_ALPHA * np.exp(np.minimum(x, 0)), 1),
+    smooth=False,  # its derivative jumps at 0 (lambda*alpha to lambda): C''(1) is infinite
+    transforms=("dks",),
   )
 )
 register(

@@ -53,9 +53,12 @@ The nets' structures (dks/examples/haiku/modified_resnet.py's subnet_max_func is
 API: solve(activation, method, subnet, *, zeta=1.5, eta=0.9, tau=0.3, local_q_slope=1.0) ->
 Solution(transform, negative_slope, local_target, start); local_target(method, subnet, ...);
 local_maps(activation, transform, **params) -> LocalMaps (Q(1), Q'(1), C(0), C'(1), C''(1) as
-dks computes them); leaky_relu_c_map(c, s); legendre_rule(n). `solve` follows dks's own rules (it
-refuses TAT on ReLU, allows DKS on it); which transforms a net may ask for is the activation
-registry's `transforms`.
+dks computes them); leaky_relu_c_map(c, s); legendre_rule(n).
+
+`solve` follows dks's rules (it allows DKS on ReLU, which dks discourages, and refuses TAT on it)
+and refuses TAT on SELU too, which dks allows: SELU's derivative jumps at 0, so its C''(1) is
+infinite, not the a.e. E[phi''^2] dks integrates. Which transforms a net may ask for is the
+activation registry's `transforms`.
 """
 
 from __future__ import annotations
@@ -94,7 +97,9 @@ METHODS = ("dks", "tat")
 
 
 # --------------------------------------------------------------------------------------------------
-# Second derivatives (dks takes them with autograd from the definitions activations.py restates).
+# Second derivatives (dks takes them with autograd from the definitions activations.py restates),
+# of the activations whose C map has a finite curvature at 1, the registry's `smooth` ones. (dks
+# also takes SELU's, whose derivative jumps at 0: its true C''(1) is infinite.)
 
 
 def _gelu_second(x):
@@ -104,8 +109,8 @@ def _gelu_second(x):
   return (1.0 - t**2) * (du + 0.5 * x * (d2u - 2.0 * t * du**2))
 
 
-def _elu_second(x, a=1.0, scale=1.0):
-  return np.where(x < 0, scale * a * np.exp(np.minimum(x, 0.0)), 0.0)
+def _elu_second(x):
+  return np.where(x < 0, np.exp(np.minimum(x, 0.0)), 0.0)
 
 
 def _sigmoid_second(x):
@@ -118,14 +123,12 @@ def _swish_second(x):
   return s * (1.0 - s) * (2.0 + x * (1.0 - 2.0 * s))
 
 
-_SELU = dict(a=activations._SELU_ALPHA, scale=activations._SELU_LAMBDA)
 SECOND_DERIVATIVES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
   "tanh": lambda x: -2.0 * np.tanh(x) * (1.0 - np.tanh(x) ** 2),
   "erf": lambda x: -4.0 / math.sqrt(math.pi) * x * np.exp(-np.square(x)),
   "sigmoid": _sigmoid_second,
   "softplus": lambda x: special.expit(x) * special.expit(-x),
   "elu": _elu_second,
-  "selu": functools.partial(_elu_second, **_SELU),
   "swish": _swish_second,
   "gelu": _gelu_second,
   "gelu_exact": lambda x: (2.0 - x**2) * np.exp(-(x**2) / 2) / math.sqrt(2 * math.pi),
@@ -526,8 +529,11 @@ def solve(
     return _solve_dks(activation, subnet, zeta, local_q_slope)
   if method != "tat":
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-  if activation == "relu":
-    raise ValueError("transform='tat' does not apply to activation 'relu'; use leaky_relu")
   if activation == "leaky_relu":
     return _solve_tat_leaky(subnet, eta)
+  if not activations.get(activation).smooth:
+    raise ValueError(
+      f"transform='tat' does not apply to activation {activation!r} (its derivative jumps, so "
+      "its C map's curvature at 1 is infinite); use leaky_relu or a smooth activation"
+    )
   return _solve_tat_smooth(activation, subnet, tau)

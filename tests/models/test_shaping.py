@@ -17,8 +17,6 @@ FIXTURE = json.loads(
   (pathlib.Path(__file__).parents[1] / "fixtures/dks/constants.json").read_text()
 )
 SOLUTIONS = FIXTURE["solutions"]
-PARAMS = ("input_scale", "input_shift", "output_scale", "output_shift", "negative_slope")
-TRANSFORM_NAMES = {"identity": activations.IDENTITY}
 
 
 def _structure(name):
@@ -184,7 +182,8 @@ def test_solve_is_cached():
 @pytest.mark.parametrize(
   "args, kw, message",
   [
-    (("relu", "tat"), {}, "transform='tat' does not apply to activation 'relu'; use leaky_relu"),
+    (("relu", "tat"), {}, "transform='tat' does not apply to activation 'relu' \\(its deriv"),
+    (("selu", "tat"), {}, "transform='tat' does not apply to activation 'selu'"),
     (("tanh", "kfac"), {}, r"method must be one of \('dks', 'tat'\), got 'kfac'"),
     (("tanh", "dks"), {"zeta": 1.0}, "dks_zeta must be greater than 1, got 1.0"),
     (("tanh", "tat"), {"tau": 0.0}, "tat_tau must be greater than 0, got 0.0"),
