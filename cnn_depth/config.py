@@ -61,6 +61,25 @@ def base() -> ml_collections.ConfigDict:
   # > 1: BN statistics per group of batch/bn_groups examples ("ghost", per device)
   c.model.bn_groups = 1
   c.model.bn_impl = "fused"  # 'fused': BN with a hand-written backward (fewer GPU kernels) | 'flax'
+  # The fixes for depth (#24), read by the CIFAR families (cifar_resnet, cifar_plain, cifar_preact);
+  # the defaults are He et al.'s nets. Which combine (and why others do not): models/resnet.py.
+  c.model.norm = "bn"  # 'bn' | 'none' (vanilla: convolutions get biases) | 'ws' (NF-ResNets)
+  # kernels, a name of models/inits.py: 'he' N(0, sigma_w2/fan_out) | 'gaussian' (fan_in) |
+  # 'orthogonal' | 'delta_orthogonal' | 'suo' (DKS's scaled uniform orthogonal)
+  c.model.init = "he"
+  c.model.sigma_w2 = 2.0  # the kernels' variance scale sigma_w^2 (He: 2)
+  c.model.sigma_b2 = 0.0  # the convolutions' biases ~ N(0, sigma_b2) (norm 'none' or 'ws')
+  c.model.activation = "relu"  # a name of models/activations.py
+  c.model.negative_slope = 0.01  # activation 'leaky_relu' only
+  c.model.transform = "none"  # 'dks' (Martens et al. 2021) | 'tat' (Zhang et al. 2022)
+  c.model.dks_zeta = 1.5  # transform 'dks': the maximal C map's slope C'(1)
+  c.model.tat_eta = 0.9  # transform 'tat', leaky ReLU: the maximal C map's C(0)
+  c.model.tat_tau = 0.3  # transform 'tat', smooth activations: the maximal C map's C''(1)
+  # How a block's branch meets its skip, a name of models/branches.py: 'identity' | 'fixup' |
+  # 'skipinit' | 'rezero' | 'depth_mup' | 'nf' | 'normalized'
+  c.model.branch = "identity"
+  c.model.nf_alpha = 0.2  # branch 'nf': h + alpha * f(h / beta)
+  c.model.shortcut_weight = 0.0  # branch 'normalized': w of w * skip + sqrt(1 - w^2) * branch
   # The classic families only (cnn_depth/models/): these values mean "the family's default".
   c.model.growth_rate = 0  # DenseNets: k (0: the paper's k for the depth)
   # AlexNet, VGG, NiN, GoogLeNet, DenseNet: a rate (< 0: the family's default).
@@ -133,6 +152,10 @@ def _one_of(*values):
   return lambda v: isinstance(v, str) and v in values
 
 
+def _name(v) -> bool:  # a registry's name: the registry checks it when the model is built
+  return isinstance(v, str) and v.isidentifier()
+
+
 def _increasing(v) -> bool:
   return (
     isinstance(v, (tuple, list))
@@ -169,6 +192,22 @@ CHECKS = {
   "model.conv_impl": ("'auto', 'xla' or 'cpu_vjp'", _one_of("auto", "xla", "cpu_vjp")),
   "model.bn_groups": ("a whole number >= 1", _whole(1)),
   "model.bn_impl": ("'fused' or 'flax'", _one_of("fused", "flax")),
+  "model.norm": ("'bn', 'none' or 'ws'", _one_of("bn", "none", "ws")),
+  "model.init": ("the name of an initialiser (models/inits.py)", _name),
+  "model.sigma_w2": ("a finite number > 0", _real(0.0, open_low=True)),
+  "model.sigma_b2": ("a finite number >= 0", _real(0.0)),
+  "model.activation": ("the name of an activation (models/activations.py)", _name),
+  "model.negative_slope": ("a number in [0, 1)", _real(0.0, 1.0, open_high=True)),
+  "model.transform": ("'none', 'dks' or 'tat'", _one_of("none", "dks", "tat")),
+  "model.dks_zeta": ("a finite number > 1", _real(1.0, open_low=True)),
+  "model.tat_eta": ("a number in (0, 1)", _real(0.0, 1.0, open_low=True, open_high=True)),
+  "model.tat_tau": ("a finite number > 0", _real(0.0, open_low=True)),
+  "model.branch": ("the name of a branch rule (models/branches.py)", _name),
+  "model.nf_alpha": ("a finite number > 0", _real(0.0, open_low=True)),
+  "model.shortcut_weight": (
+    "a number in [0, 1) (branch 'normalized': in (0, 1))",
+    _real(0.0, 1.0, open_high=True),
+  ),
   "model.growth_rate": ("a whole number >= 0 (0: the paper's k)", _whole(0)),
   "model.dropout": (
     "a rate in [0, 1), or < 0 for the family's default",

@@ -391,7 +391,10 @@ def shortcut_a(x, features: int, strides: int):
 
 
 class ProjectionShortcut(nn.Module):
-  """He et al. option B at a dimension change: 1x1 convolution with the block's stride, then BN."""
+  """He et al. option B at a dimension change: 1x1 convolution with the block's stride, then BN.
+
+  `conv` makes the convolution (a `Conv` with the net's initialisers, biases or standardisation:
+  functools.partial(Conv, ...))."""
 
   features: int
   strides: int
@@ -399,10 +402,11 @@ class ProjectionShortcut(nn.Module):
   dtype: Dtype = jnp.float32
   conv_impl: ConvImpl = "auto"
   with_norm: bool = True
+  conv: Any = Conv
 
   @nn.compact
   def __call__(self, x):
-    x = Conv(self.features, 1, self.strides, self.dtype, self.conv_impl, name="conv")(x)
+    x = self.conv(self.features, 1, self.strides, self.dtype, self.conv_impl, name="conv")(x)
     return self.norm(name="bn")(x) if self.with_norm else x
 
 

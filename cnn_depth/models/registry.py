@@ -59,6 +59,22 @@ FIELDS = {
   "reduce": Field(shapes=True),
   # Not a shape, but the same weights make another net with the other value: no resuming across it.
   "bottleneck_stride": Field(shapes=True),
+  # The fixes for depth: norm and branch add or remove parameters; the activation, its transform
+  # and the branch's constants make another net of the same weights; the initialisation only
+  # draws the first weights.
+  "norm": Field(shapes=True),
+  "init": Field(),
+  "sigma_w2": Field(),
+  "sigma_b2": Field(),
+  "activation": Field(shapes=True),
+  "negative_slope": Field(shapes=True),
+  "transform": Field(shapes=True),
+  "dks_zeta": Field(shapes=True),
+  "tat_eta": Field(shapes=True),
+  "tat_tau": Field(shapes=True),
+  "branch": Field(shapes=True),
+  "nf_alpha": Field(shapes=True),
+  "shortcut_weight": Field(shapes=True),
 }
 
 

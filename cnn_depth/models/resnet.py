@@ -13,6 +13,19 @@
 Blocks take their gate and gradient route as gating.py describes (residual: skip + gate * branch;
 plain: gate 0 passes the option-A shortcut instead).
 
+The fixes for depth
+-------------------
+The CIFAR families take the fixes for depth as options (config.model fields of the same names):
+`norm` ('bn'; 'none': no normalisation, convolutions with biases; 'ws': scaled weight
+standardisation with biases), `init` (models/inits.py, with `sigma_w2` and the biases' `sigma_b2`),
+`activation` (models/activations.py, with `negative_slope`), `transform` ('dks' | 'tat': the
+activation shaped to this net's own structure by models/shaping.py, with `dks_zeta`, `tat_eta`,
+`tat_tau`) and `branch` (models/branches.py: how each branch meets its skip, with `nf_alpha` and
+`shortcut_weight`). Any two combine where their papers combine them; `ResNet.fixes` refuses, in one
+sentence, a combination that has no meaning (Fixup with BN, a transform without normalised sums on
+a residual net, ...). The branch rules' per-block constants reach the blocks as scanned arrays,
+like the gates: a stage of any depth stays one scanned block, and one compile.
+
 Parameter paths
 ---------------
 With `stages='unroll'` every block is `stage{s}_block{b}`. With `stages='scan'` (the default) the
@@ -23,6 +36,7 @@ blocks 1..n-1 are stacked along a leading axis under `stage{s}_blocks`; `unstack
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any, Sequence
 
@@ -33,7 +47,7 @@ import numpy as np
 
 from cnn_depth import layers
 from cnn_depth.layers import Conv
-from cnn_depth.models import blocks, gating, layout, registry
+from cnn_depth.models import activations, blocks, branches, gating, inits, layout, registry, shaping
 
 Dtype = Any
 
@@ -71,6 +85,39 @@ class ResNet(layout.Blocks, nn.Module):
   bn_groups: int = 1  # > 1: per-group ("ghost", per-device) BN statistics; see layers.batch_norm
   bn_impl: str = "fused"  # 'fused' (layers.BatchNorm, hand-written backward) | 'flax' (flax's)
   bottleneck_stride: str = "1x1"  # '1x1' (the paper) | '3x3' (torchvision/timm "v1.5")
+  # The fixes for depth (the module docstring; config.base() describes each field).
+  norm: str = "bn"
+  weight_init: str = "he"  # config.model.init (flax's Module.init is the method)
+  sigma_w2: float = 2.0
+  sigma_b2: float = 0.0
+  activation: str = "relu"
+  negative_slope: float = 0.01
+  transform: str = "none"
+  dks_zeta: float = 1.5
+  tat_eta: float = 0.9
+  tat_tau: float = 0.3
+  branch: str = "identity"
+  nf_alpha: float = 0.2
+  shortcut_weight: float = 0.0
+
+  def fixes(self) -> blocks.Fixes:
+    """How the blocks make their layers, from the fix fields; a ValueError in one sentence naming
+    the field for a combination that has no meaning."""
+    return fixes_of(self)
+
+  def branch_structure(self) -> branches.Structure:
+    """The net as its branch rule sees it."""
+    return branches.Structure(
+      num_blocks=self.num_blocks,
+      shape_changing=tuple(bool(b) for b in self.shape_changing_blocks()),
+      layers_per_branch=3 if self.block == "bottleneck" else 2,
+      residual=self.residual,
+      preact=self.preact,
+      norm=self.norm,
+      shortcut=self.shortcut,
+      nf_alpha=self.nf_alpha,
+      shortcut_weight=self.shortcut_weight,
+    )
 
   def shape_changing_blocks(self) -> np.ndarray:
     """True for a stage's first block where it changes the map size or the channel count."""
@@ -93,16 +140,26 @@ class ResNet(layout.Blocks, nn.Module):
     per_sample = batch_size if self.drop_mode == "sample" else None
     return gating.stochastic_depth_gates(self.make_rng(gating.DROP_RNG), survival, per_sample)
 
-  def stem_layers(self, x, norm):
-    conv = functools.partial(Conv, dtype=self.dtype, conv_impl=self.conv_impl)
+  def stem_layers(self, x, norm, fixes: blocks.Fixes):
+    conv = functools.partial(
+      Conv, dtype=self.dtype, conv_impl=self.conv_impl, **fixes.conv_options()
+    )
     if self.stem == "cifar":
       x = conv(self.stem_width, 3, 1, name="conv_init")(x)
-      # A pre-activation net's first block applies BN-ReLU itself.
-      return x if self.preact else norm(name="bn_init", relu=True)(x)
+      if self.preact:  # its first block applies BN-ReLU itself
+        return x
+      return fixes.norm_act(norm, fixes.shift(self, x, "stem_bias"), "bn_init")
     if self.stem == "imagenet":
-      x = norm(name="bn_init", relu=True)(conv(self.stem_width, 7, 2, name="conv_init")(x))
+      x = conv(self.stem_width, 7, 2, name="conv_init")(x)
+      x = fixes.norm_act(norm, fixes.shift(self, x, "stem_bias"), "bn_init")
       return nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
     raise ValueError(f"stem must be 'cifar' or 'imagenet', got {self.stem!r}")
+
+  def head(self, x, fixes: blocks.Fixes):
+    """Global average pool and the classifier (Fixup: its scalar bias before it, zero-init)."""
+    x = fixes.shift(self, jnp.mean(x, axis=(1, 2)), "head_bias")
+    zero = {"kernel_init": nn.initializers.zeros} if fixes.branch.fixup else {}
+    return nn.Dense(self.num_classes, dtype=self.dtype, name="head", **zero)(x)
 
   @nn.compact
   def __call__(self, x, *, train: bool, gates=None, grad_route=None):
@@ -111,7 +168,8 @@ class ResNet(layout.Blocks, nn.Module):
     if self.stages not in ("scan", "unroll"):
       raise ValueError(f"stages must be 'scan' or 'unroll', got {self.stages!r}")
     norm = layers.batch_norm(train, self.dtype, self.bn_groups, self.bn_impl)
-    x = self.stem_layers(x.astype(self.dtype), norm)
+    fixes = self.fixes()
+    x = self.stem_layers(x.astype(self.dtype), norm, fixes)
 
     g, route = gating.block_controls(gates, grad_route, self.num_blocks, "ResNet")
     survival = self.block_gates(train, x.shape[0])
@@ -129,19 +187,22 @@ class ResNet(layout.Blocks, nn.Module):
       conv_impl=self.conv_impl,
       zero_init_last=self.zero_init_last,
       bottleneck_stride=self.bottleneck_stride,
+      fixes=fixes,
     )
+    coef = branches.coefficients(fixes.branch, self.branch_structure()) if self.residual else None
+    coef = jax.tree_util.tree_map(jnp.asarray, coef)
+    # Per block: gate, route, the branch rule's constants (None where not given).
+    ctrl = lambda i: jax.tree_util.tree_map(lambda a: a[i], (g, route, coef))
 
     start = 0
     for s, (n, width) in enumerate(zip(self.stage_sizes, self.stage_widths)):
       stride = 1 if s == 0 else 2
-      ctrl = lambda i: (g[i],) + (() if route is None else (route[i],))
       x = make_block(width, stride, name=f"stage{s}_block0")(x, *ctrl(start))
       if self.stages == "unroll" or n == 1:
         for b in range(1, n):
           x = make_block(width, 1, name=f"stage{s}_block{b}")(x, *ctrl(start + b))
       else:
-        rest = slice(start + 1, start + n)
-        xs = (g[rest],) + (() if route is None else (route[rest],))
+        xs = ctrl(slice(start + 1, start + n))
         scan = nn.scan(
           lambda mdl, carry, xs: (mdl(carry, *xs), None),
           variable_axes={"params": 0, "batch_stats": 0},
@@ -153,10 +214,139 @@ class ResNet(layout.Blocks, nn.Module):
       start += n
 
     if self.preact:
-      x = norm(name="bn_final", relu=True)(x)
-    x = jnp.mean(x, axis=(1, 2))
-    x = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)
+      x = fixes.norm_act(norm, x, "bn_final")
+    x = self.head(x, fixes)
     return x.astype(jnp.promote_types(self.dtype, jnp.float32))  # bf16 -> f32, f64 stays
+
+
+# --------------------------------------------------------------------------------------------------
+# The fixes for depth: which combine, and what the blocks make of them.
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ResNet)}  # He et al.'s net
+
+
+def fixes_of(net: ResNet) -> blocks.Fixes:
+  """`net`'s fixes for depth resolved for its blocks (initialisers, activation, branch rule), or a
+  ValueError in one sentence naming the field for a combination that has no meaning."""
+  refusal = _refusal(net)
+  if refusal:
+    raise ValueError(refusal)
+  rule = branches.check(net.branch, net.branch_structure())
+  act, params, transform = activations.get(net.activation), {}, activations.IDENTITY
+  if act.params:
+    params["negative_slope"] = net.negative_slope
+  if net.transform != "none":
+    solution = shaping.solve(
+      net.activation,
+      net.transform,
+      _subnet(net),
+      zeta=net.dks_zeta,
+      eta=net.tat_eta,
+      tau=net.tat_tau,
+    )
+    transform, params = solution.transform, {**params, **solution.params}
+  elif rule.name == "nf":
+    transform = activations.Transform(output_scale=branches.nf_gamma(net.activation, **params))
+  fused = net.norm == "bn" and net.activation == "relu" and transform == activations.IDENTITY
+  return blocks.Fixes(
+    norm=net.norm,
+    act=activations.make(net.activation, transform, **params),
+    fused_relu=fused,
+    kernel_init=inits.kernel(net.weight_init, net.sigma_w2),
+    bias_init=inits.bias(net.sigma_b2),
+    branch=rule,
+    branch_init_scale=branches.fixup_scale(net.num_blocks, 3 if net.block == "bottleneck" else 2),
+  )
+
+
+def _subnet(net: ResNet):
+  """The net's maximal subnetwork for DKS/TAT (shaping.subnet_for: CIFAR nets only)."""
+  per_block = 3 if net.block == "bottleneck" else 2
+  return shaping.subnet_for(
+    sum(net.stage_sizes) * per_block + 2,
+    block=net.block,
+    preact=net.preact,
+    residual=net.residual,
+    shortcut=net.shortcut,
+    shortcut_weight=net.shortcut_weight if net.residual else 0.0,
+  )
+
+
+def _unused(net: ResNet, field: str, where: str) -> str | None:
+  """A refusal of `field` set to a non-default value where it means nothing."""
+  value, default = getattr(net, field), _DEFAULTS[field]
+  if value == default:
+    return None
+  return f"{field}={value!r} applies to {where} only: leave it out or reset it (to {default!r})"
+
+
+def _refusal(net: ResNet) -> str | None:
+  """Why `net`'s fix fields cannot be combined (one sentence naming a field), or None."""
+  if net.norm not in ("bn", "none", "ws"):
+    return f"norm={net.norm!r} is not a normalisation: choose 'bn', 'none' or 'ws'"
+  for field, value, known in (
+    ("init", net.weight_init, inits.INITS),
+    ("activation", net.activation, activations.ACTIVATIONS),
+  ):
+    if value not in known:
+      return f"{field}={value!r} is unknown: choose one of {', '.join(known)}"
+  smooth = activations.get(net.activation).smooth
+  for reason in (
+    _unused(net, "negative_slope", "activation='leaky_relu' without transform='tat'")
+    if net.activation != "leaky_relu" or net.transform == "tat"
+    else None,
+    _unused(net, "sigma_b2", "the biases of norm='none' or 'ws' (Fixup's are scalars)")
+    if net.norm == "bn" or net.branch == "fixup"
+    else None,
+    *(
+      _unused(net, f, "norm='bn'")
+      for f in ("bn_groups", "bn_impl", "zero_init_last")
+      if net.norm != "bn"
+    ),
+    _unused(net, "nf_alpha", "branch='nf'") if net.branch != "nf" else None,
+    _unused(net, "shortcut_weight", "branch='normalized'") if net.branch != "normalized" else None,
+    _unused(net, "dks_zeta", "transform='dks'") if net.transform != "dks" else None,
+    _unused(net, "tat_eta", "transform='tat' of leaky_relu")
+    if net.transform != "tat" or smooth
+    else None,
+    _unused(net, "tat_tau", "transform='tat' of a smooth activation")
+    if net.transform != "tat" or not smooth
+    else None,
+  ):
+    if reason:
+      return reason
+  return _transform_refusal(net) if net.transform != "none" else None
+
+
+def _transform_refusal(net: ResNet) -> str | None:
+  """DKS and TAT as their papers define them: shaped activations in nets without normalisation,
+  whose layers keep each unit's q (SUO or fan-in Gaussian weights, sigma_w2 = 1, zero biases) and
+  whose branches meet in normalised sums."""
+  t = f"transform={net.transform!r}"
+  if net.transform not in shaping.METHODS:
+    return f"{t} is not a kernel-shaping method: choose 'none', 'dks' or 'tat'"
+  if net.transform not in activations.get(net.activation).transforms:
+    able = [a.name for a in activations.ACTIVATIONS.values() if net.transform in a.transforms]
+    paper = {"dks": "Martens et al. 2021", "tat": "Zhang et al. 2022"}[net.transform]
+    return (
+      f"{t} does not apply to activation={net.activation!r} ({paper}): choose one of "
+      f"{', '.join(able)}"
+    )
+  if net.norm != "none":
+    return f"{t} shapes nets without normalisation layers (Martens et al. 2021): set norm='none'"
+  if net.residual and net.branch != "normalized":
+    return (
+      f"{t} needs normalised sums where a residual branch meets its skip: set "
+      "branch='normalized' and shortcut_weight"
+    )
+  if net.weight_init not in ("suo", "gaussian") or net.sigma_w2 != 1.0 or net.sigma_b2 != 0.0:
+    return (
+      f"{t} assumes layers that keep each unit's q (Martens et al. 2021): set init='suo' (DKS's "
+      "scaled uniform orthogonal) or 'gaussian', sigma_w2=1 and sigma_b2=0"
+    )
+  if net.stem != "cifar" or len(set(net.stage_sizes)) != 1:
+    return f"{t} knows the structure of the CIFAR families only (shaping.subnet_for)"
+  return None
 
 
 def resolve_unroll(unroll: int, length: int) -> int:
@@ -206,16 +396,27 @@ def blocks_per_stage(depth: int, layers_per_block: int, stages: int = 3) -> int:
 
 
 def cifar_resnet(
-  depth: int, *, residual: bool = True, block: str = "basic", width: int = 16, **kw
+  depth: int,
+  *,
+  residual: bool = True,
+  block: str = "basic",
+  width: int = 16,
+  init: str = "he",
+  **kw,
 ) -> ResNet:
   """He et al. CIFAR net: basic blocks, depth 6n+2, 16/32/64 channels x width/16; or bottleneck
-  blocks, depth 9n+2, 4x those channels out of each block (ResNet-164 of He et al. 2016b)."""
+  blocks, depth 9n+2, 4x those channels out of each block (ResNet-164 of He et al. 2016b). `init`
+  names the kernel initialiser (models/inits.py; ResNet's `weight_init`), the other fixes for depth
+  are ResNet's fields of their config names."""
   if block not in ("basic", "bottleneck"):
     raise ValueError(f"a CIFAR ResNet's block must be 'basic' or 'bottleneck', got {block!r}")
   expansion = 4 if block == "bottleneck" else 1
   n = blocks_per_stage(depth, 3 if block == "bottleneck" else 2)
   widths = tuple(expansion * width * m for m in (1, 2, 4))
-  return ResNet((n,) * 3, widths, block, residual=residual, stem="cifar", stem_width=width, **kw)
+  kw.update(residual=residual, stem="cifar", stem_width=width, weight_init=init)
+  net = ResNet((n,) * 3, widths, block, **kw)
+  net.fixes()  # refuses fixes that do not combine, before anything is built
+  return net
 
 
 def cifar_preact(depth: int, *, block: str = "bottleneck", width: int = 16, **kw) -> ResNet:
@@ -240,6 +441,9 @@ def imagenet_resnet(depth: int, *, residual: bool = True, width: int = 64, **kw)
 # depth).
 FIELDS = ("width", "shortcut", "block", "survival_last", "drop_mode", "stages", "unroll", "remat")
 FIELDS += ("zero_init_last", "bn_groups", "bn_impl", "bottleneck_stride")
+# The fixes for depth: the CIFAR families read them.
+FIX_FIELDS = ("norm", "init", "sigma_w2", "sigma_b2", "activation", "negative_slope", "transform")
+FIX_FIELDS += ("dks_zeta", "tat_eta", "tat_tau", "branch", "nf_alpha", "shortcut_weight")
 IMAGENET = {
   "fields": tuple(f for f in FIELDS if f != "block"),
   "input_shape": (224, 224, 3),
@@ -291,7 +495,7 @@ PREACT = (
 )
 
 
-def _register(name, build, label, title, fields=FIELDS, **more):
+def _register(name, build, label, title, fields=FIELDS + FIX_FIELDS, **more):
   registry.register(registry.Family(name, build, fields, label, title, **more))
 
 

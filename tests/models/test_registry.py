@@ -48,6 +48,16 @@ def test_the_resume_fields_are_the_shape_fields():
     "model.aux_heads",
     "model.reduce",
     "model.bottleneck_stride",  # not a shape, but the same weights make another net
+    "model.norm",  # the fixes for depth that add parameters or make another net of them
+    "model.branch",
+    "model.activation",
+    "model.negative_slope",
+    "model.transform",
+    "model.dks_zeta",
+    "model.tat_eta",
+    "model.tat_tau",
+    "model.nf_alpha",
+    "model.shortcut_weight",
     "dataset.name",
     "dataset.validation_size",
     "batch_size",
