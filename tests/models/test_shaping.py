@@ -1,7 +1,15 @@
 """The DKS/TAT solver equals DeepMind's dks 0.1.2 (tests/fixtures/dks/constants.json, written by
 tests/fixtures/make_dks_fixtures.py): its quadrature rule, local maps, the nets' maximal
 subnetwork functions, the bisection's local targets and the solved constants, on dks's own test
-cases and on our CIFAR nets; every solution meets the conditions it solves."""
+cases and on our CIFAR nets; every solution meets the conditions it solves.
+
+Which solution: the conditions are unchanged by alpha -> -alpha (y ~ N(0, 1) is symmetric) and,
+for odd tanh, by (beta, delta) -> (-beta, -delta), so they have several roots. dks keeps the first
+its root finder reaches from a fixed list of starts; ours takes the same steps from the same
+starts and reaches the same root (the fixture records dks's start, and the test holds ours to it).
+For tanh, dks's first starts (beta = 0, where the residuals are even in beta) stall, and the
+solution it returns is the one with beta > 0 reached from (1, 1) (DKS) or (1, 0, -1), (1, 1, x)
+(TAT; a root with alpha * gamma >= 2 is rejected as dks does)."""
 
 import functools
 import json
