@@ -8,7 +8,7 @@ for odd tanh, by (beta, delta) -> (-beta, -delta), so they have several roots. d
 its root finder reaches from a fixed list of starts; ours takes the same steps from the same
 starts and reaches the same root (the fixture records dks's start, and the test holds ours to it).
 For tanh, dks's first starts (beta = 0, where the residuals are even in beta) stall, and the
-solution it returns is the one with beta > 0 reached from (1, 1) (DKS) or (1, 0, -1), (1, 1, x)
+solution it returns is the one with beta > 0 reached from (1, 1) (DKS) or (1, 0, +-1), (1, 1, x)
 (TAT; a root with alpha * gamma >= 2 is rejected as dks does)."""
 
 import functools
