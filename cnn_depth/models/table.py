@@ -1,5 +1,6 @@
 """The models table: our parameter and multiply-add counts of every family's published nets, beside
-the papers' figures (`scripts/models_table.py` prints it).
+the papers' figures (`scripts/models_table.py` prints it); and the table of the fixes for depth,
+every option the CIFAR families take (`--fixes`), from the registries that hold them.
 
 The rows are the registry's: each family's `published` nets (`registry.Published`), in registry
 order, counted on the input the family (or the net) was designed for, all through `jax.eval_shape`
@@ -8,6 +9,12 @@ order, counted on the input the family (or the net) was designed for, all throug
 statistics are not parameters); `macs` is forward multiply-adds per image of the convolutions and
 the dense head, which is what He et al. call "FLOPs". A new family's `published` nets appear here
 unasked.
+
+The fixes table (`fix_rows`) lists each value of each fix field (config.model.norm, init,
+activation, transform, branch; grad_clip, scalar_lr_scale) with what it does, its paper and the
+numeric fields it reads: the initialisers, activations and branch rules from their registries
+(models/inits.py, activations.py, branches.py: a new entry appears here unasked), the fields
+without a registry from `NORMS`, `TRANSFORMS` and `GRAD_CLIPS` below.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from typing import Any, Sequence
 
 from cnn_depth.models import counting, registry
 from cnn_depth.models.resnet import ResNet
+from cnn_depth.workdir import lookup
 
 
 def render(families: Sequence[str] | None = None, as_json: bool = False) -> str:
@@ -108,3 +116,110 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
   )
   lines += [f"[{marker}] {source}" for source, marker in notes.items()]
   return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# The fixes for depth: every option of the CIFAR families, read from the registries that hold them
+# (initialisers, activations, branch rules) and, for the fields without one, from the lists below.
+
+# Each value of the fields that have no registry, with what it does and its paper.
+NORMS = {
+  "bn": "BN after each convolution (Ioffe & Szegedy 2015), as in He et al.'s nets",
+  "none": (
+    "no normalisation, convolutions with biases N(0, sigma_b2): the vanilla nets of the mean-field "
+    "papers (Schoenholz et al. 2017; Xiao et al. 2018)"
+  ),
+  "ws": (
+    "scaled weight standardisation with a learnable gain, and biases (Brock, De & Smith 2021; "
+    "Qiao et al. 2019)"
+  ),
+}
+TRANSFORMS = {
+  "none": "the activation as it is",
+  "dks": (
+    "gamma (phi(alpha x + beta) + delta) solved from the net's structure so that its maximal C map "
+    "has slope dks_zeta at 1 (Deep Kernel Shaping, Martens et al. 2021)"
+  ),
+  "tat": (
+    "the same with C_f(0) = tat_eta for leaky ReLU (its slope solved) or C_f''(1) = tat_tau for "
+    "smooth activations (TAT, Zhang, Botev & Martens 2022)"
+  ),
+}
+GRAD_CLIPS = {
+  "none": "the gradient as it is",
+  "agc": (
+    "adaptive gradient clipping: each unit's gradient to clip_lambda times its weights' norm, not "
+    "the classifier's (Brock et al. 2021, NFNets; optax.adaptive_grad_clip)"
+  ),
+}
+SCALAR_LR = (
+  "the learning rate of the scalar parameters (Fixup's biases and multipliers, SkipInit's alpha) "
+  "and the classifier's bias, times this: Fixup's reference trains them at lr/10 "
+  "(Zhang, Dauphin & Ma 2019)"
+)
+# The numbers each option reads (config fields), by (field, value); '*': every value.
+PARAMETERS = {
+  ("model.norm", "none"): ("model.sigma_b2",),
+  ("model.norm", "ws"): ("model.sigma_b2",),
+  ("model.init", "*"): ("model.sigma_w2",),
+  ("model.activation", "leaky_relu"): ("model.negative_slope",),
+  ("model.transform", "dks"): ("model.dks_zeta",),
+  ("model.transform", "tat"): ("model.tat_eta", "model.tat_tau"),
+  ("model.branch", "nf"): ("model.nf_alpha",),
+  ("model.branch", "normalized"): ("model.shortcut_weight",),
+  ("grad_clip", "agc"): ("clip_lambda",),
+}
+
+
+def fix_rows() -> list[dict[str, Any]]:
+  """One row per option of the fixes for depth: its config field, value, what it does (with its
+  paper), whether it is the default, and the numeric fields it reads with their defaults
+  (config.base())."""
+  from cnn_depth import config as config_lib
+  from cnn_depth.models import activations, branches, inits
+
+  base = config_lib.base()
+  options = [("model.norm", v, d) for v, d in NORMS.items()]
+  options += [("model.init", e.name, e.description) for e in inits.INITS.values()]
+  options += [("model.activation", a.name, _shaping(a)) for a in activations.ACTIVATIONS.values()]
+  options += [("model.transform", v, d) for v, d in TRANSFORMS.items()]
+  options += [("model.branch", b.name, b.description) for b in branches.BRANCHES.values()]
+  options += [("grad_clip", v, d) for v, d in GRAD_CLIPS.items()]
+  options += [("scalar_lr_scale", 0.1, SCALAR_LR)]
+  rows = []
+  for field, value, does in options:
+    reads = PARAMETERS.get((field, value), PARAMETERS.get((field, "*"), ()))
+    rows.append(
+      dict(
+        field=field,
+        value=value,
+        does=does,
+        default=value == lookup(base, field),
+        parameters={p: lookup(base, p) for p in reads},
+      )
+    )
+  return rows
+
+
+def _shaping(activation) -> str:
+  """What the table says of an activation: which kernel shaping applies to it."""
+  ways = " and ".join(t.upper() for t in activation.transforms) or "neither DKS nor TAT"
+  return f"{activation.name}, shaped by {ways}"
+
+
+def fixes_markdown(rows: Sequence[dict[str, Any]]) -> str:
+  """The fix rows as a Markdown table: the override that selects each, what it does, what it
+  reads."""
+  lines = ["| option | what it does | reads (default) |", "|---|---|---|"]
+  for r in rows:
+    option = f"`--config.{r['field']}={r['value']}`" + (" (default)" if r["default"] else "")
+    reads = ", ".join(f"`{p.rsplit('.', 1)[-1]}` ({v})" for p, v in r["parameters"].items())
+    lines.append(f"| {option} | {r['does']} | {reads} |")
+  lines += ["", "Options combine where their papers combine them; the rest are refused, one line."]
+  return "\n".join(lines)
+
+
+def render_fixes(as_json: bool = False) -> str:
+  """The fixes for depth as Markdown, or as a JSON list of `fix_rows`."""
+  rows = fix_rows()
+  return json.dumps(rows, indent=1) if as_json else fixes_markdown(rows)

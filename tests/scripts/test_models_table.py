@@ -89,3 +89,13 @@ def test_classic_rows_and_the_one_by_one_saving():
       else:
         assert abs(ours - paper) / paper < 0.03, (r["name"], ours, paper)
   assert any(r["paper_params_note"] and "Szegedy" in r["paper_params_note"] for r in rows)
+
+
+@pytest.mark.slow
+def test_fixes():
+  from cnn_depth.models import table
+
+  rows = json.loads(models_table("--fixes", "--json").stdout)
+  assert rows == json.loads(json.dumps(table.fix_rows()))
+  bad = models_table("--fixes", "--families=cifar_resnet", check=False)
+  assert bad.returncode != 0 and "drop --families" in bad.stderr
