@@ -81,6 +81,29 @@ def test_readme_has_the_commands_we_test():
   assert any("configs/stochastic_depth.py" in c for c in commands)
 
 
+def readme_fixes_table() -> list[tuple[str, list[str]]]:
+  """The README's "Fixes for depth" table: (fix, its overrides) per row."""
+  text = open(os.path.join(ROOT, "README.md")).read()
+  start = text.index("## Fixes for depth")
+  section = text[start : text.index("\n## ", start)]
+  cells = [line.split("|")[1:-1] for line in section.splitlines() if "| `--config." in line]
+  return [(c[0].strip(), shlex.split(c[3].strip().strip("`"))) for c in cells]
+
+
+def test_every_command_of_the_fixes_table_builds_its_net():
+  """Each row's overrides on the digits config (as the README runs them) pass the command line's
+  parser and checks and build their net, in-process: the combination is one the model accepts."""
+  from cnn_depth import config as config_lib
+  from cnn_depth import models
+
+  rows = readme_fixes_table()
+  assert len(rows) == 8
+  digits = config_lib.load_config_file("configs/quickstart.py")
+  for fix, overrides in rows:
+    config = config_lib.parse_overrides(digits, overrides)
+    models.build_model(config.model, num_classes=10)
+
+
 def test_readme_and_export_help_name_every_net_export_weights_can_write():
   """The nets with a PyTorch twin (cnn_depth/interop's registry) are the ones the README and
   `scripts/export_weights.py --help` (its docstring) list: every family and depth of the
@@ -124,7 +147,8 @@ def test_readme_command_runs(command, tmp_path):
         os.makedirs(a.partition("=")[2], exist_ok=True)
   if script == "scripts/quickstart.py" and not any(a.startswith("--workdir") for a in args):
     args.append(f"--workdir={tmp_path / 'quickstart'}")
-  args += SHORT.get(script, [])
+  if not (script == "scripts/models_table.py" and "--fixes" in args):  # --fixes has no families
+    args += SHORT.get(script, [])
   if script == "scripts/train.py":
     args.append(f"--compilation_cache={CACHE}")
   proc = run_script(*args)
