@@ -410,11 +410,12 @@ DIVERGE_FROM_4 = {"learning_rate": 1e4, "num_train_steps": 12, "log_every_steps"
 
 @pytest.mark.slow
 def test_no_traceback_follows_the_exit_of_a_relaunch(tmp_path):
-  """scripts/train.py relaunched on a run with 20 leftovers of killed saves, 4 at a time for 3
+  """scripts/train.py relaunched on a run with 20 leftovers of killed saves, 4 at a time for 2
   rounds: damaged checkpoint (exit 2), divergence (3), SIGTERM (4), finished run (0). Before the
   Checkpointer waited for orbax's removal of the leftovers, "RuntimeError: cannot schedule new
   futures after (interpreter) shutdown" and a traceback followed the error line of nearly every
-  damaged relaunch (11 of 12 measured; 1 of 24 without leftovers)."""
+  damaged relaunch (11 of 12 measured; 1 of 24 without leftovers), so two rounds miss it with a
+  chance of about 1 in 150 (three took 40 s of CI)."""
   saving = {"checkpoint_every_steps": 2, "keep_checkpoints": 3, "eval_every_steps": 4}
   base = tmp_path / "base"
   train.train_and_evaluate(tiny_config(num_train_steps=4, **saving), str(base))
@@ -431,7 +432,7 @@ def test_no_traceback_follows_the_exit_of_a_relaunch(tmp_path):
     return workdir, started[-1]
 
   try:
-    for r in range(3):
+    for r in range(2):
       cases = {
         relaunch(f"damaged{r}", damage=True, num_train_steps=6)[1]: (2, "checkpoint step 4"),
         relaunch(f"diverged{r}", "--allow_changes=learning_rate", **DIVERGE_FROM_4)[1]: (
