@@ -173,7 +173,9 @@ def images():
 
 
 def init(model, images):
-  return model.init(jax.random.key(0), images, train=False)
+  """The variables, initialised as one compiled program: op by op, every draw compiled on its own
+  took 2.6x the CPU (measured on ResNet-14)."""
+  return jax.jit(lambda: model.init(jax.random.key(0), images, train=False))()
 
 
 @pytest.mark.slow
@@ -379,7 +381,7 @@ def test_bfloat16_forward_agrees_with_float32(images):
   f32 = models.cifar_resnet(20, width=8)
   bf16 = f32.clone(dtype=jnp.bfloat16)
   # Compiled whole: op by op, every operation of two dtypes compiled on its own (26 s of CI).
-  v = jax.jit(lambda: init(f32, images))()
+  v = init(f32, images)
   bf16_variables = jax.eval_shape(lambda: init(bf16, images))
   assert all(a.dtype == jnp.float32 for a in jax.tree_util.tree_leaves(bf16_variables))
   a = jax.jit(lambda v: f32.apply(v, images, train=False))(v)
@@ -393,7 +395,7 @@ def test_bfloat16_forward_agrees_with_float32(images):
 def test_zero_init_last_bn_option():
   params = models.init_shapes(tiny(zero_init_last=True), (16, 16, 3))["params"]
   model = tiny(zero_init_last=True)
-  v = model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)), train=False)
+  v = init(model, jnp.zeros((1, 16, 16, 3)))
   assert float(jnp.abs(v["params"]["stage0_block0"]["bn2"]["scale"]).sum()) == 0.0
   assert float(v["params"]["stage0_block0"]["bn1"]["scale"].sum()) == 4.0
   assert "stage0_blocks" in params
@@ -404,7 +406,7 @@ def test_block_addressing():
   model = tiny()
   assert models.block_names(model) == [f"stage{s}_block{b}" for s in range(3) for b in range(2)]
   np.testing.assert_array_equal(models.downsampling_blocks(model), [0, 0, 1, 0, 1, 0])
-  v = model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)), train=False)
+  v = init(model, jnp.zeros((1, 16, 16, 3)))
   blk = models.block_variables(v, 1, 1)
   np.testing.assert_array_equal(
     blk["params"]["conv1"]["kernel"], v["params"]["stage1_blocks"]["conv1"]["kernel"][0]
