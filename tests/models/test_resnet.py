@@ -738,8 +738,8 @@ def test_nf_block_outputs_follow_the_expected_variance_schedule():
 def test_resnet_1202_with_each_fix_compiles_once_in_seconds():
   """Every fix keeps a stage one scanned block: the lowered training gradient of ResNet-1202
   (bottlenecks: ResNet-1001) is about as long as ResNet-20's (the per-block constants are scanned
-  arrays, not unrolled Python), and compiles once. The compile times go in the issue's note (2-core CPU, XLA's backend
-  optimisations off as everywhere in the suite)."""
+  arrays, not unrolled Python), and compiles once. The compile times go in the issue's note
+  (2-core CPU, XLA's backend optimisations off as everywhere in the suite)."""
   import time
 
   times = {}
