@@ -14,7 +14,7 @@ import pytest
 from helpers.nets import without_block
 
 from cnn_depth import models
-from cnn_depth.models import ROUTE_BOTH, ROUTE_SKIP, activations, branches, shaping
+from cnn_depth.models import ROUTE_BOTH, ROUTE_SKIP, activations, branches, fixes, shaping
 
 CIFAR = (32, 32, 3)
 
@@ -475,49 +475,9 @@ def test_fused_and_flax_batch_norm_train_the_same_network(family, depth, extra):
 
 # --- the fixes for depth (models/branches.py, blocks.Fixes, ResNet.fixes) -------------------------
 
-# The combinations #24 names, and each branch rule; ResNet-8 (TAT: plain-14) of width 4, 8x8 images.
-FIXES = {
-  "vanilla_tanh": dict(
-    family="cifar_plain",
-    depth=8,
-    norm="none",
-    init="delta_orthogonal",
-    activation="tanh",
-    sigma_w2=1.2,
-    sigma_b2=0.05,
-  ),
-  "fixup": dict(family="cifar_resnet", depth=8, norm="none", branch="fixup"),
-  "nf": dict(family="cifar_preact", depth=8, block="basic", norm="ws", branch="nf"),
-  # Bottlenecks: Fixup's m = 3 (L^(-1/4)); NF-ResNet's own block (nfnets/nf_resnet.py).
-  "fixup_bottleneck": dict(
-    family="cifar_resnet", depth=11, block="bottleneck", norm="none", branch="fixup"
-  ),
-  "nf_bottleneck": dict(family="cifar_preact", depth=11, norm="ws", branch="nf"),
-  "tat": dict(
-    family="cifar_plain",
-    depth=14,  # TAT's eta = 0.9 is out of reach for plain-8
-    norm="none",
-    activation="leaky_relu",
-    transform="tat",
-    init="suo",
-    sigma_w2=1.0,
-  ),
-  "dks_normalized": dict(
-    family="cifar_resnet",
-    depth=8,
-    shortcut="B",
-    norm="none",
-    activation="softplus",
-    transform="dks",
-    init="suo",
-    sigma_w2=1.0,
-    branch="normalized",
-    shortcut_weight=0.8,
-  ),
-  "skipinit": dict(family="cifar_resnet", depth=8, norm="none", branch="skipinit"),
-  "rezero_bn": dict(family="cifar_preact", depth=8, block="basic", branch="rezero"),
-  "depth_mup": dict(family="cifar_resnet", depth=8, branch="depth_mup"),
-}
+# The combinations #24 names, and each branch rule (models/fixes.py, which the benchmark and the GPU
+# compile check share); ResNet-8 (bottlenecks 11, TAT: plain-14) of width 4, 8x8 images.
+FIXES = {name: dict(preset.model) for name, preset in fixes.PRESETS.items()}
 
 
 def fixed_net(name, **kw):
@@ -593,32 +553,70 @@ def test_at_init_skipinit_and_fixup_nets_compute_their_skip_path(name):
     np.testing.assert_array_equal(out["head"], np.broadcast_to(head_bias, (4, 10)))
 
 
+def held_by_fixup(model) -> set:
+  """(block, parameter) pairs of a Fixup net that no gradient reaches in its first two steps: the
+  multiplier and all that a branch computes before its zero-initialised last convolution m (the
+  loss reaches them through it once it has moved, at step 2), but the first scalar bias of a block
+  that changes shape, which its shortcut reads too (as in the reference)."""
+  m = 3 if model.block == "bottleneck" else 2
+  before_last = {"scale", f"bias{m}a"}
+  for k in range(1, m):
+    before_last |= {f"conv{k}", f"bias{k}a", f"bias{k}b"}
+  held = set()
+  for block, changes in zip(models.block_names(model), models.downsampling_blocks(model)):
+    held |= {(block, p) for p in before_last if not (changes and p == "bias1a")}
+  return held
+
+
+def unmoved(before, after) -> set:
+  """(top-level name, its child's name or '') of the parameters equal in `before` and `after`."""
+  moved = {}
+  paths = jax.tree_util.tree_leaves_with_path(before)
+  for (path, a), b in zip(paths, jax.tree_util.tree_leaves(after)):
+    names = (path[0].key, path[1].key if len(path) > 1 else "")
+    moved[names] = moved.get(names, False) or bool(np.any(np.asarray(a) != np.asarray(b)))
+  return {k for k, v in moved.items() if not v}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(FIXES))
-def test_each_fix_trains_one_step(name):
-  """One compiled program per net: its init, an SGD step of the training loss and the loss after
-  it, which falls; every gradient finite."""
-  from cnn_depth import steps
+def test_each_fix_trains_two_steps(name):
+  """Two steps of the real train step (state.create_train_state, steps.compile_train_step: one
+  compiled step, run again) with the optimiser the fix's paper uses (its preset: AGC for the
+  NF-ResNets, lr/10 on Fixup's scalars, a lower lr for the shaped and vanilla nets): both steps
+  finite, the loss lower at the second, and every parameter moved, except, for Fixup, those its
+  zero last layers keep from the gradient for two steps; by a third step they have one too."""
+  import optax
 
-  model = fixed_net(name)
-  x = jax.random.normal(jax.random.key(1), (4, 8, 8, 3))
-  labels = jnp.arange(4)
+  from cnn_depth import optim, steps
+  from cnn_depth import state as state_lib
 
-  @jax.jit
-  def run(key):
-    v = model.init(key, x, train=False)
-
-    def loss(params):
-      logits, _ = model.apply({**v, "params": params}, x, train=True, mutable=["batch_stats"])
-      return jnp.mean(steps.cross_entropy(logits, labels))
-
-    loss0, grads = jax.value_and_grad(loss)(v["params"])
-    moved = jax.tree_util.tree_map(lambda p, g: p - 0.05 * g, v["params"], grads)
-    return loss0, loss(moved), grads
-
-  loss0, loss1, grads = run(jax.random.key(0, impl="rbg"))
-  assert np.isfinite(float(loss0)) and float(loss1) < float(loss0)
-  assert all(np.isfinite(g).all() for g in jax.tree_util.tree_leaves(grads))
+  preset, model = fixes.PRESETS[name], fixed_net(name)
+  sgd = optim.sgd(preset.train.get("learning_rate", 0.1), weight_decay=0.0)  # moves: gradients
+  tx = optim.with_fixes(sgd, **preset.optimizer_fixes())
+  rng = np.random.default_rng(0)
+  batch = {"image": rng.integers(0, 256, (4, 8, 8, 3), np.uint8), "label": np.arange(4)}
+  state = state_lib.create_train_state(model, tx, jax.random.key(0, impl="rbg"), (8, 8, 3))
+  mean, std = (125.3, 123.0, 113.9), (63.0, 62.1, 66.7)
+  step = steps.compile_train_step(model, tx, mean, std, augment=False)
+  states, losses = [state], []
+  for _ in range(3):  # the third for Fixup's held parameters only: the same compiled step
+    new, metrics = step(states[-1], batch)
+    assert int(metrics["nonfinite"]) == 0, name
+    states.append(new)
+    losses.append(float(metrics["loss_sum"]))
+  assert losses[1] < losses[0], losses
+  held = held_by_fixup(model) if name.startswith("fixup") else set()
+  assert unmoved(states[0].params, states[2].params) == held
+  # By the third step every parameter has had a gradient: its momentum is not zero (the update
+  # itself can round away: Fixup's multipliers sit at 1 and train at lr/10).
+  (momentum,) = [
+    s.trace
+    for s in jax.tree_util.tree_leaves(
+      states[3].opt_state, is_leaf=lambda s: isinstance(s, optax.TraceState)
+    )
+  ]
+  assert unmoved(jax.tree_util.tree_map(jnp.zeros_like, momentum), momentum) == set()
 
 
 def test_per_block_constants_reach_scanned_and_unrolled_blocks_alike():
