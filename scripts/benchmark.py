@@ -32,6 +32,17 @@ jax-cuda12-pjrt wheels of the installed jax) and counts the kernels one step lau
       jax-cuda12-pjrt==...
   python scripts/benchmark.py --what=kernels --depths=20,56,110 --unroll=64 --bn_impls=fused,flax
 
+--fixes benchmarks the fixes for depth by preset name (cnn_depth/models/fixes.py; 'all': every
+one), each preset's net with the optimiser its paper uses, at --depths or, by default, at the
+smallest depth whose stages scan; --model_options adds config.model fields to every net (checked
+as scripts/train.py checks them; a net that refuses them stops the grid before anything runs).
+Both are recorded and shown beside the family. --one_process compiles every --what=kernels
+configuration in this process (benchmarks/gpu_compile_check.sh compiles every fix this way):
+
+  python scripts/benchmark.py --what=kernels --fixes=all --batches=8 --one_process
+  python scripts/benchmark.py --families=cifar_plain --depths=32 \
+      --model_options=norm=none,init=delta_orthogonal,activation=tanh,sigma_w2=1.0
+
 Synthetic data only: no data library is imported, so this runs with just jax, flax and optax.
 The measurements and the per-configuration processes are cnn_depth/analysis/speed.py's.
 """
@@ -81,7 +92,23 @@ flags.DEFINE_bool(
   "as --log_block_norms) instead of the bare step. Needs ml_collections.",
 )
 flags.DEFINE_list("families", ["cifar_resnet"], "Model families (cnn_depth.models.FAMILIES).")
-flags.DEFINE_list("depths", ["20", "56", "110", "1202"], "Depths.")
+flags.DEFINE_list(
+  "fixes",
+  [],
+  "Fixes for depth by preset name (cnn_depth/models/fixes.py; 'all': every one), "
+  "instead of --families: each preset's net with the optimiser its paper uses.",
+)
+flags.DEFINE_string(
+  "model_options",
+  "",
+  "config.model fields for every net, as field=value,... (e.g. norm=none,branch=fixup), "
+  "checked as scripts/train.py checks --config.model overrides.",
+)
+flags.DEFINE_list(
+  "depths",
+  ["20", "56", "110", "1202"],
+  "Depths (with --fixes, default: each preset's smallest depth whose stages scan).",
+)
 flags.DEFINE_list("batches", ["128"], "Global batch sizes.")
 flags.DEFINE_list("dtypes", ["bfloat16"], "Computation dtypes (params stay float32).")
 flags.DEFINE_list("stages", ["scan"], "Stage layouts: scan and/or unroll.")
@@ -110,6 +137,12 @@ flags.DEFINE_integer("checkpoint_every", 5000, "--what=loop: checkpoint interval
 flags.DEFINE_string("out_dir", "results/benchmarks", "Where <device>.jsonl goes ('': nowhere).")
 flags.DEFINE_string("tag", "", "A label stored with each record (e.g. the XLA flags tried).")
 flags.DEFINE_bool("report", False, "Only rewrite each <name>.md from <name>.jsonl in --out_dir.")
+flags.DEFINE_bool(
+  "one_process",
+  False,
+  "--what=kernels: compile every configuration in this process, one after another, instead of "
+  "each in a fresh one (one start of jax and its CUDA plugin for all).",
+)
 flags.DEFINE_string("single", "", "Internal: run one configuration (JSON), print its record.")
 
 FLAGS = flags.FLAGS
@@ -124,7 +157,8 @@ def main(argv):
     elif FLAGS.report:
       benchmarks.write_reports(FLAGS.out_dir)
     else:
-      speed.run_all(configurations(), FLAGS.out_dir, [sys.executable, __file__, "--single"])
+      child = None if FLAGS.one_process else [sys.executable, __file__, "--single"]
+      speed.run_all(configurations(), FLAGS.out_dir, child)
   except speed.NoCudaPlugin as e:  # the same for every configuration: say so once, write nothing
     print(f"error: {e}", file=sys.stderr)
     raise SystemExit(2) from None
@@ -132,11 +166,17 @@ def main(argv):
 
 def configurations() -> list[dict]:
   """The grid the flags describe (speed.configurations), each run with the flags it records."""
+  if FLAGS.fixes and FLAGS["families"].present:
+    raise app.UsageError("--fixes sets each net's family: leave --families out")
+  if FLAGS.one_process and set(FLAGS.what) != {"kernels"}:
+    raise app.UsageError(f"--one_process: {speed.ONE_PROCESS}")
   try:
     return speed.configurations(
       what=FLAGS.what,
       families=FLAGS.families,
-      depths=FLAGS.depths,
+      fixes=FLAGS.fixes,
+      model_options=speed.parse_model_options(FLAGS.model_options),
+      depths=None if FLAGS.fixes and not FLAGS["depths"].present else FLAGS.depths,
       batches=FLAGS.batches,
       dtypes=FLAGS.dtypes,
       stages=FLAGS.stages,

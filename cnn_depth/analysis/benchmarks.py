@@ -282,6 +282,13 @@ def layout(r: dict) -> str:
   )
 
 
+def net_label(r: dict) -> str:
+  """The family column: the family, with the run's fix preset and model options where it has
+  them ('cifar_resnet fixup', 'cifar_preact nf nf_alpha=0.5')."""
+  options = ",".join(f"{k}={v}" for k, v in r.get("model_options", {}).items())
+  return " ".join(filter(None, (r["family"], r.get("fix", ""), options)))
+
+
 def table_row(r: dict) -> str:
   if r.get("what") == "kernels":
     return kernel_row(r)
@@ -289,7 +296,7 @@ def table_row(r: dict) -> str:
   share = f"{100 * r['loop_share']:.1f}%" if r.get("what") == "loop" else "-"
   what = r.get("what", "step") + (f" (eval /{r['eval_every']})" if r.get("what") == "loop" else "")
   return (
-    f"| {what} | {r['family']} | {r['depth']} | {r['batch']} | {r['dtype']} | {layout(r)} | "
+    f"| {what} | {net_label(r)} | {r['depth']} | {r['batch']} | {r['dtype']} | {layout(r)} | "
     f"{r['images_per_sec']:,.0f} | {r['step_ms']:.2f} | {r['compile_s']:.1f} | {mem} | {share} |"
   )
 
@@ -299,7 +306,7 @@ def kernel_row(r: dict) -> str:
   conv, red, ew = k.get("conv", 0), k.get("fusion_kInput", 0), k.get("fusion_kLoop", 0)
   program = "loop" if r.get("loop_program") else "step"
   return (
-    f"| {program} | {r['family']} | {r['depth']} | {r['batch']} | {r['dtype']} | {layout(r)} | "
+    f"| {program} | {net_label(r)} | {r['depth']} | {r['batch']} | {r['dtype']} | {layout(r)} | "
     f"{'yes' if r['log_block_norms'] else 'no'} | {r['kernels']:,} | {conv} | {red} | {ew} | "
     f"{r['kernels'] - conv - red - ew} | {r['loop_syncs']} | {r['compile_s']:.1f} |"
   )

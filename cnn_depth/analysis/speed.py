@@ -6,7 +6,13 @@ implementation) into one dict per run, which starts its record. `run_all` runs e
 process, so that compile caches and peak-memory counters start fresh: that process calls
 `run_child`, which measures (`run_step`, `run_loop` or `run_kernels`) and prints the record on a
 `RECORD ` line; the parent prints its table row and appends it to <out_dir>/<device>.jsonl
-(`benchmarks.record_file`), then rewrites the Markdown (`benchmarks.write_reports`).
+(`benchmarks.record_file`), then rewrites the Markdown (`benchmarks.write_reports`). Kernel counts
+may all run in the parent instead (`run_all` without a child command): they need no fresh process.
+
+A net may carry the fixes for depth: a named preset of models/fixes.py (its net and the optimiser
+its paper uses) in place of a family, and/or config.model fields given as `parse_model_options`
+reads them; the parent builds each net before anything runs (`check_nets`), so an unknown field
+or one the net refuses stops the grid in one sentence, and each record holds them.
 
 The step is the real one: uint8 CIFAR-shaped batches already on the device, normalisation and
 pad/crop/flip augmentation inside the step, SGD with momentum and weight decay, BN statistics
@@ -34,12 +40,20 @@ from cnn_depth.analysis import benchmarks
 WHAT = ("step", "loop", "kernels")
 MEAN, STD = (125.3, 123.0, 113.9), (63.0, 62.1, 66.7)
 MODEL_FIELDS = ("family", "depth", "width", "dtype", "stages", "unroll", "remat", "bn_impl")
+# The scripts/benchmark.py flag that sets each (for --model_options's refusal).
+GRID_FLAGS = dict(
+  zip(MODEL_FIELDS, "families depths width dtypes stages unroll remat bn_impls".split())
+)
 # The settings every record carries, and those of what=kernels only (scripts/benchmark.py's flags).
 RECORDED = ("unroll", "remat", "width", "warmup", "iters", "repeat_seconds", "repeats", "tag")
 RECORDED += ("loop_steps", "log_every", "eval_every", "checkpoint_every")
 RECORDED_KERNELS = ("target_config", "log_block_norms", "loop_program", "hlo_dir")
 RECORD = "RECORD "  # how a child process's stdout line with its record starts
 NO_PLUGIN = "--what=kernels compiles for a GPU without one"  # how NoCudaPlugin's message starts
+ONE_PROCESS = (
+  "only --what=kernels runs in one process: a timing needs a process of its own (fresh compile "
+  "caches and peak-memory counters)"
+)
 
 
 class NoCudaPlugin(RuntimeError):
@@ -58,37 +72,131 @@ def configurations(
   bn_impls: Sequence[str],
   max_unroll_depth: int,
   settings: dict,
+  fixes: Sequence[str] = (),
+  model_options: dict | None = None,
 ) -> list[dict]:
   """One dict per run of the grid, in this order of nesting, stages=unroll above
   `max_unroll_depth` left out (compile time). `settings` holds (at least) RECORDED, and
-  RECORDED_KERNELS where `what` has kernels; each run carries those of its kind. A `what` other
-  than WHAT raises ValueError before anything runs."""
+  RECORDED_KERNELS where `what` has kernels; each run carries those of its kind.
+
+  `fixes` (names of models/fixes.py's presets, or 'all') replace `families`: each preset's net
+  with the optimiser its paper uses, at each of `depths` (None: at its `loop_depth`, the smallest
+  whose stages scan); a run of a preset records its name as 'fix' and its fields as
+  'fix_config'. `model_options` (`parse_model_options`) go into every net and its record. A `what`
+  other than WHAT, an unknown preset or a net that refuses its options raises ValueError in one
+  sentence before anything runs."""
   unknown = [w for w in what if w not in WHAT]
   if unknown:
     raise ValueError(f"--what takes step, loop and/or kernels, got {unknown[0]!r}")
+  nets = _fix_nets(fixes, depths) if fixes else [(f, depths, {}) for f in families]
+  options = {"model_options": dict(model_options)} if model_options else {}
   runs = []
-  for w, fam, depth, batch, dtype, stage, bn_impl in itertools.product(
-    what, families, depths, batches, dtypes, stages, bn_impls
-  ):
-    if stage == "unroll" and int(depth) > max_unroll_depth:
-      continue
-    recorded = RECORDED + (RECORDED_KERNELS if w == "kernels" else ())
-    run = dict(what=w, family=fam, depth=int(depth), batch=int(batch), dtype=dtype, stages=stage)
-    runs.append(dict(run, bn_impl=bn_impl, **{k: settings[k] for k in recorded}))
+  for w, (fam, net_depths, fix) in itertools.product(what, nets):
+    grid = itertools.product(net_depths, batches, dtypes, stages, bn_impls)
+    for depth, batch, dtype, stage, bn_impl in grid:
+      if stage == "unroll" and int(depth) > max_unroll_depth:
+        continue
+      recorded = RECORDED + (RECORDED_KERNELS if w == "kernels" else ())
+      run = dict(what=w, family=fam, depth=int(depth), batch=int(batch), dtype=dtype, stages=stage)
+      run = dict(run, bn_impl=bn_impl, **fix, **options)
+      runs.append(dict(run, **{k: settings[k] for k in recorded}))
+  if fixes or model_options:
+    check_nets(runs)
   return runs
 
 
-def run_all(runs: Sequence[dict], out_dir: str, child: Sequence[str]) -> list[dict]:
+def parse_model_options(spec: str) -> dict:
+  """'norm=none,branch=fixup' -> {'norm': 'none', 'branch': 'fixup'}: config.model fields besides
+  those the grid sets (MODEL_FIELDS), each typed like config.base()'s value and held to its rule
+  (config.CHECKS), as scripts/train.py's --config.model overrides are; ValueError in one sentence
+  naming the option otherwise. Whether the net takes them is `check_nets`'s question."""
+  if not spec:
+    return {}  # and no ml_collections to import
+  from cnn_depth import config as config_lib
+
+  defaults, options = config_lib.base().model.to_dict(), {}
+  for item in filter(None, spec.split(",")):
+    key, eq, raw = item.partition("=")
+    if key in MODEL_FIELDS:
+      raise ValueError(f"--model_options cannot set {key}: the grid's --{GRID_FLAGS[key]} sets it")
+    if key not in defaults or not eq:
+      raise ValueError(
+        f"--model_options takes field=value of config.model's fields, got {item!r}; fields: "
+        f"{', '.join(k for k in defaults if k not in MODEL_FIELDS)}"
+      )
+    try:
+      value = config_lib.parse_args(item, **{key: defaults[key]})[key]
+    except ValueError:
+      raise ValueError(
+        f"--model_options {key}={raw!r} must be a {type(defaults[key]).__name__}, as its default "
+        f"{defaults[key]!r}"
+      ) from None
+    must, test = config_lib.CHECKS.get(f"model.{key}", ("", lambda v: True))
+    if not test(value):
+      raise ValueError(f"--model_options {key}={value!r} cannot be used: it must be {must}")
+    options[key] = value
+  return options
+
+
+def _fix_nets(names: Sequence[str], depths) -> list[tuple[str, list, dict]]:
+  """(family, depths, the record's 'fix' and 'fix_config') of each named preset ('all': every one),
+  at `depths` or, where None, at the preset's loop depth."""
+  from cnn_depth.models import fixes
+
+  if list(names) == ["all"]:
+    names = list(fixes.PRESETS)
+  nets = []
+  for name in names:
+    try:
+      preset = fixes.get(name)
+    except ValueError as e:
+      raise ValueError(f"--fixes: {e}") from None
+    model = {k: v for k, v in preset.model.items() if k not in ("family", "depth")}
+    config = {"model": model, "train": dict(preset.train)}
+    net_depths = [fixes.loop_depth(preset)] if depths is None else depths
+    nets.append((preset.model["family"], net_depths, {"fix": name, "fix_config": config}))
+  return nets
+
+
+def net_fields(cfg: dict) -> dict:
+  """The config.model fields of a run's net: the grid's, its preset's, then its model options."""
+  fields = {k: cfg[k] for k in MODEL_FIELDS}
+  return {**fields, **cfg.get("fix_config", {}).get("model", {}), **cfg.get("model_options", {})}
+
+
+def check_nets(runs: Sequence[dict]) -> None:
+  """Builds each run's net (nothing is compiled): ValueError in one sentence, naming the run, for
+  the first that refuses its fields (a fix where it has no meaning, a depth the blocks cannot
+  make)."""
+  from cnn_depth import models
+
+  built = set()
+  for cfg in runs:
+    fields = net_fields(cfg)
+    if json.dumps(fields, sort_keys=True) in built:
+      continue
+    try:
+      models.build_model(fields)
+    except ValueError as e:
+      raise ValueError(f"{benchmarks.net_label(cfg)} at depth {cfg['depth']}: {e}") from None
+    built.add(json.dumps(fields, sort_keys=True))
+
+
+def run_all(runs: Sequence[dict], out_dir: str, child: Sequence[str] | None) -> list[dict]:
   """Run each configuration in its own process, `child` + its JSON (a command that calls
-  `run_child`), print a Markdown table of the records (a failed run's row says why), append each
-  record to its .jsonl in `out_dir` ('': nowhere) and rewrite the reports there; the records.
-  Raises NoCudaPlugin if a what=kernels run found no CUDA plugin."""
+  `run_child`), or, with `child` None, all in this one (what=kernels only: a count needs no fresh
+  process, and one start of jax and its CUDA plugin serves every compile), print a Markdown table
+  of the records (a failed run's row says why), append each record to its .jsonl in `out_dir`
+  ('': nowhere) and rewrite the reports there; the records. Raises NoCudaPlugin if a what=kernels
+  run found no CUDA plugin."""
+  if child is None and any(cfg["what"] != "kernels" for cfg in runs):
+    raise ValueError(ONE_PROCESS)
   records, header = [], None
   for cfg in runs:
     if header != benchmarks.header(cfg):
       header = benchmarks.header(cfg)
       print(header, flush=True)
-    record = run_in_child(cfg, child)
+    record = run_in_child(cfg, child) if child else run_here(cfg)
     if record is None:
       continue
     records.append(record)
@@ -106,14 +214,31 @@ def run_in_child(cfg: dict, child: Sequence[str]) -> dict | None:
   lines = [line for line in proc.stdout.splitlines() if line.startswith(RECORD)]
   if proc.returncode == 0 and lines:
     return json.loads(lines[-1][len(RECORD) :])
-  print(
-    f"| {cfg['family']} | {cfg['depth']} | {cfg['batch']} | {cfg['dtype']} | {cfg['stages']} "
-    f"| failed: {proc.stderr.strip().splitlines()[-1:]} |",
-    flush=True,
-  )
+  _failed(cfg, proc.stderr.strip().splitlines()[-1:])
   if cfg["what"] == "kernels" and "error: " + NO_PLUGIN in proc.stderr:
     raise NoCudaPlugin(proc.stderr.strip().splitlines()[-1].removeprefix("error: "))
   return None
+
+
+def run_here(cfg: dict) -> dict | None:
+  """`measure(cfg)` in this process, or None (and a row saying why) if it raises; NoCudaPlugin
+  stops the grid."""
+  try:
+    return measure(cfg)
+  except NoCudaPlugin:
+    raise
+  except Exception as e:  # one configuration's failure, reported as run_in_child reports it
+    _failed(cfg, [f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"])
+    return None
+
+
+def _failed(cfg: dict, why: list[str]) -> None:
+  """The table row of a configuration that gave no record, with `why` (the last lines it said)."""
+  print(
+    f"| {benchmarks.net_label(cfg)} | {cfg['depth']} | {cfg['batch']} | {cfg['dtype']} "
+    f"| {cfg['stages']} | failed: {why} |",
+    flush=True,
+  )
 
 
 def append_record(out_dir: str, record: dict) -> None:
@@ -126,23 +251,30 @@ def append_record(out_dir: str, record: dict) -> None:
 def run_child(cfg: dict) -> dict:
   """What one configuration's process does: measure it by its `what` and print its record on a
   RECORD line (`run_in_child` reads it)."""
-  run = {"loop": run_loop, "kernels": run_kernels}.get(cfg.get("what"), run_step)
-  record = run(cfg)
+  record = measure(cfg)
   print(RECORD + json.dumps(record), flush=True)
   return record
 
 
-def model_and_optimizer(cfg: dict):
-  """The benchmarked network and the He et al. optimiser (momentum SGD, weight decay, step
-  decay)."""
-  from cnn_depth import models, optim
+def measure(cfg: dict) -> dict:
+  """One configuration's record, by its `what`: `run_step`, `run_loop` or `run_kernels`."""
+  return {"loop": run_loop, "kernels": run_kernels}.get(cfg.get("what"), run_step)(cfg)
 
-  fields = {k: cfg[k] for k in MODEL_FIELDS}
+
+def model_and_optimizer(cfg: dict):
+  """The benchmarked network (`net_fields`) and the He et al. optimiser (momentum SGD, weight
+  decay, step decay), with the optimiser's fixes and learning rate of the run's preset."""
+  from cnn_depth import models, optim
+  from cnn_depth.models import fixes
+
+  fields = net_fields(cfg)
   if cfg.get("target_config", "local") != "local":
     fields["conv_impl"] = "xla"  # the GPU's convolution, not the CPU backward the host would pick
   model = models.build_model(fields)
-  tx = optim.sgd(optim.step_decay_schedule(0.1, [32000, 48000]), momentum=0.9, weight_decay=1e-4)
-  return model, tx
+  train = cfg.get("fix_config", {}).get("train", {})
+  schedule = optim.step_decay_schedule(train.get("learning_rate", 0.1), [32000, 48000])
+  tx = optim.sgd(schedule, momentum=0.9, weight_decay=1e-4)
+  return model, optim.with_fixes(tx, **{k: train[k] for k in fixes.OPTIMIZER_FIELDS if k in train})
 
 
 def time_steps(compiled, state, batch, cfg: dict):
@@ -233,9 +365,10 @@ def run_loop(cfg: dict) -> dict:
   step = run_step(dict(cfg, what="step"))
   c = config_lib.base()
   c.dataset.name = "synthetic"
-  for key in ("family", "depth", "width", "dtype", "stages", "unroll", "remat"):
-    c.model[key] = cfg[key]
-  c.model.bn_impl = cfg["bn_impl"]
+  for key, value in net_fields(cfg).items():
+    c.model[key] = value
+  for key, value in cfg.get("fix_config", {}).get("train", {}).items():
+    c[key] = value
   c.batch_size, c.num_train_steps = cfg["batch"], cfg["loop_steps"]
   c.log_every_steps, c.eval_every_steps = cfg["log_every"], cfg["eval_every"]
   c.checkpoint_every_steps, c.keep_checkpoints = cfg["checkpoint_every"], 1
@@ -295,7 +428,9 @@ def run_kernels(cfg: dict) -> dict:
   kind = getattr(device, "device_kind", device.platform)
   if cfg["hlo_dir"]:
     os.makedirs(cfg["hlo_dir"], exist_ok=True)
-    name = f"{cfg['family']}{cfg['depth']}_b{cfg['batch']}_{cfg['dtype']}_{benchmarks.layout(cfg)}"
+    fix = benchmarks.net_label(cfg)[len(cfg["family"]) :]  # the preset and options, if any
+    name = f"{cfg['family']}{cfg['depth']}{fix}_b{cfg['batch']}_{cfg['dtype']}_"
+    name += benchmarks.layout(cfg)
     name = (name + ("_norms" if cfg["log_block_norms"] else "")).replace(" ", "_")
     Path(cfg["hlo_dir"], name + ".hlo.txt").write_text(compiled.as_text())
   return dict(
