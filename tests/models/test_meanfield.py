@@ -1,15 +1,20 @@
-"""Mean-field signal propagation: the maps equal erf's and ReLU's closed forms, the known critical
+"""Mean-field signal propagation: the maps equal erf's and ReLU's closed forms and dks's own
+quadrature (the fixture tests/fixtures/make_meanfield_fixtures.py wrote), the known critical
 points hold (tanh at (1, 0), erf at pi/4 and along its closed-form critical line, ReLU at 2), and a
 wide random CNN's measured length, correlation and Jacobian follow the predicted maps."""
 
+import functools
+import json
 import math
+import pathlib
 
 import numpy as np
 import pytest
-from scipy import special
+from scipy import integrate, special
 
 from cnn_depth.models import activations, meanfield
 
+FIXTURE = pathlib.Path(__file__).parents[1] / "fixtures" / "meanfield" / "dks_maps.json"
 QS = (1e-3, 0.1, 1.0, 5.0, 50.0)
 CS = (-0.9, -0.3, 0.2, 0.7, 0.99)
 
@@ -118,6 +123,78 @@ def test_quadrature_agrees_with_monte_carlo():
     samples = np.tanh(math.sqrt(q) * z) ** 2
     error = 4 * samples.std() / math.sqrt(z.size)
     assert abs(meanfield.gaussian_mean(lambda u: np.tanh(u) ** 2, q) - samples.mean()) < error
+
+
+def _fixture():
+  return json.loads(FIXTURE.read_text())
+
+
+def test_maps_equal_dks_quadrature():
+  """Within dks's own errors, measured: its order-100,000 Legendre rule on [-10, 10] errs by
+  2.7e-11 on smooth activations and up to 2.4e-8 where phi or phi' has a kink (ours splits
+  there), its dblquad (epsrel 1.5e-8) by up to 1.1e-7 (ELU's phi' at c = 0.9). Its dblquad
+  returns 0.0307 q for E[relu(u1) relu(u2)] at c = -0.6, where the arc-cosine kernel gives
+  0.0388 q: those three entries are left out (the test below holds ours to an adaptive
+  quadrature there, and the ReLU test to the closed form)."""
+  for case in _fixture()["maps"]:
+    act, params, q, c = activations.get(case["activation"]), case["params"], case["q"], case["c"]
+    if case["activation"] == "relu" and c < 0:
+      continue
+    smooth_1d = act.name not in ("relu", "leaky_relu", "elu", "selu") and c in (0.0, 1.0)
+    for g, want in ((act.numpy, case["phi"]), (act.derivative, case["dphi"])):
+      if want is None:  # not computed: see the fixture script
+        continue
+      got = meanfield.bivariate_mean(
+        functools.partial(g, **params), functools.partial(g, **params), q, c
+      )
+      assert got == pytest.approx(want, rel=1e-10 if smooth_1d else 2e-7, abs=1e-15), (case, got)
+
+
+def _nested_quad(g, q, c):
+  """E[g(u1) g(u2)] by scipy's adaptive quad, outer and inner integrals split at g's kink."""
+  s, pdf = math.sqrt(1 - c * c), lambda z: math.exp(-z * z / 2) / math.sqrt(2 * math.pi)  # noqa: E731
+
+  def quad(f, cut):
+    return sum(
+      integrate.quad(f, lo, hi, epsabs=1e-15, epsrel=1e-13, limit=200)[0]
+      for lo, hi in ((-13.0, cut), (cut, 13.0))
+    )
+
+  def inner(z1):
+    value = quad(lambda z2: pdf(z2) * g(math.sqrt(q) * (c * z1 + s * z2)), -c * z1 / s)
+    return value * pdf(z1) * g(math.sqrt(q) * z1)
+
+  return quad(inner, 0.0)
+
+
+def test_where_dks_errs_ours_equals_an_adaptive_quadrature():
+  maps = {(m["activation"], m["q"], m["c"]): m for m in _fixture()["maps"]}
+  for name, c, key in (("relu", -0.6, "numpy"), ("elu", 0.9, "derivative")):
+    g = getattr(activations.get(name), key)
+    got = meanfield.bivariate_mean(g, g, 1.0, c)
+    assert got == pytest.approx(
+      _nested_quad(lambda x: float(g(np.array([x]))[0]), 1.0, c), rel=1e-12
+    )
+    dks = maps[name, 1.0, c]["phi" if key == "numpy" else "dphi"]
+    assert got != pytest.approx(dks, rel=1e-7)
+
+
+def test_fixed_points_and_depth_scales_equal_dks_quadrature():
+  fixture = _fixture()
+  for case in fixture["fixed_points"]:
+    args = (case["activation"], case["sigma_w2"], case["sigma_b2"])
+    assert meanfield.q_star(*args) == pytest.approx(case["q_star"], rel=1e-10)
+    assert meanfield.chi_1(*args) == pytest.approx(case["chi_1"], rel=1e-10)
+  for case in fixture["critical"]:
+    got = meanfield.critical_sigma_w2(case["activation"], case["sigma_b2"])
+    assert got == pytest.approx(case["sigma_w2"], rel=1e-10)
+  for case in fixture["chaotic"]:
+    p = meanfield.propagation(case["activation"], case["sigma_w2"], case["sigma_b2"])
+    assert p.q_star == pytest.approx(case["q_star"], rel=1e-10)
+    assert p.xi_q == pytest.approx(case["xi_q"], rel=1e-10)
+    assert p.c_star == pytest.approx(case["c_star"], rel=1e-8)  # dks's dblquad: epsrel 1.5e-8
+    assert p.chi_c == pytest.approx(case["chi_c"], rel=1e-8)
+    assert p.xi_c == pytest.approx(-1 / math.log(case["chi_c"]), rel=1e-8)
 
 
 def _wide_cnn(name, sigma_w2, sigma_b2, q0, c0, depth, seed, width=256, positions=16):
