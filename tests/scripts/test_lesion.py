@@ -1,5 +1,5 @@
-"""scripts/lesion.py on the shared tiny workdirs (conftest.py): the CSVs and figures of each net;
-the seeds of a net grouped under one label, by lesion.py and by scripts/path_gradients.py; both
+"""scripts/lesion.py on the shared tiny workdirs (conftest.py): the CSVs and figures of each net,
+and the seeds of a net grouped under one label, in one run (by path_gradients.py too); both
 scripts' refusal of a workdir without checkpoint (one parametrised test for the two); the bad flags
 of every analysis script but loss_landscape.py, refused before anything is read; and the hint
 that --max_swaps=0 skips reordering a net with nothing to reorder."""
@@ -9,7 +9,6 @@ import os
 from concurrent import futures
 
 import pytest
-from helpers import workdirs
 from helpers.runner import ROOT, run_script
 
 from cnn_depth import config as config_lib
@@ -18,23 +17,6 @@ from cnn_depth import config as config_lib
 def rows(path):
   with open(path) as f:
     return list(csv.DictReader(f))
-
-
-@pytest.mark.slow
-def test_lesion_script(tiny_workdirs, tmp_path):
-  for residual, shared in tiny_workdirs.items():
-    workdir = workdirs.copy(shared, tmp_path)  # lesion.py writes into <workdir>/analysis
-    proc = run_script("scripts/lesion.py", f"--workdir={workdir}", "--samples=3", "--max_swaps=2")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    single = rows(os.path.join(workdir, "analysis", "lesion_single.csv"))
-    assert [int(r["block"]) for r in single] == list(range(-1, 6))
-    assert [int(r["downsampling"]) for r in single[1:]] == [0, 0, 1, 0, 1, 0]
-    assert [
-      int(r["k"]) for r in rows(os.path.join(workdir, "analysis", "lesion_multi.csv"))
-    ] == list(range(1, 7))
-    assert os.path.exists(os.path.join(workdir, "analysis", "lesion_reorder.csv")) == residual
-    for name in ("lesion_single.png", "lesion_multi.png"):
-      assert os.path.getsize(os.path.join(workdir, "analysis", name)) > 5000
 
 
 @pytest.mark.slow
@@ -96,9 +78,20 @@ def test_scripts_group_seeds(tiny_workdirs, tmp_path):
     ("R", "1"),
     ("P", "0"),
   }
-  assert {r["seed"] for r in rows(out / "lesion_reorder.csv")} == {"0", "1"}
+  reorder = rows(out / "lesion_reorder.csv")
+  assert {(r["model"], r["seed"]) for r in reorder} == {("R", "0"), ("R", "1")}  # residual only
   for line in ("R, seed 0: intact", "R, seed 1: intact", "R, mean of 2 seeds", "P, seed 0"):
     assert line in proc.stdout, proc.stdout
+  # Every net's lesions: intact (-1), then each of its 6 blocks, the downsampling ones marked; k of
+  # 1 ... 6 deleted blocks.
+  for model in ("R", "P"):
+    mine = [r for r in single if (r["model"], r["seed"]) == (model, "0")]
+    assert [int(r["block"]) for r in mine] == list(range(-1, 6))
+    assert [int(r["downsampling"]) for r in mine[1:]] == [0, 0, 1, 0, 1, 0]
+    multi = [r for r in rows(out / "lesion_multi.csv") if (r["model"], r["seed"]) == (model, "0")]
+    assert [int(r["k"]) for r in multi] == list(range(1, 7))
+  for name in ("lesion_single.png", "lesion_multi.png"):
+    assert os.path.getsize(out / name) > 5000, name
   proc = run_script(
     "scripts/path_gradients.py",
     f"--workdir={tiny_workdirs[True]},{seed1}",
