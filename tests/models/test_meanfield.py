@@ -273,3 +273,60 @@ def test_bad_input_is_refused_in_one_sentence():
     meanfield.length_map(-1.0, "tanh", 1.0)
   with pytest.raises(ValueError, match="q0=0.0 cannot be used: give the starting length"):
     meanfield.propagation("tanh", 1.0, q0=0.0)
+
+
+@pytest.mark.slow
+def test_our_vanilla_cifar_net_follows_the_maps():
+  """The claim on our own net: cifar_plain without normalisation, tanh, delta-orthogonal kernels
+  (Xiao et al. 2018) and biases, in the chaotic phase (sigma_w2 = 1.5, sigma_b2 = 0.05). A
+  delta-orthogonal kernel has only its centre tap, so each pixel is a vanilla net of its own (zero
+  padding changes nothing). The maps predict, from each convolution's output (pre-activations),
+  the next one's length and two-input correlation, per pixel (the 3-channel first convolution
+  leaves lengths that vary from pixel to pixel), with the layer's own biases' mean square for
+  sigma_b2; averaged over 16 draws of the width-128 net (a single draw's weights, shared by every
+  pixel, sit 5-10% from the maps at width 64, 4% at 256), the six convolutions of plain-20's first
+  stage follow them: measured within 2.1% in q and 0.005 in c."""
+  import jax
+  import jax.numpy as jnp
+
+  from cnn_depth import models
+
+  sw2, sb2 = 1.5, 0.05
+  model = models.build_model(
+    {"family": "cifar_plain", "depth": 20, "width": 128, "norm": "none", "activation": "tanh",
+     "init": "delta_orthogonal", "sigma_w2": sw2, "sigma_b2": sb2, "stages": "unroll"}
+  )  # fmt: skip
+  a = jax.random.normal(jax.random.key(1), (8, 8, 3))
+  b = 0.6 * a + 0.8 * jax.random.normal(jax.random.key(2), (8, 8, 3))  # correlation ~0.6
+  x = jnp.stack([a, b])
+  convs = ["conv_init"] + [f"stage0_block{i}/conv{j}" for i in range(3) for j in (1, 2)]
+
+  def at(tree, path):
+    for part in path.split("/"):
+      tree = tree[part]
+    return tree
+
+  @jax.jit
+  @jax.vmap
+  def measure(key):
+    v = model.init(key, x, train=False)
+    _, state = model.apply(v, x, train=False, capture_intermediates=True, mutable=["intermediates"])
+    outputs = [at(state["intermediates"], p)["__call__"][0] for p in convs]
+    return outputs, [jnp.mean(at(v["params"], p)["bias"] ** 2) for p in convs]
+
+  outputs, bias2 = measure(jax.random.split(jax.random.key(0), 16))
+  length = np.vectorize(lambda q, b2: meanfield.length_map(q, "tanh", sw2, b2))
+  corr = np.vectorize(lambda c, q, b2: meanfield.correlation_map(c, "tanh", sw2, b2, q=q))
+
+  def lengths_and_correlations(h):  # h: (draw, input, row, column, channel)
+    q = np.mean(h**2, axis=-1)
+    return q, np.mean(h[:, 0] * h[:, 1], axis=-1) / np.sqrt(q[:, 0] * q[:, 1])
+
+  for layer in range(1, len(convs)):
+    q_in, c_in = lengths_and_correlations(np.asarray(outputs[layer - 1], np.float64))
+    q, c = lengths_and_correlations(np.asarray(outputs[layer], np.float64))
+    b2 = np.asarray(bias2[layer], np.float64)[:, None, None]
+    predicted_q = length(q_in, b2[..., None])
+    predicted_c = corr(np.clip(c_in, -1, 1), np.sqrt(q_in[:, 0] * q_in[:, 1]), b2)
+    assert q.mean() == pytest.approx(predicted_q.mean(), rel=0.05), layer
+    assert c.mean() == pytest.approx(predicted_c.mean(), abs=0.015), layer
