@@ -16,6 +16,10 @@
 # seconds of the host) and exits 1 if any family did not compile or launches no kernel.
 # Each family runs at its smallest depth whose stages still scan (a loop in the GPU program) and at
 # batch GPU_CHECK_BATCH (8), GPU_CHECK_JOBS (2) compiles at a time.
+# So does every fix for depth of cnn_depth/models/fixes.py (its preset's net and optimiser, at
+# the smallest depth whose stages scan: ResNet-20, bottlenecks 29): one line each, all compiled in
+# one process (`--fixes=all --one_process`: one start of jax and its CUDA plugin for all), whose
+# records and log are OUT_DIR/fixes and OUT_DIR/fixes.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -93,7 +97,20 @@ check() {  # one family: its records in $out/$1, everything it printed in $out/$
     > "$out/$family.log" 2>&1 || true
 }
 
+# Every fix preset, with the depth benchmark.py --fixes compiles it at.
+mapfile -t presets < <(.venv/bin/python -c '
+from cnn_depth.models import fixes
+for name, preset in fixes.PRESETS.items():
+  print(name, fixes.loop_depth(preset))')
+
+check_fixes() {  # every preset in one process: records in $out/fixes, its output in $out/fixes.log
+  JAX_TRACEBACK_FILTERING=off .venv-cuda/bin/python scripts/benchmark.py --what=kernels \
+    --fixes=all --one_process --batches="$batch" --out_dir="$out/fixes" > "$out/fixes.log" 2>&1 \
+    || true
+}
+
 start=$SECONDS
+check_fixes &  # the longest job (ten compiles) first: the families fill the other slot
 for family in "${order[@]}"; do
   while (($(jobs -rp | wc -l) >= parallel)); do wait -n || true; done
   check "$family" &
@@ -124,5 +141,32 @@ EOF
     failed=1
   fi
 done
-echo "${#order[@]} families, batch $batch, $((SECONDS - start)) s; records in $out"
+declare -A fix_result=()
+while read -r fix kernels compile_s; do
+  fix_result[$fix]="$kernels $compile_s"
+done < <(.venv/bin/python - "$out/fixes" <<'EOF'
+import glob, json, sys
+for f in glob.glob(f"{sys.argv[1]}/kernels_*.jsonl"):
+  for r in map(json.loads, open(f)):
+    print(r["fix"], r["kernels"], f"{r['compile_s']:.1f}")
+EOF
+)
+for line in "${presets[@]}"; do
+  fix=${line% *} depth=${line#* }
+  result=${fix_result[$fix]:-}
+  kernels=${result% *} compile_s=${result#* }
+  if [[ -n $result && $kernels -gt 0 ]]; then
+    printf '%-18s depth %-4s kernels %-5s compile %6s s  (fix for depth)\n' \
+      "$fix" "$depth" "$kernels" "$compile_s"
+  else
+    reason=$(grep -F " $fix | " "$out/fixes.log" | grep "failed:" | tail -1 || true)
+    reason=${reason:-$(grep -E "^error" "$out/fixes.log" | tail -1 || true)}
+    reason=${reason:-$(tail -1 "$out/fixes.log")}
+    printf '%-18s depth %-4s FAILED: %s (log: %s)\n' "$fix" "$depth" \
+      "${result:+no kernels}${result:-$reason}" "$out/fixes.log"
+    failed=1
+  fi
+done
+echo "${#order[@]} families, ${#presets[@]} fixes for depth, batch $batch," \
+  "$((SECONDS - start)) s; records in $out"
 exit "$failed"
