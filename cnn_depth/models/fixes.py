@@ -62,6 +62,24 @@ def get(name: str) -> Preset:
   return PRESETS[name]
 
 
+# The fields that choose the net a fix is applied to, not the fix.
+NET_FIELDS = ("family", "depth", "block")
+
+
+def distinct_fixes() -> list[Preset]:
+  """The presets in order, less those whose fix (every field but NET_FIELDS, and the optimiser's)
+  an earlier preset already has: the bottleneck presets, the same fixes on the other block. What
+  the GPU compile check compiles, each option value once (bottleneck blocks are compiled there by
+  the cifar_preact family, and on the CPU with every fix by the tests)."""
+  seen, out = [], []
+  for preset in PRESETS.values():
+    fix = ({k: v for k, v in preset.model.items() if k not in NET_FIELDS}, dict(preset.train))
+    if fix not in seen:
+      seen.append(fix)
+      out.append(preset)
+  return out
+
+
 def loop_depth(preset: Preset) -> int:
   """The smallest depth >= the preset's whose every stage scans a loop: three blocks a stage (the
   first stands alone, and a scan of one block compiles to no loop); ResNet-20, bottlenecks 29."""

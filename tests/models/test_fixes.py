@@ -52,3 +52,22 @@ def test_a_preset_is_one_entry_and_bad_ones_are_refused():
     fixes.Preset("x", "", dict(family="cifar_resnet", depth=8), dict(momentum=0.5))
   with pytest.raises(ValueError, match="preset 'x' needs its model's family and depth"):
     fixes.Preset("x", "", dict(family="cifar_resnet"))
+
+
+def test_distinct_fixes_leave_out_only_the_same_fix_on_another_block():
+  """The GPU compile check compiles `distinct_fixes`: the bottleneck presets are left out, and every
+  value of every field a preset sets (the net's family, depth and block aside) is still there."""
+  kept = fixes.distinct_fixes()
+  assert [p.name for p in kept] == [
+    n for n in fixes.PRESETS if n not in ("fixup_bottleneck", "nf_bottleneck")
+  ]
+
+  def values(presets):
+    return {
+      (k, repr(v))
+      for p in presets
+      for k, v in [*p.model.items(), *p.train.items()]
+      if k not in fixes.NET_FIELDS
+    }
+
+  assert values(kept) == values(fixes.PRESETS.values())
