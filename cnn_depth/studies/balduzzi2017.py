@@ -14,8 +14,11 @@ from typing import Sequence
 
 import numpy as np
 
-from cnn_depth.analysis import plotting, runs, shattered
 from cnn_depth.studies import he2016, li2018, registry
+
+plotting = registry.lazy("cnn_depth.analysis.plotting")
+runs = registry.lazy("cnn_depth.analysis.runs")
+shattered = registry.lazy("cnn_depth.analysis.shattered")
 
 
 def shattered_study(

@@ -11,8 +11,9 @@ from __future__ import annotations
 import glob
 import os
 
-from cnn_depth.analysis import plotting
 from cnn_depth.studies import registry
+
+plotting = registry.lazy("cnn_depth.analysis.plotting")
 
 VARIANTS = (("constant depth", "1.0"), ("stochastic depth (p_L=0.5)", "0.5"))
 

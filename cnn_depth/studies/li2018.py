@@ -20,9 +20,12 @@ from typing import Sequence
 
 import numpy as np
 
-from cnn_depth.analysis import hessian as hessian_lib
-from cnn_depth.analysis import landscape, plotting, runs
 from cnn_depth.studies import he2016, registry
+
+hessian_lib = registry.lazy("cnn_depth.analysis.hessian")
+landscape = registry.lazy("cnn_depth.analysis.landscape")
+plotting = registry.lazy("cnn_depth.analysis.plotting")
+runs = registry.lazy("cnn_depth.analysis.runs")
 
 
 def _key(config: dict) -> tuple[str, int, int]:

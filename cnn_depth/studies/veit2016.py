@@ -20,9 +20,13 @@ from typing import Sequence
 
 import numpy as np
 
-from cnn_depth import models
-from cnn_depth.analysis import lesion, paths, plotting, runs
 from cnn_depth.studies import registry
+
+models = registry.lazy("cnn_depth.models")
+lesion = registry.lazy("cnn_depth.analysis.lesion")
+paths = registry.lazy("cnn_depth.analysis.paths")
+plotting = registry.lazy("cnn_depth.analysis.plotting")
+runs = registry.lazy("cnn_depth.analysis.runs")
 
 
 def net_label(config: dict) -> str:
