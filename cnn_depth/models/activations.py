@@ -24,7 +24,11 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy import special
+
+from cnn_depth import lazy_import
+
+# SciPy only where the float64 maps are evaluated (the solver, the theory): not at every start.
+special = lazy_import("scipy.special")
 
 _SELU_LAMBDA = 1.0507009873554804934193349852946
 _SELU_ALPHA = 1.6732632423543772848170429916717
@@ -164,16 +168,19 @@ register(
   Activation(
     "erf",
     jax.scipy.special.erf,
-    special.erf,
+    lambda x: special.erf(x),
     lambda x: 2.0 / np.sqrt(np.pi) * np.exp(-np.square(x)),
   )
 )
 register(
   Activation(
-    "sigmoid", jax.nn.sigmoid, special.expit, lambda x: special.expit(x) * special.expit(-x)
+    "sigmoid",
+    jax.nn.sigmoid,
+    lambda x: special.expit(x),
+    lambda x: special.expit(x) * special.expit(-x),
   )
 )
-register(Activation("softplus", jax.nn.softplus, _np_softplus, special.expit))
+register(Activation("softplus", jax.nn.softplus, _np_softplus, lambda x: special.expit(x)))
 register(
   Activation(
     "elu", _jnp_elu, _np_elu, lambda x: np.where(np.asarray(x) < 0, np.exp(np.minimum(x, 0)), 1.0)

@@ -44,9 +44,11 @@ import numbers
 from typing import Callable
 
 import numpy as np
-from scipy import optimize
 
+from cnn_depth import lazy_import
 from cnn_depth.models import activations
+
+optimize = lazy_import("scipy.optimize")
 
 _Z = 12.0  # half-width of the integration range in standard deviations
 _N_LINE, _N_RADIUS, _N_ARC = 200, 128, 64  # Legendre nodes: per half-line, radius, arc

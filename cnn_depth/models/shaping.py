@@ -70,9 +70,12 @@ import math
 from typing import Callable
 
 import numpy as np
-from scipy import optimize, special
 
+from cnn_depth import lazy_import
 from cnn_depth.models import activations
+
+optimize = lazy_import("scipy.optimize")
+special = lazy_import("scipy.special")
 
 _ORDER = 100_000  # dks's _QUADRATURE_ORDER, on [-10, 10]
 _HALF_WIDTH = 10.0

@@ -14,11 +14,12 @@ from typing import Sequence
 
 import numpy as np
 
+from cnn_depth import lazy_import
 from cnn_depth.studies import he2016, li2018, registry
 
-plotting = registry.lazy("cnn_depth.analysis.plotting")
-runs = registry.lazy("cnn_depth.analysis.runs")
-shattered = registry.lazy("cnn_depth.analysis.shattered")
+plotting = lazy_import("cnn_depth.analysis.plotting")
+runs = lazy_import("cnn_depth.analysis.runs")
+shattered = lazy_import("cnn_depth.analysis.shattered")
 
 
 def shattered_study(

@@ -11,9 +11,10 @@ from __future__ import annotations
 import glob
 import os
 
+from cnn_depth import lazy_import
 from cnn_depth.studies import registry
 
-plotting = registry.lazy("cnn_depth.analysis.plotting")
+plotting = lazy_import("cnn_depth.analysis.plotting")
 
 VARIANTS = (("constant depth", "1.0"), ("stochastic depth (p_L=0.5)", "0.5"))
 

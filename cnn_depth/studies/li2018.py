@@ -20,12 +20,13 @@ from typing import Sequence
 
 import numpy as np
 
+from cnn_depth import lazy_import
 from cnn_depth.studies import he2016, registry
 
-hessian_lib = registry.lazy("cnn_depth.analysis.hessian")
-landscape = registry.lazy("cnn_depth.analysis.landscape")
-plotting = registry.lazy("cnn_depth.analysis.plotting")
-runs = registry.lazy("cnn_depth.analysis.runs")
+hessian_lib = lazy_import("cnn_depth.analysis.hessian")
+landscape = lazy_import("cnn_depth.analysis.landscape")
+plotting = lazy_import("cnn_depth.analysis.plotting")
+runs = lazy_import("cnn_depth.analysis.runs")
 
 
 def _key(config: dict) -> tuple[str, int, int]:

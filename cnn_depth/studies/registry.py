@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import importlib.util
 import os
 import platform
-import sys
 import types
 from typing import Any, Callable, Mapping, Sequence
 
@@ -47,22 +45,6 @@ class RunSpec:
 
 Options = types.SimpleNamespace
 
-
-def lazy(name: str) -> types.ModuleType:
-  """Module `name`, imported when first used (importlib's LazyLoader). The studies import their
-  instruments (JAX, flax, matplotlib) this way, so that `scripts/reproduce.py --list`, `--dry_run`,
-  a bad option and every grid answer without importing JAX: 0.4 s of CPU a call instead of 3."""
-  if name in sys.modules:
-    return sys.modules[name]
-  spec = importlib.util.find_spec(name)
-  spec.loader = importlib.util.LazyLoader(spec.loader)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[name] = module
-  spec.loader.exec_module(module)
-  parent, _, child = name.rpartition(".")
-  if parent:  # as an import does: `package.child` names it too
-    setattr(sys.modules[parent], child, module)
-  return module
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,13 +20,14 @@ from typing import Sequence
 
 import numpy as np
 
+from cnn_depth import lazy_import
 from cnn_depth.studies import registry
 
-models = registry.lazy("cnn_depth.models")
-lesion = registry.lazy("cnn_depth.analysis.lesion")
-paths = registry.lazy("cnn_depth.analysis.paths")
-plotting = registry.lazy("cnn_depth.analysis.plotting")
-runs = registry.lazy("cnn_depth.analysis.runs")
+models = lazy_import("cnn_depth.models")
+lesion = lazy_import("cnn_depth.analysis.lesion")
+paths = lazy_import("cnn_depth.analysis.paths")
+plotting = lazy_import("cnn_depth.analysis.plotting")
+runs = lazy_import("cnn_depth.analysis.runs")
 
 
 def net_label(config: dict) -> str:
