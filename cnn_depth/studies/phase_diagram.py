@@ -1,10 +1,10 @@
-"""The phase diagram of vanilla tanh nets and, at criticality, Gaussian against delta-orthogonal
+r"""The phase diagram of vanilla tanh nets and, at criticality, Gaussian against delta-orthogonal
 kernels as depth grows (issue #25, study 2).
 
-Schoenholz et al. 2017 ("Deep information propagation", Figs. 5-6): a vanilla net (no BN, no
+Schoenholz et al. 2017 ("Deep information propagation", §5, Fig. 6): a vanilla net (no BN, no
 skips) trains only where its depth is below about 6 xi_c, the mean-field depth scale of input
 correlations, which diverges on the order-to-chaos line chi_1 = 1. Xiao et al. 2018 ("Dynamical
-isometry and a mean field theory of CNNs", Figs. 1, 6): at that line a CNN whose kernels are
+isometry and a mean field theory of CNNs", Fig. 1): at that line a CNN whose kernels are
 delta-orthogonal trains at depths (10,000 layers) where one with Gaussian kernels does not, because
 only the orthogonal kernels make the input-output Jacobian's singular values concentrate at 1.
 
@@ -22,14 +22,26 @@ rather than stopping the grid).
 2. At criticality: sigma_w2 = critical_sigma_w2('tanh', iso_sigma_b2), Gaussian and
    delta-orthogonal kernels, at each of `depths` and `deepest`, `steps` steps. iso_sigma_b2 =
    2.01e-5 puts the net at sigma_w2 = 1.05, q* = 0.026: dynamical isometry needs q* small (tanh
-   nearly linear where the pre-activations lie; Pennington et al. 2017), and Xiao et al. train
-   their deepest nets at this point. At sigma_b2 = 0.05 (q* = 0.57) neither init trained a
-   110-layer net in 300 steps on the digits (measured while sizing this study).
+   nearly linear where the pre-activations lie; Pennington et al. 2017), the regime of Xiao et
+   al.'s deepest nets. At sigma_b2 = 0.05 (q* = 0.57) neither init trained a 110-layer net in 300
+   steps on the digits (seed 0, measured while sizing this study, before part 2's runs).
 
 Quick mode: the embedded 8x8 digits (1,500 training images; 32x32 MNIST-5k costs 16x per layer
-and the phenomena are about depth, not images), width 16. Full mode: CIFAR-10, width 64 (the
-mean-field maps hold for wide nets), Schoenholz et al.'s depths up to 300 and a 1,202-layer net at
-criticality (Xiao et al. trained 10,000).
+and the phenomena are about depth, not images), width 16: 8 x 4 cells of 80 steps and 2 x 5 nets
+at criticality of 150 steps, 3 seeds, 126 runs. Sized by measurement (2-core CPU): a step costs
+~0.0037 CPU-s per layer (0.4 s at depth 110), a run's start, compile and evaluation ~16 CPU-s, ~8
+with a persistent compilation cache (the runs share 5 train-step programs: sigma_w2, sigma_b2 and
+the init change only the initial draw), so the quick mode takes ~20-26 min:
+
+  JAX_COMPILATION_CACHE_DIR=.jax_cache python scripts/reproduce.py --study=phase_diagram \
+      --quick --parallel=2
+
+Full mode: CIFAR-10, width 64 (the mean-field maps hold for wide nets), 15 values of sigma_w2,
+depths up to 302 (Schoenholz et al. went to 300) for 2,000 steps, and at criticality up to 1,202
+layers for 10,000 steps (Xiao et al. trained 10,000 layers); 312 runs, GPU hours:
+
+  python scripts/reproduce.py --study=phase_diagram --data_dir=/data/cifar --launcher=slurm \
+      --partition=gpu --gpus_per_node=1 --wait
 
 What a net "trains" means, fixed before any run: its training accuracy reaches TRAINS (0.5, five
 times chance on 10 classes) by the end of its run. The phenomena:
@@ -93,8 +105,18 @@ def critical_sigma_w2(sigma_b2: float) -> float:
 
 
 def iso_depths(o: registry.Options) -> list[int]:
-  """The depths of part 2: the diagram's and `deepest` (0: none more)."""
-  return sorted(set(o.depths) | ({o.deepest} if o.deepest else set()))
+  """The depths of part 2: the diagram's and `deepest` (0: none more); StudyError naming the
+  option where one is not a depth of a CIFAR plain net (6n+2)."""
+  from cnn_depth import models
+
+  depths = sorted(set(o.depths) | ({o.deepest} if o.deepest else set()))
+  for depth in depths:
+    try:
+      models.build_model({"family": "cifar_plain", "depth": depth})
+    except ValueError as e:
+      option = "depths" if depth in o.depths else "deepest"
+      raise registry.StudyError(f"option {option}: {e}") from None
+  return depths
 
 
 def _overrides(o: registry.Options, init: str, sigma_w2: float, sigma_b2: float, steps: int):
@@ -146,6 +168,7 @@ def plan(o: registry.Options) -> list[tuple[registry.RunSpec, dict]]:
   if o.iso_sigma_b2 < 0 or o.sigma_b2 < 0:
     raise registry.StudyError("options sigma_b2 and iso_sigma_b2 must be >= 0 (bias variances)")
   sigmas, critical = sigma_w2_grid(o), critical_sigma_w2(o.iso_sigma_b2)
+  depths = iso_depths(o)  # checks every depth
   out = []
   for seed in o.seeds:
     for sigma_w2 in sigmas:
@@ -155,7 +178,7 @@ def plan(o: registry.Options) -> list[tuple[registry.RunSpec, dict]]:
                sigma_b2=o.sigma_b2, depth=depth, seed=seed, steps=o.map_steps)
         )  # fmt: skip
     for init, variant in INITS.items():
-      for depth in iso_depths(o):
+      for depth in depths:
         out.append(
           _run(o, variant, part="iso", init=init, sigma_w2=critical, sigma_b2=o.iso_sigma_b2,
                depth=depth, seed=seed, steps=o.steps)

@@ -76,6 +76,8 @@ def test_options_narrow_the_grid_and_bad_ones_are_one_sentence():
     ({"sigma_w2_points": 500}, "within 0.01"),
     ({"map_steps": 0}, "must both be >= 1"),
     ({"iso_sigma_b2": -1}, "must be >= 0"),
+    ({"depths": "8,9"}, "option depths: depth 9 is not a valid depth"),
+    ({"deepest": 100}, "option deepest: depth 100 is not a valid depth"),
   ):
     with pytest.raises(registry.StudyError, match=message):
       phase_diagram.grid(options(**bad))
