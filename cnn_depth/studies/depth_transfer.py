@@ -49,8 +49,14 @@ from typing import Sequence
 
 import numpy as np
 
+from cnn_depth import lazy_import
 from cnn_depth import workdir as workdir_lib
 from cnn_depth.studies import registry
+
+data = lazy_import("cnn_depth.data")
+plotting = lazy_import("cnn_depth.analysis.plotting")
+results = lazy_import("cnn_depth.analysis.results")
+runs_lib = lazy_import("cnn_depth.analysis.runs")
 
 # variant -> the branch rule of models/branches.py that makes it
 VARIANTS = {"standard": "identity", "depth_mup": "depth_mup"}
@@ -129,9 +135,6 @@ def grid(o: registry.Options) -> list[registry.RunSpec]:
 def final_loss_rows(o: registry.Options, runs_dir: str) -> tuple[list[dict], list[str]]:
   """One row per finished run (status done or diverged), and the names of the runs not finished
   (missing, running, failed)."""
-  from cnn_depth import data
-  from cnn_depth.analysis import runs as runs_lib
-
   lrs = learning_rates(o)
   rows, unfinished = [], []
   for (variant, depth, lr, seed), spec in plan(o):
@@ -278,8 +281,6 @@ def lr_transfer(csv_path: str, path: str, caption: str | None = None) -> str:
   panel a variant, one colour a depth (mean ± std over seeds through the cells where no seed
   diverged), the best lr of each depth starred, a cell with a diverged seed crossed at the top
   with how many seeds diverged, chance (ln classes) dashed."""
-  from cnn_depth.analysis import plotting
-
   rows = plotting.read_rows(csv_path)
   table, best = cells(rows), best_lrs(rows)
   variants = list(dict.fromkeys(r["variant"] for r in rows))
@@ -327,12 +328,12 @@ def lr_transfer(csv_path: str, path: str, caption: str | None = None) -> str:
 
 def caption(o: registry.Options) -> str:
   lrs = learning_rates(o)
-  data = (
+  setup = (
     f"embedded digits (1,500 train, 8x8), {o.steps} steps" if o.quick
     else f"CIFAR-10, {o.steps} steps ({o.steps / 391:.0f} epochs)"
   )  # fmt: skip
   return (
-    f"{data}; cifar_resnet width {o.width}, norm={o.norm}; batch 128, SGD momentum 0.9, weight "
+    f"{setup}; cifar_resnet width {o.width}, norm={o.norm}; batch 128, SGD momentum 0.9, weight "
     f"decay 1e-4, lr /10 at 50% and 75%; lrs {lrs[0]:g}-{lrs[-1]:g} (x{lrs[-1] / lrs[0]:.3g}); "
     f"final training loss = mean mini-batch loss since the last log; star: best lr (no seed "
     f"diverged, mean below {TRAINED_FRACTION} x chance); x: diverged seeds; "
@@ -341,8 +342,6 @@ def caption(o: registry.Options) -> str:
 
 
 def analyse(o: registry.Options, runs_dir: str, out_dir: str) -> list[str]:
-  from cnn_depth.analysis import plotting, results
-
   rows, unfinished = final_loss_rows(o, runs_dir)
   if not rows:
     raise ValueError(f"no finished run of the depth_transfer grid under {runs_dir}: train it first")

@@ -37,12 +37,12 @@ def test_grid_spans_the_lrs_depths_variants_and_seeds():
   assert len(full) == 6 * 4 * 2 * 3 and full[-1].name == "depth_mup_lr1_d110_s2"
   assert {"--config.num_train_steps=7820", "--config.warmup=0.0",
           "--config.dataset.data_dir=/data/cifar"} <= set(full[-1].overrides)  # fmt: skip
-  for spec in (specs[0], mup, full[-1]):  # the config loads and the overrides name its fields
-    run = sweep.run_for(spec.config_path(), os.path.join("/tmp/r", spec.name), spec.overrides)
-    assert run.name == spec.name
   bn = dt.grid(options(seeds="0", depths="8", norm="bn", lr_count="2", lrs_per_decade="1"))
   assert [s.name for s in bn] == [f"{v}_lr{lr}_d8_s0" for v in dt.VARIANTS for lr in ("0.1", "1")]
-  assert "--config.model.norm=bn" in bn[0].overrides
+  assert "--config.model.norm=bn" in bn[-1].overrides
+  for spec in (specs[0], mup, full[-1], bn[-1]):  # the config loads, the overrides name its fields
+    run = sweep.run_for(spec.config_path(), os.path.join("/tmp/r", spec.name), spec.overrides)
+    assert run.name == spec.name
 
 
 @pytest.mark.parametrize(
