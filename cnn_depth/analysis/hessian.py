@@ -164,7 +164,9 @@ def lanczos(matvec: Matvec, v0, num_iters: int) -> tuple[np.ndarray, np.ndarray]
   orthogonality as Ritz values converge and T grows spurious copies of them, which would bias the
   quadrature weights. The basis is kept on the device as an (m, dim) array; every step is one
   `matvec` (jit it: it is called m times) and one compiled update. The iteration stops early when
-  the Krylov space is invariant (beta below float precision): T then has fewer rows.
+  the Krylov space is invariant (beta below float precision): T then has fewer rows; and at the
+  first value that is not finite (an operator that overflows, as a net whose activations do),
+  which T keeps as its last entry.
   """
   v = jnp.asarray(v0)
   v = v / jnp.linalg.norm(v)
@@ -176,6 +178,8 @@ def lanczos(matvec: Matvec, v0, num_iters: int) -> tuple[np.ndarray, np.ndarray]
     basis, v, alpha, beta = _lanczos_step(basis, v, matvec(v), i)
     alphas.append(float(alpha))
     betas.append(float(beta))
+    if not (math.isfinite(alphas[-1]) and math.isfinite(betas[-1])):
+      break
     if betas[-1] <= tol * max(max(map(abs, alphas)), max(betas)):
       break
   return np.asarray(alphas), np.asarray(betas[: len(alphas) - 1])
@@ -197,8 +201,12 @@ def extreme_eigenvalues(
 ) -> tuple[float, float]:
   """(lambda_max, lambda_min): the largest and the smallest (most negative) Ritz values of
   `num_iters` Lanczos steps from a Gaussian start; both ends of the spectrum converge first, the
-  isolated outliers of a net's Hessian within a few dozen steps (Ghorbani et al.)."""
-  nodes, _ = ritz(*lanczos(matvec, jax.random.normal(key, (dim,), dtype), num_iters))
+  isolated outliers of a net's Hessian within a few dozen steps (Ghorbani et al.). (nan, nan) where
+  a product is not finite (the loss overflows there): the spectrum is undefined."""
+  alphas, betas = lanczos(matvec, jax.random.normal(key, (dim,), dtype), num_iters)
+  if not (np.all(np.isfinite(alphas)) and np.all(np.isfinite(betas))):
+    return math.nan, math.nan
+  nodes, _ = ritz(alphas, betas)
   return float(nodes[-1]), float(nodes[0])
 
 

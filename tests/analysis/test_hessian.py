@@ -71,6 +71,13 @@ def test_lanczos_to_the_full_dimension_finds_every_eigenvalue():
   assert weights.sum() == pytest.approx(1.0, abs=1e-9)
 
 
+def test_an_operator_that_overflows_has_undefined_extremes_after_one_product():
+  calls = []
+  nan_matvec = lambda v: calls.append(1) or v * jnp.nan
+  top, bottom = hessian.extreme_eigenvalues(nan_matvec, 50, jax.random.key(0), num_iters=10)
+  assert np.isnan(top) and np.isnan(bottom) and len(calls) == 1
+
+
 def test_lanczos_stops_on_an_invariant_subspace():
   a = np.diag(np.repeat([-1.0, 2.0, 5.0], [20, 30, 50]))  # three distinct eigenvalues
   alphas, betas = hessian.lanczos(matvec_of(a), jnp.ones(100), 10)
