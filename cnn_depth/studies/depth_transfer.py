@@ -54,6 +54,7 @@ from cnn_depth import workdir as workdir_lib
 from cnn_depth.studies import registry
 
 data = lazy_import("cnn_depth.data")
+models = lazy_import("cnn_depth.models")
 plotting = lazy_import("cnn_depth.analysis.plotting")
 results = lazy_import("cnn_depth.analysis.results")
 runs_lib = lazy_import("cnn_depth.analysis.runs")
@@ -105,6 +106,11 @@ def plan(o: registry.Options) -> list[tuple[tuple[str, int, float, int], registr
     raise registry.StudyError(
       f"option norm must be 'none' (the papers' nets, no normalisation) or 'bn', got {o.norm!r}"
     )
+  for depth in o.depths:  # the family's own rule (6n+2), before any run starts
+    try:
+      models.build_model({"family": "cifar_resnet", "depth": depth})
+    except ValueError as e:
+      raise registry.StudyError(f"option depths: {e}") from None
   lrs, out = learning_rates(o), []
   for seed in o.seeds:
     for variant, branch in VARIANTS.items():

@@ -47,7 +47,11 @@ def test_grid_spans_the_lrs_depths_variants_and_seeds():
 
 @pytest.mark.parametrize(
   "given, message",
-  [({"norm": "ws"}, "option norm must be 'none'"), ({"lr_count": "0"}, "lr grid needs")],
+  [
+    ({"norm": "ws"}, "option norm must be 'none'"),
+    ({"lr_count": "0"}, "lr grid needs"),
+    ({"depths": "8,10"}, "option depths: depth 10 is not a valid depth .* 6n\\+2"),
+  ],
 )
 def test_bad_options_are_one_sentence(given, message):
   with pytest.raises(registry.StudyError, match=message):
