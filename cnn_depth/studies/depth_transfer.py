@@ -10,17 +10,28 @@ The nets are the papers' as closely as cifar_resnet allows: no normalisation (`n
 convolutions with biases). Yang et al. train "vanilla" resnets (no normalisation) and Bordelon et
 al. plot the training loss of convolutional ResNets after 20 epochs on CIFAR-10 against the lr,
 a diverged run a missing point. Without BN the branch scale is the only thing that holds the
-residual stream's variance (Var(x + f(x)) doubles per block under He's init; with 1/sqrt(L) it
-grows by e over the whole net); BN would itself scale each branch down by about sqrt(depth) (De &
-Smith 2020) and blur the comparison. `--set=norm=bn` runs the BN nets instead. Unlike Yang et
+residual stream's size (under He's init each block adds a branch about as large as its input, so
+the signal grows exponentially with depth; times 1/sqrt(L) the growth over the whole net stays
+bounded); BN would itself scale each branch down by about sqrt(depth) (De & Smith 2020) and blur
+the comparison. `--set=norm=bn` runs the BN nets instead. Unlike Yang et
 al.'s one-layer blocks ours have two convolutions per branch; the optimiser is the project's SGD
 with momentum (Yang et al. use Adam, where Depth-muP scales the lr by 1/sqrt(L); with SGD it does
 not, so the same lr grid serves every depth).
 
 Quick mode: the embedded digits, ResNet-8/20/56 of width 8, 200 steps of He et al.'s recipe shrunk
 (batch 128, lr /10 at 50% and 75%), 6 learning rates half a decade apart (1 down to 0.00316), 3
-seeds: 108 runs. Full mode: CIFAR-10, width 16, depths 8-110, 20 epochs (7,820 steps: Bordelon et
-al.'s length), the same recipe and grid, no warm-up at any depth (one recipe for all).
+seeds: 108 runs. Measured on the 2-core CPU (under load), a run costs 12 / 18 / 28 CPU-s at depth
+8 / 20 / 56 (~10 of them the start, compile and evaluation): ~2,100 CPU-s in all, ~17 min with
+--parallel=2 (a diverged run stops early). Full mode: CIFAR-10, width 16, depths 8-110, 20 epochs
+(7,820 steps: Bordelon et al.'s length), the same recipe and grid, no warm-up at any depth (one
+recipe for all): 144 runs of ~1M images each.
+
+  python scripts/reproduce.py --study=depth_transfer --quick --parallel=2
+  python scripts/reproduce.py --study=depth_transfer --data_dir=/data/cifar --launcher=slurm \
+      --partition=gpu --gpus_per_node=1 --wait     # or --parallel=N: one GPU each here
+
+A diverged run's status is 'diverged', which the sweep counts as failed: the script exits 1 and a
+second call trains those runs again (they diverge again, early); --train=false only redraws.
 
 The measurement: each run's final training loss (the mean mini-batch loss since the last log, what
 the step minimises), or 'diverged' where the loss went non-finite (status.json). A learning rate
