@@ -293,6 +293,12 @@ def transfer_lines(rows: Sequence[dict], factor: float) -> list[str]:
 # The figure, drawn from final_loss.csv
 
 
+def _leading_2_or_5(value: float, _=None) -> str:
+  """A log axis's minor label: 2, 5, 0.2, 0.05 ... labelled, the others not (they crowd)."""
+  digit = round(value / 10 ** math.floor(math.log10(value) + 1e-9)) if value > 0 else 0
+  return f"{value:.3g}" if digit in (2, 5) else ""
+
+
 def lr_transfer(csv_path: str, path: str, caption: str | None = None) -> str:
   """Bordelon et al. 2023, Fig. 1 style: the final training loss against the learning rate, one
   panel a variant, one colour a depth (mean ± std over seeds through the cells where no seed
@@ -318,11 +324,11 @@ def lr_transfer(csv_path: str, path: str, caption: str | None = None) -> str:
                     marker="o", markersize=3)  # fmt: skip
       for lr, s in zip(lrs, seeds):
         down = sum(v is None for v in s.values())
-        if down:
-          x = lr * (1.0 + 0.06 * (i - (len(depths) - 1) / 2))  # side by side, not on top
-          ax.plot([x], [0.96], "x", color=colors[depth], transform=ax.get_xaxis_transform())
-          ax.annotate(f"{down}/{len(s)}", (x, 0.9), xycoords=ax.get_xaxis_transform(),
-                      fontsize=6, ha="center", color=colors[depth])  # fmt: skip
+        if down:  # one row a depth, at the top of the panel
+          y = 0.97 - 0.045 * i
+          ax.plot([lr], [y], "x", color=colors[depth], transform=ax.get_xaxis_transform())
+          ax.annotate(f" {down}/{len(s)}", (lr, y), xycoords=ax.get_xaxis_transform(),
+                      fontsize=6, ha="left", va="center", color=colors[depth])  # fmt: skip
       for r in best:
         if (r["variant"], r["depth"]) == (variant, depth) and r["best_lr"] != "":
           ax.plot([r["best_lr"]], [r["train_loss"]], "*", color=colors[depth], markersize=13,
@@ -332,10 +338,12 @@ def lr_transfer(csv_path: str, path: str, caption: str | None = None) -> str:
     ax.axhline(TRAINED_FRACTION * chance, color="grey", linestyle=":", linewidth=0.8,
                label=f"{TRAINED_FRACTION:g} x chance: trained below")  # fmt: skip
     ax.set(xscale="log", yscale="log", xlabel="learning rate", title=TITLES.get(variant, variant))
-    for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
-      axis(plotting.matplotlib.ticker.FormatStrFormatter("%.3g"))
+    ax.yaxis.set_major_formatter(plotting.matplotlib.ticker.FormatStrFormatter("%.3g"))
+    ax.yaxis.set_minor_formatter(_leading_2_or_5)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, frameon=False, loc="lower left")
+  low, high = axes[0][0].get_ylim()
+  axes[0][0].set_ylim(low, high * 3.0)  # headroom: the diverged cells' row above the curves
   axes[0][0].set_ylabel("final training loss")
   return plotting.finish(fig, path, caption)
 
