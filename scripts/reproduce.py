@@ -84,12 +84,12 @@ def main(argv):
   out_dir = _OUT.value or study.default_out_dir()
   code = 0
   if _TRAIN.value:
-    runs = [
-      sweep.run_for(spec.config_path(), os.path.join(runs_dir, spec.name), spec.overrides)
-      for spec in specs
-    ]
     status = shlex.join([sys.executable, "scripts/sweep.py", "--status", f"--workdir={runs_dir}"])
-    try:
+    try:  # a run its config or net refuses (e.g. --depths=9 for a 6n+2 net) is one sentence too
+      runs = [
+        sweep.run_for(spec.config_path(), os.path.join(runs_dir, spec.name), spec.overrides)
+        for spec in specs
+      ]
       code = cli.launch(runs, runs_dir, _LAUNCH, f"reproduce_{study.name}",
                         status)  # fmt: skip
     except sweep.SweepError as e:

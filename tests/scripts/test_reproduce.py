@@ -154,6 +154,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
     (["--study=veit2016", "--quick", "--set=samples"], "--set takes key=value"),
     (["--study=he2016"], "--data_dir"),
     (["--study=he2016", "--quick", "--launcher=pbs"], "--launcher must be local or slurm"),
+    (["--study=he2016", "--quick", "--depths=9"], "run resnet_d9_s0 cannot start: depth 9"),
   ]
   with futures.ThreadPoolExecutor(3) as pool:
     procs = list(pool.map(lambda c: reproduce(*c[0], f"--runs={runs}"), cases))
