@@ -329,7 +329,7 @@ def parse_overrides(config, overrides, program: str = "scripts/train.py"):
   try:
     holder = config_flags.DEFINE_config_dict(
       "config",
-      config.copy_and_resolve_references(),
+      _ShortStr(config.copy_and_resolve_references()),
       flag_values=values,
       sys_argv=argv,
       lock_config=True,
@@ -338,8 +338,18 @@ def parse_overrides(config, overrides, program: str = "scripts/train.py"):
     parsed = holder.value
   except (flags.Error, KeyError, AttributeError, TypeError, ValueError) as e:
     raise ConfigError(console.flag_error(e, argv)) from None
+  parsed = ml_collections.ConfigDict(parsed)  # a plain ConfigDict again, fields and locks as parsed
   check(parsed)
   return parsed
+
+
+class _ShortStr(ml_collections.ConfigDict):
+  """A ConfigDict whose str() is short. absl renders a flag's default as text for --help, twice
+  per definition, and a ConfigDict's text is a YAML dump of every field: 60 ms a parse, 77% of
+  planning a sweep's runs (a 126-run grid took 11 s)."""
+
+  def __str__(self):
+    return "<the run's config>"
 
 
 def digits(steps: int, seed: int = 0) -> ml_collections.ConfigDict:
