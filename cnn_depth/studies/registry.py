@@ -46,7 +46,6 @@ class RunSpec:
 Options = types.SimpleNamespace
 
 
-
 @dataclasses.dataclass(frozen=True)
 class Study:
   """A paper's reproduction.

@@ -40,6 +40,7 @@ trainable_depth.png/pdf, and one line per phenomenon.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 from typing import Any, Mapping, Sequence
@@ -47,7 +48,6 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from cnn_depth import workdir as workdir_lib
-from cnn_depth.models import fixes, meanfield
 from cnn_depth.studies import registry
 
 BATCH = 128  # He et al.'s, configs/quickstart.py's and configs/cifar_resnet.py's
@@ -78,6 +78,8 @@ class Variant:
 def from_preset(name: str, label: str, **changes) -> Variant:
   """A fix of models/fixes.py: its model fields less the depth, with `changes`; its optimiser's
   fixes, never its learning rate (one recipe); its depth as the smallest depth."""
+  from cnn_depth.models import fixes
+
   preset = fixes.get(name)
   model = {k: v for k, v in preset.model.items() if k != "depth"}
   return Variant(label, {**model, **changes}, preset.optimizer_fixes(), int(preset.model["depth"]))
@@ -86,29 +88,46 @@ def from_preset(name: str, label: str, **changes) -> Variant:
 def _dks_plain() -> Variant:
   """DKS on a plain net: the shaping fields of the DKS preset (softplus, SUO kernels at
   sigma_w^2 = 1, no BN) without its residual branches; DKS is defined at plain-8."""
+  from cnn_depth.models import fixes
+
   dks = fixes.get("dks_normalized").model
   shaping = {k: dks[k] for k in ("norm", "init", "sigma_w2", "activation", "transform")}
   return Variant("plain + DKS (softplus)", {"family": "cifar_plain", **shaping})
 
 
-TANH_SIGMA_B2 = fixes.get("vanilla_tanh").model["sigma_b2"]  # 0.05
-# chi_1 = 1 at this sigma_b2 (1.761); the preset's 1.2 lies in the ordered phase.
-TANH_SIGMA_W2 = meanfield.critical_sigma_w2("tanh", TANH_SIGMA_B2)
+@functools.cache
+def variants() -> dict[str, Variant]:
+  """The ten variants by name (also the module's `VARIANTS`), built on first use: they read
+  models/fixes.py and solve tanh's critical point (JAX and SciPy), which importing the studies
+  (reproduce.py --list, a refusal) should not pay for."""
+  from cnn_depth.models import fixes, meanfield
 
-VARIANTS: dict[str, Variant] = {
-  "plain_bn": Variant("plain + BN", {"family": "cifar_plain"}),
-  "resnet_bn": Variant("ResNet + BN", {"family": "cifar_resnet"}),
-  "plain_nobn": Variant("plain, no BN", {"family": "cifar_plain", "norm": "none"}),
-  "resnet_nobn": Variant("ResNet, no BN", {"family": "cifar_resnet", "norm": "none"}),
-  "fixup": from_preset("fixup", "ResNet + Fixup"),
-  "skipinit": from_preset("skipinit", "ResNet + SkipInit"),
-  "nf_agc": from_preset("nf", "NF-ResNet + AGC"),
-  "tanh_delta_orth": from_preset(
-    "vanilla_tanh", "plain tanh, delta-orth., critical", sigma_w2=TANH_SIGMA_W2
-  ),
-  "tat_plain": from_preset("tat", "plain + TAT (leaky ReLU)"),
-  "dks_plain": _dks_plain(),
-}
+  sigma_b2 = fixes.get("vanilla_tanh").model["sigma_b2"]  # 0.05
+  # chi_1 = 1 at this sigma_b2 (1.761); the preset's 1.2 lies in the ordered phase.
+  sigma_w2 = meanfield.critical_sigma_w2("tanh", sigma_b2)
+  return {
+    "plain_bn": Variant("plain + BN", {"family": "cifar_plain"}),
+    "resnet_bn": Variant("ResNet + BN", {"family": "cifar_resnet"}),
+    "plain_nobn": Variant("plain, no BN", {"family": "cifar_plain", "norm": "none"}),
+    "resnet_nobn": Variant("ResNet, no BN", {"family": "cifar_resnet", "norm": "none"}),
+    "fixup": from_preset("fixup", "ResNet + Fixup"),
+    "skipinit": from_preset("skipinit", "ResNet + SkipInit"),
+    "nf_agc": from_preset("nf", "NF-ResNet + AGC"),
+    "tanh_delta_orth": from_preset(
+      "vanilla_tanh", "plain tanh, delta-orth., critical", sigma_w2=sigma_w2
+    ),
+    "tat_plain": from_preset("tat", "plain + TAT (leaky ReLU)"),
+    "dks_plain": _dks_plain(),
+  }
+
+
+def __getattr__(name: str):
+  """`trainable_depth.VARIANTS` (PEP 562): `variants()`, built when first asked for."""
+  if name == "VARIANTS":
+    return variants()
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 # The variants that are fixes for depth: each one's deepest net is asked whether it trains.
 FIXES = ("fixup", "skipinit", "nf_agc", "tanh_delta_orth", "tat_plain", "dks_plain")
 
@@ -118,16 +137,16 @@ FIXES = ("fixup", "skipinit", "nf_agc", "tanh_delta_orth", "tat_plain", "dks_pla
 
 
 def variant_names(text: str) -> list[str]:
-  """'all' or comma-separated names of VARIANTS, in VARIANTS' order; StudyError for another."""
+  """'all' or comma-separated names of variants(), in VARIANTS' order; StudyError for another."""
   if text == "all":
-    return list(VARIANTS)
+    return list(variants())
   names = [n.strip() for n in text.split(",") if n.strip()]
-  unknown = [n for n in names if n not in VARIANTS]
+  unknown = [n for n in names if n not in variants()]
   if unknown or not names:
     raise registry.StudyError(
-      f"option variants must be 'all' or names of {', '.join(VARIANTS)}; got {text!r}"
+      f"option variants must be 'all' or names of {', '.join(variants())}; got {text!r}"
     )
-  return [n for n in VARIANTS if n in names]
+  return [n for n in variants() if n in names]
 
 
 def check_depths(depths: Sequence[int]) -> None:
@@ -177,7 +196,7 @@ def grid(o: registry.Options) -> list[registry.RunSpec]:
   specs = []
   for seed in o.seeds:
     for name in names:
-      variant = VARIANTS[name]
+      variant = variants()[name]
       for depth in o.depths:
         if depth < variant.min_depth:
           continue
@@ -199,7 +218,7 @@ def skipped(o: registry.Options) -> list[str]:
     f"{name} at depth {d}"
     for name in variant_names(o.variants)
     for d in o.depths
-    if d < VARIANTS[name].min_depth
+    if d < variants()[name].min_depth
   ]
 
 
@@ -269,7 +288,7 @@ def summarize(rows: Sequence[dict]) -> list[dict]:
   cells: dict[tuple[str, int], list[dict]] = {}
   for r in rows:
     cells.setdefault((r["variant"], int(r["depth"])), []).append(r)
-  order = list(VARIANTS)
+  order = list(variants())
   out = []
   for (variant, depth), group in sorted(
     cells.items(), key=lambda kv: (order.index(kv[0][0]) if kv[0][0] in order else 99, kv[0])
@@ -335,7 +354,7 @@ def degradation_lines(summary: Sequence[dict]) -> list[str]:
   lines = []
   for variant, want in (("plain_bn", True), ("resnet_bn", False)):
     rows = sorted((r for r in summary if r["variant"] == variant), key=lambda r: r["depth"])
-    name = VARIANTS[variant].label
+    name = variants()[variant].label
     what = "degrades with depth" if want else "does not degrade with depth"
     if (
       len(rows) < 2 or not rows[0]["finished"] or not (rows[-1]["finished"] or rows[-1]["diverged"])
@@ -361,7 +380,7 @@ def deepest_lines(summary: Sequence[dict]) -> list[str]:
       continue
     row = max(rows, key=lambda r: r["depth"])
     ref = _cell(summary, "resnet_bn", row["depth"])
-    name, depth = VARIANTS[variant].label, row["depth"]
+    name, depth = variants()[variant].label, row["depth"]
     claim = "fails at depth" if variant in ("plain_nobn", "resnet_nobn") else "trains at depth"
     if row["trains"] == "":
       lines.append(f"{name} {claim} {depth}: no finished ResNet + BN run to compare: NOT shown")
@@ -389,7 +408,7 @@ def write_csvs(rows: Sequence[dict], summary: Sequence[dict], out_dir: str) -> l
 
 
 def _row_order(row: dict) -> tuple:
-  order = list(VARIANTS)
+  order = list(variants())
   return (order.index(row["variant"]) if row["variant"] in order else 99, row["depth"], row["seed"])
 
 
@@ -407,21 +426,21 @@ def figure(summary_csv: str, path: str, caption: str | None = None) -> str:
   from cnn_depth.analysis import plotting
 
   rows = plotting.read_rows(summary_csv)
-  variants = [v for v in VARIANTS if any(r["variant"] == v for r in rows)]
+  drawn = [v for v in variants() if any(r["variant"] == v for r in rows)]
   depths = sorted({r["depth"] for r in rows})
   colors = plotting.plt.get_cmap("tab10").colors
   fig, axes = plotting.plt.subplots(1, 3, figsize=(15.5, 4.6))
   for ax, (key, title, ylabel, scale) in zip(axes, PANELS):
     top = ax.get_xaxis_transform()  # x in data, y in axes units
-    for i, name in enumerate(variants):
+    for i, name in enumerate(drawn):
       mine = sorted((r for r in rows if r["variant"] == name), key=lambda r: r["depth"])
       style = {"color": colors[i % 10], "linestyle": "--" if _plain(name) else "-"}
-      dodge = 1.02 ** (i - (len(variants) - 1) / 2)  # side by side at each depth (log x)
+      dodge = 1.02 ** (i - (len(drawn) - 1) / 2)  # side by side at each depth (log x)
       ok = [r for r in mine if _finite(r[key])]
       ax.errorbar(
         [dodge * r["depth"] for r in ok], [scale * r[key] for r in ok],
         yerr=[scale * _zero(r[f"{key}_std"]) for r in ok], marker="o", markersize=3.5,
-        capsize=2, linewidth=1.3, label=VARIANTS[name].label, **style,
+        capsize=2, linewidth=1.3, label=variants()[name].label, **style,
       )  # fmt: skip
       for r in mine:
         if r["diverged"]:
@@ -450,7 +469,7 @@ def figure(summary_csv: str, path: str, caption: str | None = None) -> str:
 
 
 def _plain(variant: str) -> bool:
-  return VARIANTS[variant].model["family"] == "cifar_plain"
+  return variants()[variant].model["family"] == "cifar_plain"
 
 
 def _finite(value) -> bool:
