@@ -322,9 +322,12 @@ def test_our_vanilla_cifar_net_follows_the_maps():
     q = np.mean(h**2, axis=-1)
     return q, np.mean(h[:, 0] * h[:, 1], axis=-1) / np.sqrt(q[:, 0] * q[:, 1])
 
+  def pixels(h):  # every other row and column: the maps are evaluated per pixel (2/3 of the time)
+    return np.asarray(h, np.float64)[:, :, ::2, ::2]
+
   for layer in range(1, len(convs)):
-    q_in, c_in = lengths_and_correlations(np.asarray(outputs[layer - 1], np.float64))
-    q, c = lengths_and_correlations(np.asarray(outputs[layer], np.float64))
+    q_in, c_in = lengths_and_correlations(pixels(outputs[layer - 1]))
+    q, c = lengths_and_correlations(pixels(outputs[layer]))
     b2 = np.asarray(bias2[layer], np.float64)[:, None, None]
     predicted_q = length(q_in, b2[..., None])
     predicted_c = corr(np.clip(c_in, -1, 1), np.sqrt(q_in[:, 0] * q_in[:, 1]), b2)
