@@ -15,7 +15,9 @@
 # .md) and one log per family; never results/. Prints one line per family (depth, kernels, compile
 # seconds of the host) and exits 1 if any family did not compile or launches no kernel.
 # Each family runs at its smallest depth whose stages still scan (a loop in the GPU program) and at
-# batch GPU_CHECK_BATCH (8), GPU_CHECK_JOBS (2) compiles at a time.
+# batch GPU_CHECK_BATCH (8), GPU_CHECK_JOBS (2) compiles at a time, each in the one process that
+# benchmark.py starts (--one_process: without it a second process compiles, and each start of jax
+# with its CUDA plugin costs ~2.7 CPU-s here).
 # So does every fix for depth of cnn_depth/models/fixes.py (its preset's net and optimiser, at
 # the smallest depth whose stages scan: ResNet-20), each fix once (`fixes.distinct_fixes`: the
 # bottleneck presets, whose fixes the basic ones have, took 100 of the check's 356 s on the 2-core
@@ -94,8 +96,8 @@ check() {  # one family: its records in $out/$1, everything it printed in $out/$
     return
   fi
   JAX_TRACEBACK_FILTERING=off .venv-cuda/bin/python scripts/benchmark.py --what=kernels \
-    --families="$family" --depths="$depth" --batches="$batch" --out_dir="$out/$family" \
-    > "$out/$family.log" 2>&1 || true
+    --families="$family" --depths="$depth" --batches="$batch" --one_process \
+    --out_dir="$out/$family" > "$out/$family.log" 2>&1 || true
 }
 
 # Every fix preset, with the depth benchmark.py --fixes compiles it at.
