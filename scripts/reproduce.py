@@ -37,7 +37,9 @@ _OUT = flags.DEFINE_string("out", None, "Where the CSVs and figures go (default 
 _SEEDS = flags.DEFINE_string("seeds", None, "Seeds, comma-separated (default: the study's).")
 _DEPTHS = flags.DEFINE_string("depths", None, "Depths, comma-separated (studies with depths).")
 _STEPS = flags.DEFINE_string("steps", None, "Training steps per run (default: the study's).")
-_SET = flags.DEFINE_multi_string("set", [], "Other options of the study: key=value,key=value.")
+_SET = flags.DEFINE_multi_string(
+  "set", [], "Other options of the study: key=value,key=value (a list: key=a,b,c)."
+)
 _TRAIN = flags.DEFINE_bool("train", True, "Train the runs first (false: only measure and draw).")
 _LAUNCH = cli.define_launch_flags()
 
@@ -45,13 +47,16 @@ _LAUNCH = cli.define_launch_flags()
 def _given() -> dict[str, str]:
   given = {k: f.value for k, f in (("seeds", _SEEDS), ("depths", _DEPTHS), ("steps", _STEPS))}
   given = {k: v for k, v in given.items() if v is not None}
-  for item in (i for s in _SET.value for i in s.split(",") if i):
-    key, eq, value = item.partition("=")
-    if not eq or not key:
-      raise studies.StudyError(
-        f"--set takes key=value items (lists: --seeds, --depths), got {item!r}"
-      )
-    given[key] = value
+  for text in _SET.value:
+    key = None
+    for item in (i for i in text.split(",") if i):
+      name, eq, value = item.partition("=")
+      if eq and name:
+        key, given[name] = name, value
+      elif key is not None and not eq:  # a list's next item: --set=variants=fixup,skipinit
+        given[key] += "," + item
+      else:
+        raise studies.StudyError(f"--set takes key=value items (a list: key=a,b,c), got {item!r}")
   return given
 
 

@@ -186,24 +186,26 @@ for argv in json.loads(sys.argv[1]):
 @pytest.mark.slow
 def test_dry_run_of_every_study_prints_its_grid_here_and_for_slurm(tmp_path):
   calls = [
-    (name, launcher)
+    (name, launcher, {})
     for name in studies.names()
     if name != "toy"
     for launcher in ("local", "slurm")
     if not (name == "quickstart" and launcher == "slurm")
   ]
+  calls.append(("fixes_why", "local", {"variants": "fixup,skipinit"}))  # a list through --set
   argvs = [
     [f"--study={n}", "--quick", "--dry_run", f"--launcher={k}", f"--runs={tmp_path / f'{n}_{k}'}"]
-    for n, k in calls
+    + [f"--set={key}={value}" for key, value in given.items()]
+    for n, k, given in calls
   ]
   proc = run_script("-c", DRY_RUNS, json.dumps(argvs))
   assert proc.returncode == 0, proc.stderr[-3000:]
   results = [json.loads(line) for line in proc.stdout.splitlines()]
   assert len(results) == len(calls)
-  for (name, launcher), (code, stdout, stderr) in zip(calls, results):
+  for (name, launcher, given), (code, stdout, stderr) in zip(calls, results):
     assert code == 0, (name, launcher, stderr[-2000:])
     study = studies.get(name)
-    specs = study.grid(study.options(True))
+    specs = study.grid(study.options(True, **given))
     commands = (stdout if launcher == "local" else stderr).strip().splitlines()
     commands = [c for c in commands if "scripts/train.py" in c]
     assert len(commands) == len(specs), (name, launcher)
