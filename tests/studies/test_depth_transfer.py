@@ -224,3 +224,22 @@ def test_a_tiny_real_grid_is_measured_and_drawn(tmp_path):
     assert r["train_loss"] == run.last("train_loss") and 0 < r["train_loss"] < 10
     assert r["train_eval_loss"] == run.last("train_eval_loss")
   assert lines[-1].startswith("depth transfer: depth_mup's best lr moves ")
+
+
+def test_the_committed_quick_results_say_what_their_readme_says():
+  """results/depth_transfer: the phenomenon lines recomputed from the committed final_loss.csv
+  are the lines its README quotes (the claim 'depth_mup moves less: shown' among them), and
+  best_lr.csv is what that CSV gives."""
+  from cnn_depth.analysis import plotting
+
+  out = os.path.join(registry.ROOT, "results", "depth_transfer")
+  rows = plotting.read_rows(os.path.join(out, "final_loss.csv"))
+  assert len(rows) == 108 and {r["seed"] for r in rows} == {0, 1, 2}
+  lines = dt.transfer_lines(rows, 10**0.5)
+  readme = open(os.path.join(out, "README.md")).read()
+  for line in lines:
+    assert f"    {line}\n" in readme, line
+  assert lines[-1].startswith("depth transfer:") and "depth_mup moves less: shown" in lines[-1]
+  best = {(r["variant"], r["depth"]): r["best_lr"] for r in dt.best_lrs(rows)}
+  committed = plotting.read_rows(os.path.join(out, "best_lr.csv"))
+  assert {(r["variant"], r["depth"]): r["best_lr"] for r in committed} == best
