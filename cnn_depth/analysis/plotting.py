@@ -391,7 +391,9 @@ def depth_colors(rows: Sequence[dict]) -> dict[int, str]:
 
 
 def finish(fig, path: str, caption: str | None):
-  if caption:
-    fig.text(0.5, -0.04, caption, ha="center", fontsize=8, wrap=True)
+  """Lays the figure out, puts `caption` under it (its first line below the figure's bottom edge,
+  however many lines it wraps to, so it never overlaps the axis labels) and saves it."""
   fig.tight_layout()
+  if caption:
+    fig.text(0.5, -0.01, caption, ha="center", va="top", fontsize=8, wrap=True)
   return save(fig, path)
