@@ -458,7 +458,7 @@ def figure(summary_csv: str, path: str, caption: str | None = None) -> str:
   axes[1].set_yscale("log")
   plain = plotting.matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
   axes[1].yaxis.set_major_formatter(plain)
-  axes[1].yaxis.set_minor_formatter(plain)
+  axes[1].yaxis.set_minor_formatter(plotting.matplotlib.ticker.NullFormatter())  # no crowding
   axes[2].set_ylim(0, 100)
   handles, labels = axes[0].get_legend_handles_labels()
   handles.append(plotting.matplotlib.lines.Line2D([], [], marker="x", color="k", linestyle=""))

@@ -234,3 +234,27 @@ def test_a_real_tiny_run_is_measured_and_drawn(tmp_path):
   assert lines[-1] == (
     "ResNet + Fixup trains at depth 8: no finished ResNet + BN run to compare: NOT shown"
   )
+
+
+def test_the_committed_quick_results_say_what_their_readme_says():
+  """results/trainable_depth: the phenomenon lines recomputed from the committed per-run CSV are
+  the lines its README quotes (degradation shown, NF-ResNet + AGC trains at 56, Fixup, SkipInit,
+  critical tanh, TAT and DKS NOT shown at lr 0.1), and the committed summary is that CSV's."""
+  import os
+
+  from cnn_depth.analysis import plotting
+
+  out = os.path.join(registry.ROOT, "results", "trainable_depth")
+  rows = plotting.read_rows(os.path.join(out, "trainable_depth.csv"))
+  assert len(rows) == 87 and {r["seed"] for r in rows} == {0, 1, 2}
+  summary = td.summarize(rows)
+  lines = td.degradation_lines(summary) + td.deepest_lines(summary)
+  readme = open(os.path.join(out, "README.md")).read()
+  for line in lines:
+    assert f"    {line}\n" in readme, line
+  assert [line.rsplit(": ", 1)[1] for line in lines] == ["shown"] * 4 + [
+    "NOT shown", "NOT shown", "shown", "NOT shown", "NOT shown", "NOT shown"
+  ]  # fmt: skip
+  committed = plotting.read_rows(os.path.join(out, "trainable_depth_summary.csv"))
+  key = lambda r: (r["variant"], r["depth"], r["finished"], r["diverged"])  # noqa: E731
+  assert [key(r) for r in committed] == [key(r) for r in summary]
