@@ -212,3 +212,17 @@ def test_a_real_net_without_bn_is_measured_and_its_undefined_values_said(tmp_pat
   assert len(fixup) == 4 and all(line.endswith("NOT shown") for line in fixup[1:])
   for name in ("gradient_correlation.png", "fixes_why.png"):
     nonempty(os.path.join(out, name))
+
+
+def test_the_committed_quick_results_say_what_their_readme_says():
+  """results/fixes_why: the phenomenon lines recomputed from the committed fixes_why.csv (the
+  depth-56 nets of trainable_depth, 3 seeds) are the lines its README quotes."""
+  out = os.path.join(registry.ROOT, "results", "fixes_why")
+  rows = plotting.read_rows(os.path.join(out, "fixes_why.csv"))
+  assert len(rows) == 30 and {r["seed"] for r in rows} == {0, 1, 2}
+  lines = fixes_why.phenomena(rows, 8)
+  readme = open(os.path.join(out, "README.md")).read()
+  for line in lines:
+    assert f"    {line}\n" in readme, line
+  assert lines[0].endswith(": shown") and lines[1].endswith(": shown")  # the references
+  assert len(lines) == 2 + 3 * 6
