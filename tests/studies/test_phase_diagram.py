@@ -266,3 +266,21 @@ def test_tiny_real_runs_are_measured_and_drawn(tmp_path):
   assert np.isclose([t["sigma_w2"] for t in theory], 1.0).any()
   assert any(line.startswith("trainable region follows") for line in lines)
   assert any(line.startswith("the delta-orthogonal net keeps training") for line in lines)
+
+
+def test_the_committed_quick_results_say_what_their_readme_says():
+  """results/phase_diagram: the lines recomputed from the committed CSVs (the diagram's 96 runs
+  and the 30 at criticality, 3 seeds) are the lines its README quotes, both claims shown."""
+  out = os.path.join(registry.ROOT, "results", "phase_diagram")
+  map_rows = plotting.read_rows(os.path.join(out, "phase_diagram.csv"))
+  iso_rows = plotting.read_rows(os.path.join(out, "isometry.csv"))
+  assert (len(map_rows), len(iso_rows)) == (96, 30)
+  assert {r["seed"] for r in map_rows + iso_rows} == {0, 1, 2}
+  lines = phase_diagram.accuracy_lines(map_rows, iso_rows) + [
+    phase_diagram.region_follows_curve(map_rows),
+    phase_diagram.orthogonal_keeps_training(iso_rows),
+  ]
+  readme = open(os.path.join(out, "README.md")).read()
+  for line in lines:
+    assert f"    {line}\n" in readme, line
+  assert lines[-2].endswith(": shown") and lines[-1].endswith(": shown")
