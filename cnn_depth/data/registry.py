@@ -13,6 +13,7 @@ Only numpy is imported here: the readers import their data libraries when they r
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 from typing import Any, Callable
 
@@ -21,6 +22,20 @@ import numpy as np
 
 class DataError(ValueError):
   """The data is missing, incomplete, corrupt or of the wrong kind; the message says what to do."""
+
+
+def packaged_file(package: str, path: str, dataset: str, pip_name: str) -> str:
+  """The file `path` inside installed `package` (an embedded dataset's csv), found without importing
+  the package (scikit-learn's import takes a second; the data needs none of its code). DataError
+  naming `dataset` and what to install where it is missing."""
+  spec = importlib.util.find_spec(package)
+  found = spec and os.path.join(spec.submodule_search_locations[0], path)
+  if not found or not os.path.exists(found):
+    raise DataError(
+      f"The {dataset!r} dataset ships with {pip_name}: `pip install {pip_name}` (or the package's "
+      "`data` extra)."
+    )
+  return found
 
 
 @dataclasses.dataclass(frozen=True)
