@@ -165,9 +165,19 @@ def cifar_densenet(
 
 
 def imagenet_densenet(depth: int = 121, *, growth_rate: int | None = None, **kw) -> DenseNet:
-  """ImageNet DenseNet-121/161/169/201/264 (BC: bottleneck layers, theta = 0.5, k0 = 2k)."""
-  registry.only(depth, IMAGENET_DENSENETS, "ImageNet DenseNet")
-  sizes, k = IMAGENET_DENSENETS[depth]
+  """ImageNet DenseNet-121/161/169/201/264 (BC: bottleneck layers, theta = 0.5, k0 = 2k). Another
+  depth 8n + 5 is four blocks of n layers at k = 32 (no published net): DenseNet-13, one layer a
+  block, has every kind of layer of the family at 224x224, for checks that compile it (its
+  blocks are unrolled, so DenseNet-121's compile takes ~8x as long)."""
+  if depth in IMAGENET_DENSENETS:
+    sizes, k = IMAGENET_DENSENETS[depth]
+  elif depth >= 13 and (depth - 5) % 8 == 0:
+    sizes, k = ((depth - 5) // 8,) * 4, 32
+  else:
+    raise ValueError(
+      f"ImageNet DenseNet depth must be one of {sorted(IMAGENET_DENSENETS)} (Huang et al.'s) or "
+      f"8n+5 with n >= 1 (four blocks of n layers, e.g. 13); got {depth}"
+    )
   k = growth_rate or k
   kw.setdefault("num_classes", 1000)
   return DenseNet(

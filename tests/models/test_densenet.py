@@ -57,6 +57,25 @@ def test_densenet_layer_l_sees_k0_plus_k_times_l_minus_1_maps():
   assert plain["stage2_block11"]["conv1"]["kernel"].shape == (3, 3, 16 + 2 * 12 * 12 + 11 * 12, 12)
 
 
+def test_imagenet_densenet_13_is_121_with_one_layer_a_block():
+  """The 8n+5 depths (no published net; the GPU compile check's DenseNet): DenseNet-13's layers
+  are DenseNet-121's first layer of each block and its transitions, of the same shapes, except the
+  maps a transition and the head see (one layer's k new maps, not a block's)."""
+  shapes = {
+    d: models.init_shapes(build("imagenet_densenet", d), (224, 224, 3))["params"] for d in (13, 121)
+  }
+  assert densenet.imagenet_densenet(13).stage_sizes == (1, 1, 1, 1)
+  assert densenet.imagenet_densenet(21).stage_sizes == (2, 2, 2, 2)
+  small, big = (jax.tree.map(np.shape, shapes[d]) for d in (13, 121))
+  assert set(small) == {n for n in big if not n.startswith("stage") or n.endswith("block0")}
+  for name in small:
+    if name in ("conv_init", "bn_init", "stage0_block0"):  # before the first transition: equal
+      assert small[name] == big[name], name
+  k, k0 = 32, 64
+  assert small["transition1_conv"]["kernel"] == (1, 1, k0 + k, (k0 + k) // 2)
+  assert small["head"]["kernel"][1] == 1000
+
+
 @pytest.mark.slow
 def test_densenet_gate_zero_deletes_the_layers_new_maps():
   model = densenet.cifar_densenet(16, bc=True, growth_rate=4)
