@@ -738,11 +738,13 @@ def test_nf_block_outputs_follow_the_expected_variance_schedule():
 def test_resnet_1202_with_each_fix_compiles_once_in_seconds():
   """Every fix keeps a stage one scanned block: the lowered training gradient of ResNet-1202
   (bottlenecks: ResNet-1001) is about as long as ResNet-20's (the per-block constants are scanned
-  arrays, not unrolled Python), and compiles once. The compile times go in the issue's note
-  (2-core CPU, XLA's backend optimisations off as everywhere in the suite)."""
+  arrays, not unrolled Python), and is traced once. The longest of the ten programs is compiled
+  here (2-core CPU, XLA's backend optimisations off as everywhere in the suite); the others are no
+  longer, and each fix's ResNet-20 compiles and trains in test_each_fix_trains_two_steps. Compiling
+  all ten took 45 s of the suite for numbers within a second of each other (~3 s each)."""
   import time
 
-  times = {}
+  longest = None
   for name, fix in FIXES.items():
     lengths = []
     deepest = 1001 if "bottleneck" in name else 1202  # 9n+2, 6n+2
@@ -761,15 +763,18 @@ def test_resnet_1202_with_each_fix_compiles_once_in_seconds():
 
       lowered = jax.jit(jax.grad(grad)).lower(v["params"], v, x)
       lengths.append(len(lowered.as_text()))
-    cached = jax.config.jax_enable_compilation_cache
-    jax.config.update("jax_enable_compilation_cache", False)  # a compile, not a cache read
-    try:
-      start = time.perf_counter()
-      lowered.compile()
-      times[name] = time.perf_counter() - start
-    finally:
-      jax.config.update("jax_enable_compilation_cache", cached)
     assert len(traces) == 1, name
     assert lengths[1] < 1.2 * lengths[0], (name, lengths)
-  print("ResNet-1202 training-gradient compile seconds:", times)
-  assert max(times.values()) < 60, times
+    if longest is None or lengths[1] > longest[1]:
+      longest = (name, lengths[1], lowered)
+  name, _, lowered = longest
+  cached = jax.config.jax_enable_compilation_cache
+  jax.config.update("jax_enable_compilation_cache", False)  # a compile, not a cache read
+  try:
+    start = time.perf_counter()
+    lowered.compile()
+    seconds = time.perf_counter() - start
+  finally:
+    jax.config.update("jax_enable_compilation_cache", cached)
+  print(f"ResNet-1202 training gradient with {name} (the longest program): compiled in {seconds} s")
+  assert seconds < 60, (name, seconds)
