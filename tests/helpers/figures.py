@@ -1,5 +1,6 @@
-"""What the figure tests share: a tiny fake workdir, the check that a figure was drawn, and the four
-nets the li2018 and balduzzi2017 figures are drawn for."""
+"""What the figure tests share: a tiny fake workdir, the check that a figure was drawn, the check
+that a committed result's README quotes the lines its script prints, and the four nets the li2018
+and balduzzi2017 figures are drawn for."""
 
 import os
 
@@ -27,3 +28,11 @@ def fake_run(workdir, family, depth, final_train):
 def nonempty(png):
   assert os.path.getsize(png) > 5000
   assert os.path.getsize(png[:-4] + ".pdf") > 1000
+
+
+def assert_readme_quotes(results_dir, lines):
+  """Each of `lines` (recomputed from `results_dir`'s committed CSVs) is quoted in its README.md as
+  the script printed it: a line of its own, indented four spaces."""
+  readme = open(os.path.join(results_dir, "README.md")).read()
+  for line in lines:
+    assert f"    {line}\n" in readme, line

@@ -7,7 +7,7 @@ import math
 import os
 
 import pytest
-from helpers.figures import nonempty
+from helpers.figures import assert_readme_quotes, nonempty
 
 from cnn_depth import sweep
 from cnn_depth import workdir as workdir_lib
@@ -236,9 +236,7 @@ def test_the_committed_quick_results_say_what_their_readme_says():
   rows = plotting.read_rows(os.path.join(out, "final_loss.csv"))
   assert len(rows) == 108 and {r["seed"] for r in rows} == {0, 1, 2}
   lines = dt.transfer_lines(rows, 10**0.5)
-  readme = open(os.path.join(out, "README.md")).read()
-  for line in lines:
-    assert f"    {line}\n" in readme, line
+  assert_readme_quotes(out, lines)
   assert lines[-1].startswith("depth transfer:") and "depth_mup moves less: shown" in lines[-1]
   best = {(r["variant"], r["depth"]): r["best_lr"] for r in dt.best_lrs(rows)}
   committed = plotting.read_rows(os.path.join(out, "best_lr.csv"))

@@ -12,7 +12,7 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers.figures import nonempty
+from helpers.figures import assert_readme_quotes, nonempty
 
 from cnn_depth import workdir as workdir_lib
 from cnn_depth.analysis import plotting
@@ -221,8 +221,6 @@ def test_the_committed_quick_results_say_what_their_readme_says():
   rows = plotting.read_rows(os.path.join(out, "fixes_why.csv"))
   assert len(rows) == 30 and {r["seed"] for r in rows} == {0, 1, 2}
   lines = fixes_why.phenomena(rows, 8)
-  readme = open(os.path.join(out, "README.md")).read()
-  for line in lines:
-    assert f"    {line}\n" in readme, line
+  assert_readme_quotes(out, lines)
   assert lines[0].endswith(": shown") and lines[1].endswith(": shown")  # the references
   assert len(lines) == 2 + 3 * 6

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 import pytest
-from helpers.figures import nonempty
+from helpers.figures import assert_readme_quotes, nonempty
 
 from cnn_depth import workdir as workdir_lib
 from cnn_depth.analysis import plotting, results
@@ -280,7 +280,5 @@ def test_the_committed_quick_results_say_what_their_readme_says():
     phase_diagram.region_follows_curve(map_rows),
     phase_diagram.orthogonal_keeps_training(iso_rows),
   ]
-  readme = open(os.path.join(out, "README.md")).read()
-  for line in lines:
-    assert f"    {line}\n" in readme, line
+  assert_readme_quotes(out, lines)
   assert lines[-2].endswith(": shown") and lines[-1].endswith(": shown")

@@ -7,7 +7,7 @@ import csv
 import math
 
 import pytest
-from helpers.figures import nonempty
+from helpers.figures import assert_readme_quotes, nonempty
 
 from cnn_depth import workdir as workdir_lib
 from cnn_depth.models import fixes, meanfield
@@ -249,9 +249,7 @@ def test_the_committed_quick_results_say_what_their_readme_says():
   assert len(rows) == 87 and {r["seed"] for r in rows} == {0, 1, 2}
   summary = td.summarize(rows)
   lines = td.degradation_lines(summary) + td.deepest_lines(summary)
-  readme = open(os.path.join(out, "README.md")).read()
-  for line in lines:
-    assert f"    {line}\n" in readme, line
+  assert_readme_quotes(out, lines)
   assert [line.rsplit(": ", 1)[1] for line in lines] == ["shown"] * 4 + [
     "NOT shown", "NOT shown", "shown", "NOT shown", "NOT shown", "NOT shown"
   ]  # fmt: skip
